@@ -1,0 +1,137 @@
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+
+def normalize_email(email):
+    """The one canonical form of an email: trimmed and lowercased."""
+    return (email or "").strip().lower()
+
+
+class UserManager(BaseUserManager):
+    def get_by_natural_key(self, email):
+        return self.get(email=normalize_email(email))
+
+    def create_user(self, email, password=None, **fields):
+        user = self.model(email=normalize_email(email), **fields)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+
+class User(AbstractBaseUser):
+    email = models.EmailField(max_length=254, unique=True)
+    is_admin = models.BooleanField("admin", default=False)
+    is_active = models.BooleanField("enabled", default=True)
+    date_joined = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(null=True, blank=True)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+
+    class Meta:
+        ordering = ["email"]
+        constraints = [
+            models.UniqueConstraint(
+                Lower("email"),
+                name="%(app_label)s_%(class)s_unique_email_ci",
+                violation_error_message="A user with this email already exists.",
+            ),
+        ]
+
+    def __str__(self):
+        return self.email
+
+    def set_legacy_bcrypt_hash(self, raw_hash):
+        """Keep a hash from the legacy platform (`$2b$12$...`) as it is.
+
+        Django's bcrypt hasher reads it behind its own prefix, and the next
+        successful login re-hashes it with the first configured hasher.
+        """
+        if not raw_hash.startswith(("$2a$", "$2b$", "$2y$")):
+            raise ValueError("not a bcrypt hash")
+        self.password = f"bcrypt${raw_hash}"
+
+
+class RegistrationCode(models.Model):
+    """An invitation an admin shows to people: one active code per admin."""
+
+    ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no I, O, 0, 1
+    LENGTH = 8
+
+    code = models.CharField(max_length=LENGTH, unique=True)
+    created_by = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="registration_code"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+    max_uses = models.PositiveIntegerField(null=True, blank=True)
+    use_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.code
+
+    @property
+    def is_expired(self):
+        return self.expires_at <= timezone.now()
+
+    @property
+    def uses_left(self):
+        return None if self.max_uses is None else max(self.max_uses - self.use_count, 0)
+
+
+class ActivityLog(models.Model):
+    class Action(models.TextChoices):
+        LOGIN = "login", "Logged in"
+        LOGIN_FAILED = "login_failed", "Failed login"
+        LOGOUT = "logout", "Logged out"
+        SIGNUP = "signup", "Signed up"
+        CODE_GENERATED = "code_generated", "Registration code generated"
+        CODE_REVOKED = "code_revoked", "Registration code revoked"
+        PASSWORD_CHANGED = "password_changed", "Password changed"
+        USER_CREATED = "user_created", "User created"
+        USER_UPDATED = "user_updated", "User updated"
+        USER_PASSWORD_SET = "user_password_set", "User password set"
+        USER_DELETED = "user_deleted", "User deleted"
+
+    # The FK is nulled when the user is deleted; the copied email survives.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="activity"
+    )
+    email = models.CharField(max_length=254, blank=True)
+    action = models.CharField(max_length=32, choices=Action.choices)
+    message = models.TextField()
+    target = models.CharField(max_length=255, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="accounts_activity_user_idx"),
+            models.Index(fields=["action", "-created_at"], name="accounts_activity_action_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.email}: {self.message}"
+
+
+class UserSession(models.Model):
+    """Which stored sessions belong to whom, so they can be ended server-side."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sessions")
+    session_key = models.CharField(max_length=40, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.user} {self.session_key[:6]}…"

@@ -1,0 +1,300 @@
+"""Account work: every change to users, codes and the activity log goes through here."""
+
+import ipaddress
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import update_session_auth_hash
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from .models import ActivityLog, RegistrationCode, User, UserSession, normalize_email
+
+Action = ActivityLog.Action
+
+
+# Activity log ----------------------------------------------------------------
+
+def client_ip(request):
+    """The client's address, trusting X-Forwarded-For only as far as our own proxies.
+
+    Each of TRUSTED_PROXY_COUNT proxies appends the address it saw, so the
+    client is the entry that many places from the end; anything to the left of
+    it was written by the client and is ignored.
+    """
+    if request is None:
+        return None
+    address = request.META.get("REMOTE_ADDR", "")
+    hops = settings.TRUSTED_PROXY_COUNT
+    if hops:
+        forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
+        if len(forwarded) >= hops:
+            address = forwarded[-hops]
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
+
+
+def activity_log(*, action, message, user=None, email="", target="", request=None):
+    return ActivityLog.objects.create(
+        user=user,
+        email=email or (user.email if user else ""),
+        action=action,
+        message=message,
+        target=str(target)[:255],
+        ip=client_ip(request),
+    )
+
+
+def activity_purge():
+    cutoff = timezone.now() - timedelta(days=settings.ACTIVITY_RETENTION_DAYS)
+    deleted, _ = ActivityLog.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
+
+
+# Registration codes ----------------------------------------------------------
+
+def _new_code():
+    return "".join(secrets.choice(RegistrationCode.ALPHABET) for _ in range(RegistrationCode.LENGTH))
+
+
+def registration_code_generate(*, admin, max_uses=None, request=None):
+    """Give the admin a fresh code, replacing the one they had."""
+    expires_at = timezone.now() + settings.REGISTRATION_CODE_TTL
+    for _ in range(5):  # a collision in 32^8 codes is a freak; retry a few times
+        try:
+            with transaction.atomic():
+                code, _ = RegistrationCode.objects.update_or_create(
+                    created_by=admin,
+                    defaults={
+                        "code": _new_code(),
+                        "created_at": timezone.now(),
+                        "expires_at": expires_at,
+                        "max_uses": max_uses,
+                        "use_count": 0,
+                    },
+                )
+                limit = f", up to {max_uses} sign-ups" if max_uses else ""
+                activity_log(
+                    action=Action.CODE_GENERATED,
+                    user=admin,
+                    message=f"Generated registration code {code.code} (valid until {expires_at:%H:%M} UTC{limit})",
+                    target=code.code,
+                    request=request,
+                )
+                return code
+        except IntegrityError:
+            continue
+    raise RuntimeError("could not generate a unique registration code")
+
+
+@transaction.atomic
+def registration_code_revoke(*, admin, request=None):
+    code = RegistrationCode.objects.filter(created_by=admin).first()
+    if code is None:
+        return False
+    code.delete()
+    activity_log(
+        action=Action.CODE_REVOKED,
+        user=admin,
+        message=f"Revoked registration code {code.code}",
+        target=code.code,
+        request=request,
+    )
+    return True
+
+
+def registration_codes_purge():
+    deleted, _ = RegistrationCode.objects.filter(expires_at__lte=timezone.now()).delete()
+    return deleted
+
+
+def _usable_codes():
+    return RegistrationCode.objects.filter(expires_at__gt=timezone.now()).filter(
+        Q(max_uses__isnull=True) | Q(use_count__lt=F("max_uses"))
+    )
+
+
+def registration_code_find(code):
+    """The usable code matching `code` (any case), or None."""
+    return _usable_codes().filter(code=code.strip().upper()).select_related("created_by").first()
+
+
+INVALID_CODE = "This registration code is not valid. Ask an administrator for a current one."
+
+
+@transaction.atomic
+def user_signup(*, code, email, password, request=None):
+    """Create an account with a registration code.
+
+    The code's use is counted with one conditional UPDATE, so concurrent
+    sign-ups can never use a limited code more often than allowed.
+    """
+    registration = registration_code_find(code)
+    if registration is None or not _usable_codes().filter(pk=registration.pk).update(use_count=F("use_count") + 1):
+        raise ValidationError({"code": INVALID_CODE})
+    user = _user_create(email=email, password=password)
+    admin = registration.created_by
+    activity_log(
+        action=Action.SIGNUP,
+        user=user,
+        message=f"Signed up with registration code {registration.code} from {admin.email}",
+        target=admin.email,
+        request=request,
+    )
+    return user
+
+
+# Users -----------------------------------------------------------------------
+
+def _user_create(*, email, password, is_admin=False):
+    email = normalize_email(email)
+    if User.objects.filter(email=email).exists():
+        raise ValidationError({"email": "A user with this email already exists."})
+    try:
+        with transaction.atomic():
+            return User.objects.create_user(email=email, password=password, is_admin=is_admin)
+    except IntegrityError:  # lost a race with another sign-up for the same email
+        raise ValidationError({"email": "A user with this email already exists."}) from None
+
+
+@transaction.atomic
+def user_create(*, actor, email, password, is_admin=False, request=None):
+    user = _user_create(email=email, password=password, is_admin=is_admin)
+    role = "admin" if is_admin else "user"
+    activity_log(
+        action=Action.USER_CREATED, user=actor, message=f"Created {role} {user.email}", target=user.email, request=request
+    )
+    return user
+
+
+def _enabled_admins():
+    return User.objects.filter(is_admin=True, is_active=True)
+
+
+def _ensure_admin_remains(*, user):
+    """Refuse to take away the last enabled admin."""
+    if user.is_admin and user.is_active and not _enabled_admins().exclude(pk=user.pk).exists():
+        raise ValidationError("This is the last enabled administrator; make someone else an administrator first.")
+
+
+@transaction.atomic
+def user_update(*, actor, user, email, is_admin, is_active, request=None):
+    user = User.objects.select_for_update().get(pk=user.pk)
+    email = normalize_email(email)
+    if user.pk == actor.pk and not is_admin:
+        raise ValidationError({"is_admin": "You cannot remove your own administrator rights."})
+    if user.pk == actor.pk and not is_active:
+        raise ValidationError({"is_active": "You cannot disable your own account."})
+    if (user.is_admin and not is_admin) or (user.is_active and not is_active):
+        _ensure_admin_remains(user=user)
+    if email != user.email and User.objects.filter(email=email).exclude(pk=user.pk).exists():
+        raise ValidationError({"email": "A user with this email already exists."})
+
+    changes = []
+    if email != user.email:
+        changes.append(f"email {user.email} → {email}")
+    if is_admin != user.is_admin:
+        changes.append("made admin" if is_admin else "admin rights removed")
+    if is_active != user.is_active:
+        changes.append("enabled" if is_active else "disabled")
+    if not changes:
+        return user
+    user.email, user.is_admin, user.is_active = email, is_admin, is_active
+    user.save(update_fields=["email", "is_admin", "is_active"])
+    if not is_active:
+        sessions_end(user=user)
+    activity_log(
+        action=Action.USER_UPDATED,
+        user=actor,
+        message=f"Updated {user.email}: {', '.join(changes)}",
+        target=user.email,
+        request=request,
+    )
+    return user
+
+
+@transaction.atomic
+def user_set_password(*, actor, user, password, request=None):
+    """An admin sets someone's password; that person's sessions end."""
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    sessions_end(user=user)
+    activity_log(
+        action=Action.USER_PASSWORD_SET,
+        user=actor,
+        message=f"Set a new password for {user.email}",
+        target=user.email,
+        request=request,
+    )
+
+
+@transaction.atomic
+def password_change(*, request, user, password):
+    """The user changes their own password: this session lives on, the others end."""
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    current = request.session.session_key
+    sessions_end(user=user, keep=current)
+    update_session_auth_hash(request, user)  # gives this session a new key
+    user.sessions.filter(session_key=current).update(session_key=request.session.session_key)
+    activity_log(action=Action.PASSWORD_CHANGED, user=user, message="Changed their password", request=request)
+
+
+# Checks other apps add to say why a user cannot be deleted yet (hosting adds
+# "owns live virtual servers"). Each takes a user and returns a reason or None.
+user_delete_checks = []
+
+
+def user_delete_blockers(user):
+    return [reason for check in user_delete_checks if (reason := check(user))]
+
+
+@transaction.atomic
+def user_delete(*, actor, user, request=None):
+    if user.pk == actor.pk:
+        raise ValidationError("You cannot delete your own account.")
+    _ensure_admin_remains(user=user)
+    if blockers := user_delete_blockers(user):
+        raise ValidationError(blockers)
+    email = user.email
+    sessions_end(user=user)
+    user.delete()
+    activity_log(action=Action.USER_DELETED, user=actor, message=f"Deleted user {email}", target=email, request=request)
+
+
+# Sessions --------------------------------------------------------------------
+
+def sessions_end(*, user, keep=None):
+    """Delete every stored session of `user` (but `keep`), server-side.
+
+    Sessions are tracked at login (see signals), so this does not scan the
+    whole session table.
+    """
+    from django.contrib.sessions.models import Session
+
+    keys = set(user.sessions.values_list("session_key", flat=True)) - {keep}
+    Session.objects.filter(session_key__in=keys).delete()
+    user.sessions.filter(session_key__in=keys).delete()
+
+
+def session_track(*, request, user):
+    UserSession.objects.get_or_create(session_key=request.session.session_key, defaults={"user": user})
+
+
+def session_untrack(*, request):
+    UserSession.objects.filter(session_key=request.session.session_key).delete()
+
+
+def sessions_purge():
+    """Forget tracked sessions whose stored session has expired or gone."""
+    from django.contrib.sessions.models import Session
+
+    Session.objects.filter(expire_date__lt=timezone.now()).delete()
+    live = Session.objects.values("session_key")
+    deleted, _ = UserSession.objects.exclude(session_key__in=live).delete()
+    return deleted

@@ -1,0 +1,29 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from . import views
+from .forms import LoginForm
+
+app_name = "accounts"
+
+urlpatterns = [
+    path(
+        "login/",
+        auth_views.LoginView.as_view(
+            form_class=LoginForm, template_name="accounts/login.html", redirect_authenticated_user=True
+        ),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("signup/", views.signup, name="signup"),
+    path("account/", views.account, name="account"),
+    path("admin/", views.admin_dashboard, name="admin_dashboard"),
+    path("admin/code/generate/", views.registration_code_generate, name="registration_code_generate"),
+    path("admin/code/revoke/", views.registration_code_revoke, name="registration_code_revoke"),
+    path("admin/users/", views.user_list, name="user_list"),
+    path("admin/users/new/", views.user_create, name="user_create"),
+    path("admin/users/<int:user_id>/", views.user_detail, name="user_detail"),
+    path("admin/users/<int:user_id>/password/", views.user_set_password, name="user_set_password"),
+    path("admin/users/<int:user_id>/delete/", views.user_delete, name="user_delete"),
+    path("admin/activity/", views.activity_list, name="activity_list"),
+]

@@ -1,0 +1,222 @@
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Count, Q, Value
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from . import forms, services
+from .decorators import admin_required
+from .models import ActivityLog, RegistrationCode, User
+
+PAGE_SIZE = 50
+
+
+def _page(request, queryset):
+    return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+def _add_errors(form, error):
+    """Put a service's ValidationError on the form, field by field where it names one."""
+    if hasattr(error, "error_dict"):
+        for field, errors in error.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, error)
+
+
+@require_GET
+def home(request):
+    if request.user.is_admin:
+        return redirect("accounts:admin_dashboard")
+    return redirect("accounts:account")
+
+
+@login_not_required
+@require_http_methods(["GET", "POST"])
+def signup(request):
+    if request.user.is_authenticated:
+        return redirect("home")
+    form = forms.SignupForm(request.POST or None, initial={"code": request.GET.get("code", "")})
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.user_signup(
+                code=form.cleaned_data["code"],
+                email=form.cleaned_data["email"],
+                password=form.cleaned_data["password1"],
+                request=request,
+            )
+        except ValidationError as error:
+            _add_errors(form, error)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, "Welcome! Your account is ready.")
+            return redirect("home")
+    return render(request, "accounts/signup.html", {"form": form})
+
+
+@require_http_methods(["GET", "POST"])
+def account(request):
+    form = forms.PasswordChangeForm(request.user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        services.password_change(request=request, user=request.user, password=form.cleaned_data["password1"])
+        messages.success(request, "Your password was changed. Your other sessions were signed out.")
+        return redirect("accounts:account")
+    activity = _page(request, request.user.activity.all())
+    return render(request, "accounts/account.html", {"form": form, "activity": activity})
+
+
+# Admin pages -----------------------------------------------------------------
+
+@admin_required
+@require_GET
+def admin_dashboard(request):
+    totals = User.objects.aggregate(
+        users=Count("pk"),
+        admins=Count("pk", filter=Q(is_admin=True)),
+        enabled=Count("pk", filter=Q(is_active=True)),
+    )
+    context = {
+        "totals": totals,
+        "code": RegistrationCode.objects.filter(created_by=request.user).first(),
+        "code_form": forms.RegistrationCodeForm(),
+        "code_ttl_minutes": int(settings.REGISTRATION_CODE_TTL.total_seconds() // 60),
+        "activity": ActivityLog.objects.all()[:10],
+    }
+    return render(request, "accounts/admin_dashboard.html", context)
+
+
+@admin_required
+@require_POST
+def registration_code_generate(request):
+    form = forms.RegistrationCodeForm(request.POST)
+    if form.is_valid():
+        code = services.registration_code_generate(
+            admin=request.user, max_uses=form.cleaned_data["max_uses"], request=request
+        )
+        messages.success(request, f"New registration code {code.code} is ready.")
+    else:
+        messages.error(request, "Sign-up limit: " + " ".join(form.errors["max_uses"]))
+    return redirect("accounts:admin_dashboard")
+
+
+@admin_required
+@require_POST
+def registration_code_revoke(request):
+    if services.registration_code_revoke(admin=request.user, request=request):
+        messages.success(request, "Your registration code was revoked.")
+    else:
+        messages.info(request, "You had no registration code to revoke.")
+    return redirect("accounts:admin_dashboard")
+
+
+def _users_with_server_counts():
+    # Virtual servers arrive with the hosting app; until then nobody owns one.
+    return User.objects.annotate(server_count=Value(0))
+
+
+@admin_required
+@require_GET
+def user_list(request):
+    search = forms.UserSearchForm(request.GET)
+    users = _users_with_server_counts()
+    ordering = "email"
+    if search.is_valid():
+        if q := search.cleaned_data["q"].strip():
+            users = users.filter(email__icontains=q)
+        ordering = search.ordering()
+    users = users.order_by(ordering, "pk")
+    return render(request, "accounts/user_list.html", {"search": search, "page": _page(request, users)})
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
+def user_create(request):
+    form = forms.UserCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.user_create(
+                actor=request.user,
+                email=form.cleaned_data["email"],
+                password=form.cleaned_data["password1"],
+                is_admin=form.cleaned_data["is_admin"],
+                request=request,
+            )
+        except ValidationError as error:
+            _add_errors(form, error)
+        else:
+            messages.success(request, f"Created {user.email}.")
+            return redirect("accounts:user_detail", user_id=user.pk)
+    return render(request, "accounts/user_create.html", {"form": form})
+
+
+def _user_detail_page(request, user, *, form=None, password_form=None, status=200):
+    context = {
+        "subject": user,
+        "form": form or forms.UserUpdateForm(initial={"email": user.email, "is_admin": user.is_admin, "is_active": user.is_active}),
+        "password_form": password_form or forms.SetPasswordForm(user),
+        "activity": user.activity.all()[:20],
+        "delete_blockers": services.user_delete_blockers(user),
+    }
+    return render(request, "accounts/user_detail.html", context, status=status)
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
+def user_detail(request, user_id):
+    user = get_object_or_404(User, pk=user_id)
+    if request.method == "GET":
+        return _user_detail_page(request, user)
+    form = forms.UserUpdateForm(request.POST)
+    if form.is_valid():
+        try:
+            services.user_update(actor=request.user, user=user, request=request, **form.cleaned_data)
+        except ValidationError as error:
+            _add_errors(form, error)
+        else:
+            messages.success(request, f"Saved {form.cleaned_data['email']}.")
+            return redirect("accounts:user_detail", user_id=user.pk)
+    return _user_detail_page(request, user, form=form, status=400)
+
+
+@admin_required
+@require_POST
+def user_set_password(request, user_id):
+    user = get_object_or_404(User, pk=user_id)
+    password_form = forms.SetPasswordForm(user, request.POST)
+    if not password_form.is_valid():
+        return _user_detail_page(request, user, password_form=password_form, status=400)
+    services.user_set_password(actor=request.user, user=user, password=password_form.cleaned_data["password1"], request=request)
+    messages.success(request, f"New password set for {user.email}; their sessions were ended.")
+    return redirect("accounts:user_detail", user_id=user.pk)
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
+def user_delete(request, user_id):
+    user = get_object_or_404(User, pk=user_id)
+    if request.method == "POST":
+        try:
+            services.user_delete(actor=request.user, user=user, request=request)
+        except ValidationError as error:
+            for message in error.messages:
+                messages.error(request, message)
+            return redirect("accounts:user_detail", user_id=user.pk)
+        messages.success(request, f"Deleted {user.email}.")
+        return redirect("accounts:user_list")
+    return render(request, "accounts/user_delete.html", {"subject": user, "blockers": services.user_delete_blockers(user)})
+
+
+@admin_required
+@require_GET
+def activity_list(request):
+    filters = forms.ActivityFilterForm(request.GET)
+    entries = ActivityLog.objects.all()
+    if filters.is_valid():
+        entries = filters.filter(entries)
+    return render(request, "accounts/activity_list.html", {"filters": filters, "page": _page(request, entries)})
+
+
