@@ -1,0 +1,64 @@
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from accounts.models import ActivityLog
+from controlpanel.testing import PASSWORD
+
+pytestmark = pytest.mark.django_db
+ACCOUNT = reverse("accounts:account")
+NEW = "a-Different-phrase-3"
+
+
+def change(client, current=PASSWORD, new=NEW, again=None):
+    return client.post(ACCOUNT, {"current_password": current, "password1": new, "password2": again or new})
+
+
+def test_account_page_shows_own_activity_only(as_alice, alice, bob):
+    ActivityLog.objects.create(user=bob, email=bob.email, action="login", message="bob secret thing")
+    page = as_alice.get(ACCOUNT).content.decode()
+    assert "Logged in" in page  # alice's own login from force_login
+    assert "bob secret thing" not in page
+
+
+def test_change_password_keeps_this_session_and_ends_the_others(alice):
+    this, other = Client(), Client()
+    assert this.login(username=alice.email, password=PASSWORD)
+    assert other.login(username=alice.email, password=PASSWORD)
+    response = change(this)
+    assert response.status_code == 302
+    alice.refresh_from_db()
+    assert alice.check_password(NEW)
+    assert this.get(ACCOUNT).status_code == 200
+    assert other.get(ACCOUNT).status_code == 302
+    assert alice.sessions.count() == 1
+    assert alice.sessions.get().session_key == this.session.session_key
+    assert ActivityLog.objects.filter(user=alice, action=ActivityLog.Action.PASSWORD_CHANGED).exists()
+
+
+def test_change_password_needs_the_current_one(as_alice, alice):
+    response = change(as_alice, current="not-my-password")
+    assert response.status_code == 200
+    assert "current_password" in response.context["form"].errors
+    alice.refresh_from_db()
+    assert alice.check_password(PASSWORD)
+
+
+def test_change_password_validates_the_new_one(as_alice, alice):
+    response = change(as_alice, new="1234567890")
+    assert "password1" in response.context["form"].errors
+    response = change(as_alice, new=NEW, again=NEW + "!")
+    assert "password2" in response.context["form"].errors
+    alice.refresh_from_db()
+    assert alice.check_password(PASSWORD)
+
+
+def test_ten_kilobyte_password_is_a_form_error(as_alice):
+    response = change(as_alice, new="x" * 10_000)
+    assert response.status_code == 200
+    assert "password1" in response.context["form"].errors
+
+
+def test_home_sends_people_to_their_start_page(as_alice, as_admin):
+    assert as_alice.get("/").url == ACCOUNT
+    assert as_admin.get("/").url == reverse("accounts:admin_dashboard")

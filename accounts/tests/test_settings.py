@@ -1,0 +1,70 @@
+"""Settings fail loudly on missing or malformed production values."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD_PRODUCTION = {
+    "PRODUCTION": "true",
+    "SECRET_KEY": "x7Gq2-LmP9vR4tWz8KbN3cYhJ6sD1fQe5uA0oXiT_gVrM2nBwE4kZ",
+    "ALLOWED_HOSTS": "panel.example.org",
+    "DATABASE_URL": "postgres://panel@db/panel",
+    "REDIS_URL": "redis://redis:6379/0",
+}
+
+
+def load_settings(tmp_path, **environment):
+    env = {k: v for k, v in os.environ.items() if k not in GOOD_PRODUCTION and k not in ("DEBUG", "DATA_DIR")}
+    env.update(DATA_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="controlpanel.settings", **environment)
+    code = "import django; django.setup(); from django.conf import settings; print(settings.DATABASES['default']['ENGINE'], settings.DEBUG)"
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+def test_no_environment_runs_locally_with_sqlite_and_a_kept_secret(tmp_path):
+    result = load_settings(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["django.db.backends.sqlite3", "False"]
+    secret = (tmp_path / "secret_key").read_text()
+    assert len(secret) >= 50
+    assert oct((tmp_path / "secret_key").stat().st_mode)[-3:] == "600"
+    load_settings(tmp_path)
+    assert (tmp_path / "secret_key").read_text() == secret
+
+
+def test_good_production_settings_load(tmp_path):
+    result = load_settings(tmp_path, **GOOD_PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "django.db.backends.postgresql"
+
+
+@pytest.mark.parametrize("name", ["SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL"])
+def test_missing_production_value_fails_loudly(tmp_path, name):
+    result = load_settings(tmp_path, **{**GOOD_PRODUCTION, name: ""})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and name in result.stderr
+
+
+@pytest.mark.parametrize("override, complaint", [
+    ({"DEBUG": "maybe"}, "DEBUG must be true or false"),
+    ({"SECRET_KEY": "short"}, "SECRET_KEY must be at least 50"),
+    ({"REGISTRATION_CODE_TTL_MINUTES": "thirty"}, "REGISTRATION_CODE_TTL_MINUTES must be a whole number"),
+    ({"DEBUG": "true"}, "DEBUG must be off"),
+])
+def test_malformed_values_fail_loudly(tmp_path, override, complaint):
+    result = load_settings(tmp_path, **{**GOOD_PRODUCTION, **override})
+    assert result.returncode != 0
+    assert complaint in result.stderr
+
+
+def test_deploy_check_is_clean_with_production_settings(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "DATA_DIR")}
+    env.update(GOOD_PRODUCTION, DATA_DIR=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

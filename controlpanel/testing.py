@@ -1,0 +1,71 @@
+"""Shared pytest fixtures (loaded as a plugin from pyproject.toml).
+
+The cast: an admin, alice and bob (plain users), and a disabled user, all
+made through the real model manager. Password hashing is cheap here; tests
+about hashing switch the production hashers back on.
+"""
+
+import pytest
+from django.test import Client
+
+PASSWORD = "correct-Horse-42"
+FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings, request):
+    if "production_hashers" not in request.fixturenames:
+        settings.PASSWORD_HASHERS = FAST_HASHERS + settings.PASSWORD_HASHERS
+
+
+@pytest.fixture
+def production_hashers(settings):
+    """The configured bcrypt hashers, for tests about hashing itself."""
+    from controlpanel import settings as configured
+
+    settings.PASSWORD_HASHERS = configured.PASSWORD_HASHERS
+
+
+def _make_user(django_user_model, email, **fields):
+    return django_user_model.objects.create_user(email=email, password=PASSWORD, **fields)
+
+
+@pytest.fixture
+def admin(django_user_model):
+    return _make_user(django_user_model, "admin@example.com", is_admin=True)
+
+
+@pytest.fixture
+def alice(django_user_model):
+    return _make_user(django_user_model, "alice@example.com")
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return _make_user(django_user_model, "bob@example.com")
+
+
+@pytest.fixture
+def disabled(django_user_model):
+    return _make_user(django_user_model, "disabled@example.com", is_active=False)
+
+
+def logged_in_client(user):
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def as_admin(admin):
+    return logged_in_client(admin)
+
+
+@pytest.fixture
+def as_alice(alice):
+    return logged_in_client(alice)
+
+
+@pytest.fixture
+def as_bob(bob):
+    return logged_in_client(bob)
