@@ -78,3 +78,14 @@ ensure_redis() {
         wait_for 15 redis-cli -h 127.0.0.1 ping
     fi
 }
+
+# A Docker engine: Debian's docker.io, started in the background when none answers.
+ensure_docker() {
+    if docker info >/dev/null 2>&1; then
+        return 0
+    fi
+    command -v dockerd >/dev/null || apt_install docker.io iptables
+    echo "Starting dockerd (log: /var/log/dockerd.log) ..." >&2
+    setsid nohup dockerd >/var/log/dockerd.log 2>&1 < /dev/null &
+    wait_for 60 docker info
+}

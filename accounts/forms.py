@@ -124,6 +124,13 @@ class UserUpdateForm(forms.Form):
     email = EmailField(max_length=254)
     is_admin = forms.BooleanField(label="Administrator", required=False)
     is_active = forms.BooleanField(label="Enabled", required=False)
+    server_quota = forms.IntegerField(
+        label="Virtual server limit",
+        required=False,
+        min_value=0,
+        max_value=1000,
+        help_text="Leave empty for the default.",
+    )
 
 
 class RegistrationCodeForm(forms.Form):

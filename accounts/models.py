@@ -27,6 +27,8 @@ class User(AbstractBaseUser):
     is_active = models.BooleanField("enabled", default=True)
     date_joined = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(null=True, blank=True)
+    # How many live virtual servers this user may have; empty means the default.
+    server_quota = models.PositiveIntegerField(null=True, blank=True)
 
     objects = UserManager()
 
@@ -100,6 +102,14 @@ class ActivityLog(models.Model):
         USER_UPDATED = "user_updated", "User updated"
         USER_PASSWORD_SET = "user_password_set", "User password set"
         USER_DELETED = "user_deleted", "User deleted"
+        SERVER_CREATED = "server_created", "Server created"
+        SERVER_STARTED = "server_started", "Server started"
+        SERVER_STOPPED = "server_stopped", "Server stopped"
+        SERVER_RESTARTED = "server_restarted", "Server restarted"
+        SERVER_RENAMED = "server_renamed", "Server renamed"
+        SERVER_LIMITS_CHANGED = "server_limits", "Server limits changed"
+        SERVER_DELETED = "server_deleted", "Server deleted"
+        SERVER_FAILED = "server_failed", "Server operation failed"
 
     # The FK is nulled when the user is deleted; the copied email survives.
     user = models.ForeignKey(

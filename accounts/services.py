@@ -183,7 +183,7 @@ def _ensure_admin_remains(*, user):
 
 
 @transaction.atomic
-def user_update(*, actor, user, email, is_admin, is_active, request=None):
+def user_update(*, actor, user, email, is_admin, is_active, server_quota=None, request=None):
     user = User.objects.select_for_update().get(pk=user.pk)
     email = normalize_email(email)
     if user.pk == actor.pk and not is_admin:
@@ -202,10 +202,12 @@ def user_update(*, actor, user, email, is_admin, is_active, request=None):
         changes.append("made admin" if is_admin else "admin rights removed")
     if is_active != user.is_active:
         changes.append("enabled" if is_active else "disabled")
+    if server_quota != user.server_quota:
+        changes.append(f"server limit {'default' if server_quota is None else server_quota}")
     if not changes:
         return user
-    user.email, user.is_admin, user.is_active = email, is_admin, is_active
-    user.save(update_fields=["email", "is_admin", "is_active"])
+    user.email, user.is_admin, user.is_active, user.server_quota = email, is_admin, is_active, server_quota
+    user.save(update_fields=["email", "is_admin", "is_active", "server_quota"])
     if not is_active:
         sessions_end(user=user)
     activity_log(

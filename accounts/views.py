@@ -4,7 +4,7 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Q, Value
+from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -32,7 +32,7 @@ def _add_errors(form, error):
 def home(request):
     if request.user.is_admin:
         return redirect("accounts:admin_dashboard")
-    return redirect("accounts:account")
+    return redirect("hosting:server_list")
 
 
 @login_not_required
@@ -114,8 +114,7 @@ def registration_code_revoke(request):
 
 
 def _users_with_server_counts():
-    # Virtual servers arrive with the hosting app; until then nobody owns one.
-    return User.objects.annotate(server_count=Value(0))
+    return User.objects.annotate(server_count=Count("servers", filter=Q(servers__deleted_at__isnull=True)))
 
 
 @admin_required
@@ -156,7 +155,7 @@ def user_create(request):
 def _user_detail_page(request, user, *, form=None, password_form=None, status=200):
     context = {
         "subject": user,
-        "form": form or forms.UserUpdateForm(initial={"email": user.email, "is_admin": user.is_admin, "is_active": user.is_active}),
+        "form": form or forms.UserUpdateForm(initial={f: getattr(user, f) for f in forms.UserUpdateForm.base_fields}),
         "password_form": password_form or forms.SetPasswordForm(user),
         "activity": user.activity.all()[:20],
         "delete_blockers": services.user_delete_blockers(user),

@@ -38,6 +38,16 @@ def env_int(name, default, minimum=0):
     return value
 
 
+def env_float(name, default, minimum=0.0):
+    try:
+        value = env.float(name, default=default)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}")
+    return value
+
+
 def env_required(name):
     value = env.str(name, default="").strip()
     if not value:
@@ -161,6 +171,28 @@ ACTIVITY_RETENTION_DAYS = env_int("ACTIVITY_RETENTION_DAYS", 365, minimum=1)
 # 0: the client is REMOTE_ADDR and the header is ignored.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 LAST_SEEN_INTERVAL = timedelta(seconds=60)
+
+# Hosting: virtual servers are Docker-in-Docker containers on a node.
+DOCKER_HOST_URL = env.str("DOCKER_HOST_URL", default="unix:///var/run/docker.sock")
+DOCKER_TIMEOUT = env_int("DOCKER_TIMEOUT", 30, minimum=1)
+SERVER_IMAGE = env.str("SERVER_IMAGE", default="controlpanel/dind:local")
+SERVER_CONTAINER_PREFIX = env.str("SERVER_CONTAINER_PREFIX", default="hosting-users-dind-")
+SERVER_NETWORK = env.str("SERVER_NETWORK", default="controlpanel-users")
+# Host directory holding one folder per server with its inner Docker socket.
+# A host path: the worker and the Docker host must see it at the same place.
+SERVER_SOCKET_ROOT = Path(env.str("SERVER_SOCKET_ROOT", default=str(DATA_DIR / "servers")))
+# privileged | capabilities (every capability but SYS_RESOURCE; works where
+# --privileged does not) | runtime:<name> (e.g. runtime:sysbox-runc)
+SERVER_ISOLATION = env.str("SERVER_ISOLATION", default="capabilities")
+if not (SERVER_ISOLATION in ("privileged", "capabilities") or SERVER_ISOLATION.startswith("runtime:")):
+    raise ImproperlyConfigured("SERVER_ISOLATION must be privileged, capabilities or runtime:<name>")
+SERVER_KEEP_VOLUME_ON_DELETE = env_bool("SERVER_KEEP_VOLUME_ON_DELETE", False)
+SERVER_DEFAULT_MEMORY_MB = env_int("SERVER_DEFAULT_MEMORY_MB", 1024, minimum=64)
+SERVER_DEFAULT_CPUS = env_float("SERVER_DEFAULT_CPUS", 1.0, minimum=0.01)
+SERVER_DEFAULT_PIDS = env_int("SERVER_DEFAULT_PIDS", 1024, minimum=32)
+SERVER_QUOTA_DEFAULT = env_int("SERVER_QUOTA_DEFAULT", 3)
+PANEL_INSTANCE = env.str("PANEL_INSTANCE", default="controlpanel")
+NODE_NAME = env.str("NODE_NAME", default="local")
 
 # Internationalisation
 LANGUAGE_CODE = "en-us"

@@ -69,3 +69,29 @@ def as_alice(alice):
 @pytest.fixture
 def as_bob(bob):
     return logged_in_client(bob)
+
+
+@pytest.fixture
+def eager_tasks():
+    """Celery tasks run in-process, at once, when enqueued."""
+    from controlpanel.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager = False
+    app.conf.task_eager_propagates = False
+
+
+@pytest.fixture
+def fake_docker(monkeypatch, eager_tasks):
+    """hosting.docker replaced by an in-memory fake (unit tests only)."""
+    from hosting.tests.fake_docker import install
+
+    return install(monkeypatch)
+
+
+@pytest.fixture
+def committed(django_capture_on_commit_callbacks):
+    """`with committed():` runs the on-commit work (enqueued tasks) at the block's end."""
+    return lambda: django_capture_on_commit_callbacks(execute=True)

@@ -5,4 +5,5 @@ from accounts import views as account_views
 urlpatterns = [
     path("", account_views.home, name="home"),
     path("", include("accounts.urls")),
+    path("", include("hosting.urls")),
 ]

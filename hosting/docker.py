@@ -1,0 +1,247 @@
+"""Everything the panel asks of Docker. The only module that imports the docker SDK.
+
+Functions take plain values, use explicit timeouts, return our own plain data
+and raise DockerError with a message a person can read. Asking for what is
+already so (stopping a stopped container, removing a missing one) succeeds.
+"""
+
+import functools
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+
+import docker
+import docker.errors
+import requests.exceptions
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+INNER_SOCKET_DIR = "/controlpanel"  # where a server's socket directory is mounted inside it
+INNER_DOCKERD_ARGS = ["--host=unix:///var/run/docker.sock", f"--host=unix://{INNER_SOCKET_DIR}/docker.sock"]
+
+
+class DockerError(Exception):
+    """A Docker operation failed; str() is fit to show to the user."""
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """What a virtual server container is made of."""
+
+    container_name: str
+    hostname: str
+    volume_name: str
+    socket_dir: str
+    labels: dict
+    memory_mb: int
+    cpus: float
+    pids_limit: int
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    name: str
+    state: str  # created, running, restarting, paused, exited, dead
+    ip_address: str
+    started_at: str
+
+
+def _readable(error):
+    if isinstance(error, docker.errors.NotFound):
+        return "Docker could not find it: " + _explanation(error)
+    if isinstance(error, docker.errors.ImageNotFound):
+        return "The server image is missing on the Docker host: " + _explanation(error)
+    if isinstance(error, docker.errors.APIError):
+        return "Docker refused: " + _explanation(error)
+    if isinstance(error, (requests.exceptions.ConnectionError, docker.errors.DockerException, FileNotFoundError)):
+        return "The Docker engine is not reachable. Try again later or ask an administrator."
+    if isinstance(error, requests.exceptions.Timeout):
+        return "The Docker engine did not answer in time."
+    return f"Docker failed: {error}"
+
+
+def _explanation(error):
+    return str(getattr(error, "explanation", None) or error)
+
+
+def _translate_errors(func):
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except DockerError:
+            raise
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as error:
+            log.warning("docker %s failed: %s", func.__name__, error)
+            raise DockerError(_readable(error)) from error
+
+    return wrapper
+
+
+def _client(base_url=None, timeout=None):
+    return docker.DockerClient(
+        base_url=base_url or settings.DOCKER_HOST_URL, timeout=timeout or settings.DOCKER_TIMEOUT
+    )
+
+
+def inner_socket_url(socket_dir):
+    return f"unix://{socket_dir}/docker.sock"
+
+
+# Virtual server containers on the host --------------------------------------
+
+def _isolation_options():
+    mode = settings.SERVER_ISOLATION
+    if mode == "privileged":
+        return {"privileged": True}
+    if mode.startswith("runtime:"):
+        return {"runtime": mode.split(":", 1)[1]}
+    # Every capability but SYS_RESOURCE (which --privileged needs and some
+    # hosts lack), and cgroups writable so the inner daemon can start containers.
+    return {
+        "cap_add": ["ALL"],
+        "cap_drop": ["SYS_RESOURCE"],
+        "security_opt": ["seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"],
+        "extra_mounts": [docker.types.Mount("/sys/fs/cgroup", "/sys/fs/cgroup", type="bind", read_only=False)],
+    }
+
+
+def _resources(memory_mb, cpus, pids_limit):
+    memory = memory_mb * 1024 * 1024
+    # memswap == memory: no swap on top of the memory limit.
+    return {"mem_limit": memory, "memswap_limit": memory, "nano_cpus": int(cpus * 1e9), "pids_limit": pids_limit}
+
+
+@_translate_errors
+def network_ensure(name):
+    client = _client()
+    if not client.networks.list(names=[name]):
+        client.networks.create(name, driver="bridge", labels={"controlpanel.instance": settings.PANEL_INSTANCE})
+
+
+@_translate_errors
+def server_create(spec: ServerSpec):
+    """Create (not start) the DinD container. An existing one is kept."""
+    client = _client()
+    try:
+        client.containers.get(spec.container_name)
+        return
+    except docker.errors.NotFound:
+        pass
+    network_ensure(settings.SERVER_NETWORK)
+    os.makedirs(spec.socket_dir, mode=0o700, exist_ok=True)
+    options = _isolation_options()
+    mounts = [
+        docker.types.Mount("/var/lib/docker", spec.volume_name, type="volume"),
+        docker.types.Mount(INNER_SOCKET_DIR, spec.socket_dir, type="bind"),
+        *options.pop("extra_mounts", []),
+    ]
+    client.containers.create(
+        settings.SERVER_IMAGE,
+        command=INNER_DOCKERD_ARGS,
+        name=spec.container_name,
+        hostname=spec.hostname,
+        labels=spec.labels,
+        mounts=mounts,
+        tmpfs={"/run": "", "/var/run": ""},
+        network=settings.SERVER_NETWORK,
+        restart_policy={"Name": "unless-stopped"},
+        **_resources(spec.memory_mb, spec.cpus, spec.pids_limit),
+        **options,
+    )
+
+
+@_translate_errors
+def container_start(name):
+    _client().containers.get(name).start()  # starting a running container is a no-op
+
+
+@_translate_errors
+def container_stop(name, timeout=10):
+    try:
+        _client(timeout=settings.DOCKER_TIMEOUT + timeout).containers.get(name).stop(timeout=timeout)
+    except docker.errors.NotFound:
+        pass
+
+
+@_translate_errors
+def container_restart(name, timeout=10):
+    _client(timeout=settings.DOCKER_TIMEOUT + timeout).containers.get(name).restart(timeout=timeout)
+
+
+@_translate_errors
+def server_remove(container_name, *, volume_name=None, socket_dir=None):
+    """Stop and remove the container, and its volume and socket directory when named."""
+    client = _client()
+    try:
+        client.containers.get(container_name).remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    if volume_name:
+        try:
+            client.volumes.get(volume_name).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+    if socket_dir:
+        shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+@_translate_errors
+def container_update_limits(name, *, memory_mb, cpus, pids_limit):
+    client = _client()
+    container = client.containers.get(name)
+    memory = memory_mb * 1024 * 1024
+    # docker-py's update() knows neither NanoCpus nor PidsLimit; the API does.
+    client.api._post_json(
+        client.api._url("/containers/{0}/update", container.id),
+        data={"Memory": memory, "MemorySwap": memory, "NanoCpus": int(cpus * 1e9), "PidsLimit": pids_limit},
+    ).raise_for_status()
+
+
+@_translate_errors
+def container_info(name):
+    """The container's state, or None when there is no such container."""
+    try:
+        attrs = _client().api.inspect_container(name)
+    except docker.errors.NotFound:
+        return None
+    networks = attrs.get("NetworkSettings", {}).get("Networks", {}) or {}
+    ip = (networks.get(settings.SERVER_NETWORK) or {}).get("IPAddress", "")
+    state = attrs.get("State", {})
+    return ContainerInfo(name=name, state=state.get("Status", "unknown"), ip_address=ip, started_at=state.get("StartedAt", ""))
+
+
+@_translate_errors
+def container_inspect(name):
+    """The raw inspect document (for tests and admin diagnostics)."""
+    return _client().api.inspect_container(name)
+
+
+# Inner daemons ----------------------------------------------------------------
+
+@_translate_errors
+def inner_ping(socket_dir, timeout=5):
+    return _client(inner_socket_url(socket_dir), timeout=timeout).ping()
+
+
+@_translate_errors
+def image_copy_to_inner(image, socket_dir):
+    """Copy an image from the host into a server's inner daemon (no registry needed)."""
+    data = _client().images.get(image).save()
+    _client(inner_socket_url(socket_dir), timeout=120).images.load(b"".join(data))
+
+
+@_translate_errors
+def inner_container_run(socket_dir, image, command, *, name=None, ports=None):
+    """Start a container inside a server (tests and benchmarks use this)."""
+    container = _client(inner_socket_url(socket_dir)).containers.run(
+        image, command, name=name, ports=ports or {}, detach=True
+    )
+    return container.id
+
+
+@_translate_errors
+def engine_ping():
+    return _client(timeout=5).ping()

@@ -1,0 +1,146 @@
+import re
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+# Letters of any language, digits, spaces and -_.()
+SERVER_NAME_PATTERN = re.compile(r"^[\w \-.()]+$")
+
+
+def validate_server_name(value):
+    if not SERVER_NAME_PATTERN.fullmatch(value):
+        raise ValidationError(
+            "Use letters, digits, spaces and - _ . ( ) only.", code="invalid_server_name"
+        )
+
+
+class Node(models.Model):
+    """A Docker host the panel drives."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    docker_url = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @classmethod
+    def local(cls):
+        """The node configured from settings, created on first use."""
+        node, _ = cls.objects.get_or_create(
+            name=settings.NODE_NAME, defaults={"docker_url": settings.DOCKER_HOST_URL}
+        )
+        return node
+
+
+class VirtualServerQuerySet(models.QuerySet):
+    def live(self):
+        return self.filter(deleted_at__isnull=True)
+
+    def for_user(self, user):
+        """What `user` may see: their own live servers, or every live server for admins."""
+        servers = self.live()
+        return servers if user.is_admin else servers.filter(owner=user)
+
+
+class VirtualServer(models.Model):
+    """A Docker-in-Docker container named `<prefix><id>`: the id is the contract."""
+
+    class DesiredState(models.TextChoices):
+        RUNNING = "running", "Running"
+        STOPPED = "stopped", "Stopped"
+        DELETED = "deleted", "Deleted"
+
+    class Operation(models.TextChoices):
+        NONE = "", "None"
+        CREATING = "creating", "Creating"
+        STARTING = "starting", "Starting"
+        STOPPING = "stopping", "Stopping"
+        RESTARTING = "restarting", "Restarting"
+        DELETING = "deleting", "Deleting"
+
+    class ObservedState(models.TextChoices):
+        UNKNOWN = "unknown", "Unknown"
+        CREATED = "created", "Created"
+        RUNNING = "running", "Running"
+        RESTARTING = "restarting", "Restarting"
+        PAUSED = "paused", "Paused"
+        EXITED = "exited", "Stopped"
+        DEAD = "dead", "Dead"
+        MISSING = "missing", "No container"
+        UNREACHABLE = "unreachable", "Unreachable"
+
+    # Nulled only when a user is deleted, which needs all their servers deleted first.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="servers")
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="servers")
+    name = models.CharField(max_length=64, validators=[validate_server_name])
+    desired_state = models.CharField(max_length=16, choices=DesiredState.choices, default=DesiredState.RUNNING)
+    operation = models.CharField(max_length=16, choices=Operation.choices, default=Operation.NONE, blank=True)
+    observed_state = models.CharField(max_length=16, choices=ObservedState.choices, default=ObservedState.UNKNOWN)
+    observed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    memory_mb = models.PositiveIntegerField(validators=[MinValueValidator(64), MaxValueValidator(1024 * 1024)])
+    cpus = models.DecimalField(max_digits=6, decimal_places=2, validators=[MinValueValidator(0.01), MaxValueValidator(1024)])
+    pids_limit = models.PositiveIntegerField(validators=[MinValueValidator(32), MaxValueValidator(4_194_304)])
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = VirtualServerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["owner", "deleted_at"], name="hosting_server_owner_idx"),
+            models.Index(fields=["observed_state"], name="hosting_server_observed_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} (#{self.pk})"
+
+    @property
+    def container_name(self):
+        return f"{settings.SERVER_CONTAINER_PREFIX}{self.pk}"
+
+    @property
+    def hostname(self):
+        return f"server{self.pk}"
+
+    @property
+    def volume_name(self):
+        return f"{self.container_name}-docker"
+
+    @property
+    def socket_dir(self):
+        return settings.SERVER_SOCKET_ROOT / str(self.pk)
+
+    @property
+    def is_busy(self):
+        return bool(self.operation)
+
+    @property
+    def is_failed(self):
+        return bool(self.last_error) and not self.operation
+
+    @property
+    def state(self):
+        """One word for people: what is happening, else what was last seen."""
+        if self.operation:
+            return self.operation
+        if self.last_error and self.observed_state == self.ObservedState.MISSING:
+            return "failed"
+        return self.observed_state
+
+    @property
+    def state_label(self):
+        if self.operation:
+            return self.get_operation_display()
+        if self.state == "failed":
+            return "Failed"
+        return self.get_observed_state_display()

@@ -1,0 +1,229 @@
+"""Virtual server work. Views call one function here; Docker work runs in tasks."""
+
+import logging
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import ActivityLog, User
+from accounts.services import activity_log
+
+from . import docker
+from .models import Node, VirtualServer
+
+log = logging.getLogger(__name__)
+Action = ActivityLog.Action
+Op = VirtualServer.Operation
+Desired = VirtualServer.DesiredState
+Observed = VirtualServer.ObservedState
+
+
+def quota_for(user):
+    return settings.SERVER_QUOTA_DEFAULT if user.server_quota is None else user.server_quota
+
+
+def quota_left(user):
+    return max(quota_for(user) - VirtualServer.objects.live().filter(owner=user).count(), 0)
+
+
+def _enqueue_reconcile(server):
+    from .tasks import server_reconcile
+
+    transaction.on_commit(lambda: server_reconcile.delay(server.pk))
+
+
+def _log(*, action, actor, server, message, request=None):
+    activity_log(action=action, user=actor, message=message, target=server.container_name, request=request)
+
+
+@transaction.atomic
+def server_create(*, owner, name, request=None, actor=None):
+    actor = actor or owner
+    # Lock the owner's row so two quick creates cannot both slip under the quota.
+    owner = User.objects.select_for_update().get(pk=owner.pk)
+    if quota_left(owner) <= 0:
+        raise ValidationError(
+            f"You have reached your limit of {quota_for(owner)} virtual servers. Delete one or ask an administrator for more."
+        )
+    server = VirtualServer.objects.create(
+        owner=owner,
+        node=Node.local(),
+        name=name,
+        desired_state=Desired.RUNNING,
+        operation=Op.CREATING,
+        memory_mb=settings.SERVER_DEFAULT_MEMORY_MB,
+        cpus=settings.SERVER_DEFAULT_CPUS,
+        pids_limit=settings.SERVER_DEFAULT_PIDS,
+    )
+    _log(action=Action.SERVER_CREATED, actor=actor, server=server, message=f"Created virtual server “{name}” ({server.container_name})", request=request)
+    _enqueue_reconcile(server)
+    return server
+
+
+def _change(*, actor, server, desired, operation, action, verb, request=None):
+    with transaction.atomic():
+        server = VirtualServer.objects.select_for_update().get(pk=server.pk)
+        if server.deleted_at or server.desired_state == Desired.DELETED:
+            raise ValidationError("This virtual server is being deleted.")
+        if server.operation:
+            raise ValidationError(f"The server is busy ({server.get_operation_display().lower()}); try again when it is done.")
+        server.desired_state = desired
+        server.operation = operation
+        server.last_error = ""
+        server.save(update_fields=["desired_state", "operation", "last_error", "updated_at"])
+        _log(action=action, actor=actor, server=server, message=f"{verb} virtual server “{server.name}” ({server.container_name})", request=request)
+        _enqueue_reconcile(server)
+    return server
+
+
+def server_start(*, actor, server, request=None):
+    # Starting a server whose create failed creates it again.
+    operation = Op.CREATING if server.state == "failed" else Op.STARTING
+    return _change(actor=actor, server=server, desired=Desired.RUNNING, operation=operation, action=Action.SERVER_STARTED, verb="Started", request=request)
+
+
+def server_stop(*, actor, server, request=None):
+    return _change(actor=actor, server=server, desired=Desired.STOPPED, operation=Op.STOPPING, action=Action.SERVER_STOPPED, verb="Stopped", request=request)
+
+
+def server_restart(*, actor, server, request=None):
+    return _change(actor=actor, server=server, desired=Desired.RUNNING, operation=Op.RESTARTING, action=Action.SERVER_RESTARTED, verb="Restarted", request=request)
+
+
+@transaction.atomic
+def server_delete(*, actor, server, request=None):
+    server = VirtualServer.objects.select_for_update().get(pk=server.pk)
+    if server.operation == Op.DELETING or server.deleted_at:
+        return server  # already on its way
+    server.desired_state = Desired.DELETED
+    server.operation = Op.DELETING
+    server.last_error = ""
+    server.save(update_fields=["desired_state", "operation", "last_error", "updated_at"])
+    _log(action=Action.SERVER_DELETED, actor=actor, server=server, message=f"Deleted virtual server “{server.name}” ({server.container_name})", request=request)
+    _enqueue_reconcile(server)
+    return server
+
+
+@transaction.atomic
+def server_rename(*, actor, server, name, request=None):
+    old = server.name
+    if old == name:
+        return server
+    server.name = name
+    server.save(update_fields=["name", "updated_at"])
+    _log(action=Action.SERVER_RENAMED, actor=actor, server=server, message=f"Renamed virtual server “{old}” to “{name}”", request=request)
+    return server
+
+
+@transaction.atomic
+def server_set_limits(*, actor, server, memory_mb, cpus, pids_limit, request=None):
+    """Admins change a server's limits; a live container gets them at once."""
+    server = VirtualServer.objects.select_for_update().get(pk=server.pk)
+    server.memory_mb, server.cpus, server.pids_limit = memory_mb, cpus, pids_limit
+    server.save(update_fields=["memory_mb", "cpus", "pids_limit", "updated_at"])
+    if docker.container_info(server.container_name) is not None:
+        # Raises DockerError, rolling the row back with it.
+        docker.container_update_limits(server.container_name, memory_mb=memory_mb, cpus=float(cpus), pids_limit=pids_limit)
+    _log(
+        action=Action.SERVER_LIMITS_CHANGED,
+        actor=actor,
+        server=server,
+        message=f"Set limits of “{server.name}”: {memory_mb} MB memory, {cpus} CPUs, {pids_limit} processes",
+        request=request,
+    )
+    return server
+
+
+# Background work ---------------------------------------------------------------
+
+def server_spec(server):
+    return docker.ServerSpec(
+        container_name=server.container_name,
+        hostname=server.hostname,
+        volume_name=server.volume_name,
+        socket_dir=str(server.socket_dir),
+        labels={
+            "controlpanel.instance": settings.PANEL_INSTANCE,
+            "controlpanel.server-id": str(server.pk),
+            "controlpanel.owner-id": str(server.owner_id),
+        },
+        memory_mb=server.memory_mb,
+        cpus=float(server.cpus),
+        pids_limit=server.pids_limit,
+    )
+
+
+def server_reconcile(*, server_id):
+    """Make the container match the row's desired state, then record what Docker shows.
+
+    Idempotent: running it again, or after a worker died half-way, finishes
+    the job. A failure is recorded on the server and in the activity log.
+    """
+    server = VirtualServer.objects.select_related("owner").get(pk=server_id)
+    if server.deleted_at:
+        return
+    operation = server.operation
+    try:
+        if server.desired_state == Desired.DELETED:
+            keep = settings.SERVER_KEEP_VOLUME_ON_DELETE
+            docker.server_remove(server.container_name, volume_name=None if keep else server.volume_name, socket_dir=str(server.socket_dir))
+        elif server.desired_state == Desired.RUNNING:
+            if operation == Op.RESTARTING and docker.container_info(server.container_name):
+                docker.container_restart(server.container_name)
+            else:
+                docker.server_create(server_spec(server))
+                docker.container_start(server.container_name)
+        else:
+            docker.container_stop(server.container_name)
+        info = docker.container_info(server.container_name)
+    except docker.DockerError as error:
+        _record_failure(server, operation, str(error))
+        return
+    _record_result(server, info)
+
+
+def _record_result(server, info):
+    now = timezone.now()
+    fields = {"operation": Op.NONE, "last_error": "", "observed_at": now}
+    fields["observed_state"] = info.state if info else Observed.MISSING
+    if server.desired_state == Desired.DELETED:
+        fields["deleted_at"] = now
+    VirtualServer.objects.filter(pk=server.pk).update(updated_at=now, **fields)
+
+
+def _record_failure(server, operation, message):
+    if operation == Op.CREATING:
+        # Leave nothing half-made behind; the user can retry or delete.
+        try:
+            docker.server_remove(server.container_name, volume_name=server.volume_name, socket_dir=str(server.socket_dir))
+        except docker.DockerError:
+            log.warning("could not clean up after failed create of %s", server.container_name)
+    info = None
+    try:
+        info = docker.container_info(server.container_name)
+    except docker.DockerError:
+        pass
+    VirtualServer.objects.filter(pk=server.pk).update(
+        operation=Op.NONE,
+        last_error=message,
+        observed_state=info.state if info else (Observed.MISSING if operation == Op.CREATING else Observed.UNKNOWN),
+        observed_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+    verb = (VirtualServer.Operation(operation).label if operation else "Changing").lower()
+    activity_log(
+        action=Action.SERVER_FAILED,
+        user=server.owner,
+        message=f"{verb.capitalize()} virtual server “{server.name}” failed: {message}",
+        target=server.container_name,
+    )
+
+
+def user_live_servers_check(user):
+    """A user who still owns live servers cannot be deleted (see accounts.services)."""
+    count = VirtualServer.objects.live().filter(owner=user).count()
+    if count:
+        return f"{user.email} still owns {count} virtual server{'s' if count != 1 else ''}; delete them first."
+    return None

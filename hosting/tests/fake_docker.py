@@ -1,0 +1,54 @@
+"""A stand-in for hosting.docker, for fast unit tests: records calls, keeps container states."""
+
+from hosting import docker
+
+
+class FakeDocker:
+    def __init__(self):
+        self.containers = {}  # name -> state
+        self.calls = []
+        self.fail_with = None  # a message: every call raises DockerError
+
+    def _call(self, name, *args):
+        self.calls.append((name, *args))
+        if self.fail_with:
+            raise docker.DockerError(self.fail_with)
+
+    def server_create(self, spec):
+        self._call("server_create", spec.container_name)
+        self.containers.setdefault(spec.container_name, "created")
+        self.last_spec = spec
+
+    def container_start(self, name):
+        self._call("container_start", name)
+        self.containers[name] = "running"
+
+    def container_stop(self, name, timeout=10):
+        self._call("container_stop", name)
+        if name in self.containers:
+            self.containers[name] = "exited"
+
+    def container_restart(self, name, timeout=10):
+        self._call("container_restart", name)
+        self.containers[name] = "running"
+
+    def server_remove(self, container_name, *, volume_name=None, socket_dir=None):
+        self.calls.append(("server_remove", container_name, volume_name))
+        self.containers.pop(container_name, None)
+
+    def container_update_limits(self, name, **limits):
+        self._call("container_update_limits", name, limits)
+
+    def container_info(self, name):
+        if self.fail_with:
+            raise docker.DockerError(self.fail_with)
+        state = self.containers.get(name)
+        return docker.ContainerInfo(name=name, state=state, ip_address="172.30.0.2", started_at="") if state else None
+
+
+def install(monkeypatch):
+    fake = FakeDocker()
+    for attr in ("server_create", "container_start", "container_stop", "container_restart", "server_remove",
+                 "container_update_limits", "container_info"):
+        monkeypatch.setattr(docker, attr, getattr(fake, attr))
+    return fake

@@ -1,0 +1,294 @@
+"""Virtual server pages and services, with Docker faked at the hosting.docker boundary."""
+
+import pytest
+from django.urls import reverse
+
+from accounts.models import ActivityLog
+from hosting import services
+from hosting.models import VirtualServer
+
+pytestmark = pytest.mark.django_db
+Action = ActivityLog.Action
+
+
+def create(client, committed, name="web"):
+    with committed():
+        return client.post(reverse("hosting:server_create"), {"name": name})
+
+
+def url(name, server):
+    return reverse(f"hosting:{name}", args=[server.pk])
+
+
+@pytest.fixture
+def server(alice, fake_docker, committed):
+    with committed():
+        return services.server_create(owner=alice, name="alice web")
+
+
+def test_create_makes_a_running_server(as_alice, alice, fake_docker, committed, settings):
+    response = create(as_alice, committed, name="  My (first) server.  ")
+    server = VirtualServer.objects.get()
+    assert response.url == url("server_detail", server)
+    server.refresh_from_db()
+    assert server.name == "My (first) server."
+    assert server.owner == alice and server.operation == "" and server.observed_state == "running"
+    assert server.state == "running" and server.observed_at
+    assert (server.memory_mb, float(server.cpus), server.pids_limit) == (
+        settings.SERVER_DEFAULT_MEMORY_MB, settings.SERVER_DEFAULT_CPUS, settings.SERVER_DEFAULT_PIDS)
+    assert fake_docker.containers == {server.container_name: "running"}
+    assert server.container_name == f"{settings.SERVER_CONTAINER_PREFIX}{server.pk}"
+    assert fake_docker.last_spec.hostname == f"server{server.pk}"
+    assert fake_docker.last_spec.labels["controlpanel.owner-id"] == str(alice.pk)
+    assert ActivityLog.objects.filter(action=Action.SERVER_CREATED, user=alice, target=server.container_name).exists()
+
+
+def test_default_container_prefix():
+    from controlpanel import settings as configured
+
+    assert configured.env.str("SERVER_CONTAINER_PREFIX", default="hosting-users-dind-") == "hosting-users-dind-"
+
+
+@pytest.mark.parametrize("name", [
+    "Serveur numéro 1", "сервер", "サーバー", "a", "x" * 64, "with-dash_under.dot (paren)",
+])
+def test_good_names(as_alice, fake_docker, committed, name, alice):
+    alice.server_quota = 10
+    alice.save()
+    assert create(as_alice, committed, name).status_code == 302
+    assert VirtualServer.objects.get().name == name
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 65, "<b>bold</b>", "semi;colon", "new\nline", "slash/", "emoji 🚀", "tab\there"])
+def test_bad_names_are_field_errors(as_alice, fake_docker, committed, name):
+    response = create(as_alice, committed, name)
+    assert response.status_code == 400
+    assert "name" in response.context["form"].errors
+    assert not VirtualServer.objects.exists()
+    assert not fake_docker.calls
+
+
+def test_quota_refuses_with_a_clear_message(as_alice, alice, fake_docker, committed, settings):
+    settings.SERVER_QUOTA_DEFAULT = 2
+    create(as_alice, committed, "one")
+    create(as_alice, committed, "two")
+    response = create(as_alice, committed, "three")
+    assert "reached your limit of 2 virtual servers" in response.content.decode()
+    assert VirtualServer.objects.count() == 2
+    page = as_alice.get(reverse("hosting:server_list")).content.decode()
+    assert "disabled" in page and "reached your limit of 2" in page
+
+
+def test_per_user_quota_overrides_the_default(as_alice, alice, fake_docker, committed, settings):
+    settings.SERVER_QUOTA_DEFAULT = 1
+    alice.server_quota = 3
+    alice.save()
+    for n in range(3):
+        create(as_alice, committed, f"s{n}")
+    assert VirtualServer.objects.count() == 3
+
+
+def test_admin_edits_a_users_quota(as_admin, alice):
+    as_admin.post(reverse("accounts:user_detail", args=[alice.pk]), {"email": alice.email, "is_active": "on", "server_quota": "7"})
+    alice.refresh_from_db()
+    assert alice.server_quota == 7
+
+
+def test_deleted_servers_do_not_count_against_the_quota(as_alice, alice, fake_docker, committed, settings):
+    settings.SERVER_QUOTA_DEFAULT = 1
+    create(as_alice, committed, "one")
+    server = VirtualServer.objects.get()
+    with committed():
+        as_alice.post(url("server_delete", server))
+    assert create(as_alice, committed, "two").status_code == 302
+
+
+def test_stop_start_restart(as_alice, server, fake_docker, committed):
+    with committed():
+        as_alice.post(url("server_stop", server))
+    server.refresh_from_db()
+    assert (server.desired_state, server.observed_state, server.operation) == ("stopped", "exited", "")
+    with committed():
+        as_alice.post(url("server_start", server))
+    server.refresh_from_db()
+    assert server.observed_state == "running"
+    with committed():
+        as_alice.post(url("server_restart", server))
+    assert ("container_restart", server.container_name) in fake_docker.calls
+    actions = set(ActivityLog.objects.values_list("action", flat=True))
+    assert {Action.SERVER_STOPPED, Action.SERVER_STARTED, Action.SERVER_RESTARTED} <= actions
+
+
+def test_transitional_state_shows_until_the_task_runs(as_alice, server, fake_docker):
+    # No commit callbacks here: the task has not run yet.
+    as_alice.post(url("server_stop", server))
+    server.refresh_from_db()
+    assert server.state == "stopping"
+    page = as_alice.get(url("server_detail", server)).content.decode()
+    assert "Stopping" in page and 'http-equiv="refresh"' in page
+    response = as_alice.post(url("server_start", server), follow=True)
+    assert "busy" in response.content.decode()
+
+
+def test_delete_soft_deletes_and_ids_are_never_reused(as_alice, alice, server, fake_docker, committed):
+    response = as_alice.get(url("server_delete", server))
+    assert response.status_code == 200 and server.container_name in response.content.decode()
+    with committed():
+        as_alice.post(url("server_delete", server))
+    server.refresh_from_db()
+    assert server.deleted_at is not None
+    assert ("server_remove", server.container_name, server.volume_name) in fake_docker.calls
+    assert as_alice.get(url("server_detail", server)).status_code == 404
+    with committed():
+        newer = services.server_create(owner=alice, name="next")
+    assert newer.pk > server.pk
+
+
+def test_delete_can_keep_the_volume(as_alice, server, fake_docker, committed, settings):
+    settings.SERVER_KEEP_VOLUME_ON_DELETE = True
+    with committed():
+        as_alice.post(url("server_delete", server))
+    assert ("server_remove", server.container_name, None) in fake_docker.calls
+
+
+def test_rename(as_alice, server):
+    as_alice.post(url("server_rename", server), {"name": "renamed"})
+    server.refresh_from_db()
+    assert server.name == "renamed"
+    response = as_alice.post(url("server_rename", server), {"name": "<script>"})
+    assert response.status_code == 400
+    server.refresh_from_db()
+    assert server.name == "renamed"
+    assert ActivityLog.objects.filter(action=Action.SERVER_RENAMED).count() == 1
+
+
+def test_failed_create_leaves_a_clear_error_and_no_container(as_alice, alice, fake_docker, committed):
+    fake_docker.fail_with = "The Docker engine is not reachable. Try again later or ask an administrator."
+    create(as_alice, committed, "doomed")
+    server = VirtualServer.objects.get()
+    assert server.state == "failed"
+    assert "not reachable" in server.last_error
+    assert fake_docker.containers == {}
+    assert ActivityLog.objects.filter(action=Action.SERVER_FAILED, user=alice).exists()
+    page = as_alice.get(url("server_detail", server)).content.decode()
+    assert "not reachable" in page and "Retry" in page
+    # Retry once Docker is back.
+    fake_docker.fail_with = None
+    with committed():
+        as_alice.post(url("server_start", server))
+    server.refresh_from_db()
+    assert server.state == "running" and server.last_error == ""
+
+
+def test_failed_stop_keeps_the_row_consistent(as_alice, server, fake_docker, committed):
+    fake_docker.fail_with = "Docker refused: boom"
+    with committed():
+        as_alice.post(url("server_stop", server))
+    server.refresh_from_db()
+    assert server.operation == "" and server.last_error == "Docker refused: boom"
+    assert server.deleted_at is None
+
+
+def test_other_peoples_servers_are_404(as_bob, server):
+    for name in ("server_detail", "server_delete"):
+        assert as_bob.get(url(name, server)).status_code == 404
+    for name in ("server_start", "server_stop", "server_restart", "server_rename", "server_delete"):
+        assert as_bob.post(url(name, server), {"name": "x"}).status_code == 404
+    server.refresh_from_db()
+    assert server.name == "alice web" and server.desired_state == "running"
+
+
+def test_server_list_shows_only_own_servers(as_bob, server):
+    assert "alice web" not in as_bob.get(reverse("hosting:server_list")).content.decode()
+
+
+def test_admin_sees_and_acts_on_any_server(as_admin, admin, server, fake_docker, committed):
+    assert as_admin.get(url("server_detail", server)).status_code == 200
+    with committed():
+        as_admin.post(url("server_stop", server))
+    server.refresh_from_db()
+    assert server.observed_state == "exited"
+    assert ActivityLog.objects.filter(action=Action.SERVER_STOPPED, user=admin).exists()
+
+
+def test_admin_server_list_search_and_filters(as_admin, server, bob, fake_docker, committed):
+    with committed():
+        other = services.server_create(owner=bob, name="bob db")
+    with committed():
+        services.server_stop(actor=bob, server=other)
+
+    def names(**params):
+        return {s.name for s in as_admin.get(reverse("hosting:admin_server_list"), params).context["page"]}
+
+    assert names() == {"alice web", "bob db"}
+    assert names(q="web") == {"alice web"}
+    assert names(q=str(other.pk)) == {"bob db"}
+    assert names(owner="bob@") == {"bob db"}
+    assert names(state="exited") == {"bob db"}
+    assert names(state="running") == {"alice web"}
+    assert as_admin.get(reverse("hosting:admin_server_list"), {"state": "bogus"}).status_code == 200
+
+
+def test_admin_changes_limits_and_they_are_applied(as_admin, server, fake_docker):
+    response = as_admin.post(url("server_limits", server), {"memory_mb": 512, "cpus": "0.5", "pids_limit": 256})
+    assert response.status_code == 302
+    server.refresh_from_db()
+    assert (server.memory_mb, str(server.cpus), server.pids_limit) == (512, "0.50", 256)
+    assert ("container_update_limits", server.container_name, {"memory_mb": 512, "cpus": 0.5, "pids_limit": 256}) in fake_docker.calls
+    assert ActivityLog.objects.filter(action=Action.SERVER_LIMITS_CHANGED).exists()
+
+
+@pytest.mark.parametrize("data", [
+    {"memory_mb": 10, "cpus": "1", "pids_limit": 100},
+    {"memory_mb": 512, "cpus": "0", "pids_limit": 100},
+    {"memory_mb": 512, "cpus": "1", "pids_limit": 5},
+    {"memory_mb": "lots", "cpus": "1", "pids_limit": 100},
+])
+def test_bad_limits_are_field_errors(as_admin, server, data):
+    response = as_admin.post(url("server_limits", server), data)
+    assert response.status_code == 400
+    assert response.context["limits_form"].errors
+    server.refresh_from_db()
+    assert server.memory_mb != 10 and server.pids_limit != 5
+
+
+def test_limits_change_with_docker_down_changes_nothing(as_admin, server, fake_docker):
+    fake_docker.fail_with = "The Docker engine is not reachable."
+    response = as_admin.post(url("server_limits", server), {"memory_mb": 512, "cpus": "0.5", "pids_limit": 256}, follow=True)
+    assert "not reachable" in response.content.decode()
+    server.refresh_from_db()
+    assert server.memory_mb != 512
+
+
+def test_plain_users_cannot_change_limits(as_alice, server):
+    assert as_alice.post(url("server_limits", server), {"memory_mb": 99999, "cpus": "64", "pids_limit": 99999}).status_code == 403
+
+
+def test_wrong_methods_are_405(as_alice, server):
+    for name in ("server_start", "server_stop", "server_restart", "server_rename"):
+        assert as_alice.get(url(name, server)).status_code == 405
+    assert as_alice.get(reverse("hosting:server_create")).status_code == 405
+
+
+def test_anonymous_goes_to_login(client, server):
+    for target in (reverse("hosting:server_list"), url("server_detail", server), reverse("hosting:admin_server_list")):
+        assert client.get(target).url.startswith(reverse("accounts:login"))
+
+
+def test_users_list_counts_live_servers_and_delete_is_refused(as_admin, alice, server, fake_docker, committed):
+    page = as_admin.get(reverse("accounts:user_list"))
+    counts = {u.email: u.server_count for u in page.context["page"]}
+    assert counts["alice@example.com"] == 1
+    response = as_admin.post(reverse("accounts:user_delete", args=[alice.pk]), follow=True)
+    assert "still owns 1 virtual server" in response.content.decode()
+    assert type(alice).objects.filter(pk=alice.pk).exists()
+    with committed():
+        services.server_delete(actor=alice, server=server)
+    as_admin.post(reverse("accounts:user_delete", args=[alice.pk]))
+    assert not type(alice).objects.filter(pk=alice.pk).exists()
+
+
+def test_server_names_are_escaped(as_alice, alice, fake_docker, committed):
+    server = VirtualServer.objects.create(owner=alice, node=services.Node.local(), name="<img src=x>", memory_mb=64, cpus=1, pids_limit=64)
+    page = as_alice.get(url("server_detail", server)).content.decode()
+    assert "<img src=x>" not in page and "&lt;img src=x&gt;" in page

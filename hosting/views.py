@@ -1,0 +1,143 @@
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts.decorators import admin_required
+
+from . import docker, services
+from .forms import ServerFilterForm, ServerLimitsForm, ServerNameForm
+from .models import VirtualServer
+
+PAGE_SIZE = 50
+
+
+def _get_server_for_user(request, server_id):
+    """Someone else's server is a 404, not a 403: its existence is not ours to tell."""
+    servers = VirtualServer.objects.for_user(request.user).select_related("owner", "node")
+    return get_object_or_404(servers, pk=server_id)
+
+
+def _error_messages(request, error):
+    for message in error.messages:
+        messages.error(request, message)
+
+
+@require_GET
+def server_list(request):
+    servers = VirtualServer.objects.live().filter(owner=request.user)
+    context = {
+        "servers": servers,
+        "form": ServerNameForm(),
+        "quota": services.quota_for(request.user),
+        "quota_left": services.quota_left(request.user),
+    }
+    return render(request, "hosting/server_list.html", context)
+
+
+@require_POST
+def server_create(request):
+    form = ServerNameForm(request.POST)
+    if form.is_valid():
+        try:
+            server = services.server_create(owner=request.user, name=form.cleaned_data["name"], request=request)
+        except ValidationError as error:
+            _error_messages(request, error)
+        else:
+            messages.success(request, f"Creating “{server.name}”. It will be running in a few seconds.")
+            return redirect("hosting:server_detail", server_id=server.pk)
+    context = {
+        "servers": VirtualServer.objects.live().filter(owner=request.user),
+        "form": form,
+        "quota": services.quota_for(request.user),
+        "quota_left": services.quota_left(request.user),
+    }
+    return render(request, "hosting/server_list.html", context, status=400 if form.errors else 200)
+
+
+def _detail_page(request, server, *, rename_form=None, limits_form=None, status=200):
+    context = {
+        "server": server,
+        "rename_form": rename_form or ServerNameForm(initial={"name": server.name}),
+        "limits_form": limits_form
+        or ServerLimitsForm(initial={"memory_mb": server.memory_mb, "cpus": server.cpus, "pids_limit": server.pids_limit}),
+    }
+    return render(request, "hosting/server_detail.html", context, status=status)
+
+
+@require_GET
+def server_detail(request, server_id):
+    return _detail_page(request, _get_server_for_user(request, server_id))
+
+
+def _server_action(service, done):
+    """A POST-only view that runs one lifecycle service on a server."""
+
+    @require_POST
+    def view(request, server_id):
+        server = _get_server_for_user(request, server_id)
+        try:
+            service(actor=request.user, server=server, request=request)
+        except ValidationError as error:
+            _error_messages(request, error)
+        else:
+            messages.success(request, done.format(name=server.name))
+        return redirect("hosting:server_detail", server_id=server.pk)
+
+    return view
+
+
+server_start = _server_action(services.server_start, "Starting “{name}”.")
+server_stop = _server_action(services.server_stop, "Stopping “{name}”.")
+server_restart = _server_action(services.server_restart, "Restarting “{name}”.")
+
+
+@require_POST
+def server_rename(request, server_id):
+    server = _get_server_for_user(request, server_id)
+    form = ServerNameForm(request.POST)
+    if not form.is_valid():
+        return _detail_page(request, server, rename_form=form, status=400)
+    services.server_rename(actor=request.user, server=server, name=form.cleaned_data["name"], request=request)
+    messages.success(request, "Renamed.")
+    return redirect("hosting:server_detail", server_id=server.pk)
+
+
+@require_http_methods(["GET", "POST"])
+def server_delete(request, server_id):
+    server = _get_server_for_user(request, server_id)
+    if request.method == "GET":
+        context = {"server": server, "keep_volume": settings.SERVER_KEEP_VOLUME_ON_DELETE}
+        return render(request, "hosting/server_delete.html", context)
+    services.server_delete(actor=request.user, server=server, request=request)
+    messages.success(request, f"Deleting “{server.name}”.")
+    return redirect("hosting:admin_server_list" if request.user.is_admin and server.owner_id != request.user.pk else "hosting:server_list")
+
+
+@admin_required
+@require_POST
+def server_limits(request, server_id):
+    server = _get_server_for_user(request, server_id)
+    form = ServerLimitsForm(request.POST)
+    if not form.is_valid():
+        return _detail_page(request, server, limits_form=form, status=400)
+    try:
+        services.server_set_limits(actor=request.user, server=server, request=request, **form.cleaned_data)
+    except docker.DockerError as error:
+        messages.error(request, f"The limits were not changed: {error}")
+    else:
+        messages.success(request, "Limits saved and applied.")
+    return redirect("hosting:server_detail", server_id=server.pk)
+
+
+@admin_required
+@require_GET
+def admin_server_list(request):
+    filters = ServerFilterForm(request.GET)
+    servers = VirtualServer.objects.live().select_related("owner", "node")
+    if filters.is_valid():
+        servers = filters.filter(servers)
+    page = Paginator(servers.order_by("-pk"), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "hosting/admin_server_list.html", {"filters": filters, "page": page})
