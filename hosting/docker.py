@@ -93,6 +93,7 @@ def inner_socket_url(socket_dir):
 # Virtual server containers on the host --------------------------------------
 
 def _isolation_options():
+    """HostConfig options for the isolation mode chosen in settings."""
     mode = settings.SERVER_ISOLATION
     if mode == "privileged":
         return {"privileged": True}
@@ -103,8 +104,10 @@ def _isolation_options():
     return {
         "cap_add": ["ALL"],
         "cap_drop": ["SYS_RESOURCE"],
-        "security_opt": ["seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"],
-        "extra_mounts": [docker.types.Mount("/sys/fs/cgroup", "/sys/fs/cgroup", type="bind", read_only=False)],
+        "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
+        "mounts": [docker.types.Mount("/sys/fs/cgroup", "/sys/fs/cgroup", type="bind", read_only=False)],
+        # The CLI's --security-opt systempaths=unconfined: /proc and /sys unmasked.
+        "raw": {"MaskedPaths": [], "ReadonlyPaths": []},
     }
 
 
@@ -133,23 +136,30 @@ def server_create(spec: ServerSpec):
     network_ensure(settings.SERVER_NETWORK)
     os.makedirs(spec.socket_dir, mode=0o700, exist_ok=True)
     options = _isolation_options()
+    raw = options.pop("raw", {})
     mounts = [
         docker.types.Mount("/var/lib/docker", spec.volume_name, type="volume"),
         docker.types.Mount(INNER_SOCKET_DIR, spec.socket_dir, type="bind"),
-        *options.pop("extra_mounts", []),
+        *options.pop("mounts", []),
     ]
-    client.containers.create(
+    # The low-level API, because HostConfig fields like MaskedPaths have no
+    # keyword in docker-py: the HostConfig it builds is a dict we can extend.
+    host_config = client.api.create_host_config(
+        mounts=mounts,
+        tmpfs={"/run": "", "/var/run": ""},
+        network_mode=settings.SERVER_NETWORK,
+        restart_policy={"Name": "unless-stopped"},
+        **_resources(spec.memory_mb, spec.cpus, spec.pids_limit),
+        **options,
+    )
+    host_config.update(raw)
+    client.api.create_container(
         settings.SERVER_IMAGE,
         command=INNER_DOCKERD_ARGS,
         name=spec.container_name,
         hostname=spec.hostname,
         labels=spec.labels,
-        mounts=mounts,
-        tmpfs={"/run": "", "/var/run": ""},
-        network=settings.SERVER_NETWORK,
-        restart_policy={"Name": "unless-stopped"},
-        **_resources(spec.memory_mb, spec.cpus, spec.pids_limit),
-        **options,
+        host_config=host_config,
     )
 
 
@@ -229,7 +239,7 @@ def inner_ping(socket_dir, timeout=5):
 @_translate_errors
 def image_copy_to_inner(image, socket_dir):
     """Copy an image from the host into a server's inner daemon (no registry needed)."""
-    data = _client().images.get(image).save()
+    data = _client().images.get(image).save(named=True)  # keep the tag
     _client(inner_socket_url(socket_dir), timeout=120).images.load(b"".join(data))
 
 

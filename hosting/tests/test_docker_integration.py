@@ -1,0 +1,171 @@
+"""Virtual servers on the real Docker engine: real DinD containers, real inner daemons."""
+
+import pytest
+from django.urls import reverse
+
+from accounts.models import ActivityLog
+from hosting import docker, services
+from hosting.models import VirtualServer
+
+from .conftest import TEST_APP_IMAGE, inner_daemon_answers, wait_until
+
+pytestmark = [pytest.mark.django_db, pytest.mark.docker]
+
+
+def test_create_runs_a_limited_labelled_dind_with_a_working_inner_daemon(real_docker, as_alice, alice, committed, settings):
+    with committed():
+        as_alice.post(reverse("hosting:server_create"), {"name": "integration"})
+    server = VirtualServer.objects.get()
+    assert server.state == "running", server.last_error
+
+    attrs = real_docker.api.inspect_container(f"cptest-dind-{server.pk}")
+    assert attrs["Name"] == f"/cptest-dind-{server.pk}"
+    assert attrs["Config"]["Hostname"] == f"server{server.pk}"
+    assert attrs["State"]["Running"]
+    host = attrs["HostConfig"]
+    assert host["Memory"] == host["MemorySwap"] == 512 * 1024 * 1024
+    assert host["NanoCpus"] == 1_000_000_000
+    assert host["PidsLimit"] == 512
+    assert host["RestartPolicy"]["Name"] == "unless-stopped"
+    assert attrs["Config"]["Labels"]["controlpanel.server-id"] == str(server.pk)
+    assert attrs["Config"]["Labels"]["controlpanel.owner-id"] == str(alice.pk)
+    assert attrs["Config"]["Labels"]["controlpanel.instance"] == "controlpanel-test"
+    assert "controlpanel-test-users" in attrs["NetworkSettings"]["Networks"]
+    mounts = {m["Destination"]: m for m in attrs["Mounts"]}
+    assert mounts["/var/lib/docker"]["Type"] == "volume"
+    assert mounts["/var/lib/docker"]["Name"] == f"cptest-dind-{server.pk}-docker"
+    assert mounts["/controlpanel"]["Source"] == str(server.socket_dir)
+    assert not host.get("PortBindings"), "no port of a virtual server is published on the host"
+
+    # The inner daemon answers over the socket and runs the test app image.
+    inner_daemon_answers(server)
+    docker.image_copy_to_inner(TEST_APP_IMAGE, str(server.socket_dir))
+    docker.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE, ["sleep", "300"], name="sleeper")
+    import docker as docker_sdk
+
+    inner = docker_sdk.DockerClient(base_url=docker.inner_socket_url(server.socket_dir))
+    assert [c.name for c in inner.containers.list()] == ["sleeper"]
+    assert inner.info()["Driver"] == "overlay2"
+
+
+def test_stop_start_restart_delete(real_docker, alice, committed):
+    with committed():
+        server = services.server_create(owner=alice, name="lifecycle")
+    name = server.container_name
+
+    with committed():
+        services.server_stop(actor=alice, server=server)
+    assert real_docker.containers.get(name).status == "exited"
+    server.refresh_from_db()
+    assert server.state == "exited"
+
+    with committed():
+        services.server_stop(actor=alice, server=server)  # already stopped: fine
+    server.refresh_from_db()
+    assert server.last_error == ""
+
+    with committed():
+        services.server_start(actor=alice, server=server)
+    assert real_docker.containers.get(name).status == "running"
+
+    started = real_docker.api.inspect_container(name)["State"]["StartedAt"]
+    with committed():
+        services.server_restart(actor=alice, server=server)
+    assert real_docker.api.inspect_container(name)["State"]["StartedAt"] != started
+
+    with committed():
+        services.server_delete(actor=alice, server=server)
+    server.refresh_from_db()
+    assert server.deleted_at is not None
+    assert not real_docker.containers.list(all=True, filters={"name": f"^/{name}$"})
+    assert not real_docker.volumes.list(filters={"name": server.volume_name})
+    assert not server.socket_dir.exists()
+
+    with committed():
+        newer = services.server_create(owner=alice, name="after")
+    assert newer.pk > server.pk
+    newer.refresh_from_db()
+    assert newer.state == "running"
+
+
+def test_delete_tolerates_a_container_already_gone(real_docker, alice, committed):
+    with committed():
+        server = services.server_create(owner=alice, name="gone")
+    real_docker.containers.get(server.container_name).remove(force=True)
+    with committed():
+        services.server_delete(actor=alice, server=server)
+    server.refresh_from_db()
+    assert server.deleted_at and server.last_error == ""
+
+
+def test_limits_changed_by_an_admin_reach_the_running_container(real_docker, admin, alice, committed):
+    with committed():
+        server = services.server_create(owner=alice, name="limits")
+    services.server_set_limits(actor=admin, server=server, memory_mb=256, cpus=0.5, pids_limit=128)
+    host = real_docker.api.inspect_container(server.container_name)["HostConfig"]
+    assert (host["Memory"], host["MemorySwap"], host["NanoCpus"], host["PidsLimit"]) == (
+        256 * 1024 * 1024, 256 * 1024 * 1024, 500_000_000, 128)
+
+
+def test_engine_unreachable_gives_a_readable_error_and_loses_nothing(real_docker, alice, admin, committed, settings):
+    with committed():
+        server = services.server_create(owner=alice, name="survivor")
+    settings.DOCKER_HOST_URL = "unix:///nonexistent/docker.sock"
+
+    with committed():
+        services.server_stop(actor=alice, server=server)
+    server.refresh_from_db()
+    assert "Docker engine is not reachable" in server.last_error
+    assert server.deleted_at is None and server.operation == ""
+
+    with committed():
+        failed = services.server_create(owner=alice, name="never")
+    failed.refresh_from_db()
+    assert failed.state == "failed" and "not reachable" in failed.last_error
+    assert ActivityLog.objects.filter(action=ActivityLog.Action.SERVER_FAILED).count() == 2
+
+    with pytest.raises(docker.DockerError, match="not reachable"):
+        services.server_set_limits(actor=admin, server=server, memory_mb=256, cpus=1, pids_limit=128)
+
+    # The engine comes back: the failed server is retried and runs; nothing was lost.
+    settings.DOCKER_HOST_URL = "unix:///var/run/docker.sock"
+    with committed():
+        services.server_start(actor=alice, server=failed)
+    failed.refresh_from_db()
+    assert failed.state == "running", failed.last_error
+    assert real_docker.containers.get(server.container_name).status == "running"
+
+
+def test_failed_create_leaves_no_half_made_container(real_docker, alice, committed, settings):
+    settings.SERVER_IMAGE = "controlpanel/no-such-image:missing"
+    with committed():
+        server = services.server_create(owner=alice, name="no image")
+    server.refresh_from_db()
+    assert server.state == "failed"
+    assert "image" in server.last_error.lower()
+    assert not real_docker.containers.list(all=True, filters={"name": server.container_name})
+    assert not real_docker.volumes.list(filters={"name": server.volume_name})
+
+
+def test_one_server_cannot_reach_anothers_inner_docker_api(real_docker, alice, bob, committed):
+    with committed():
+        a = services.server_create(owner=alice, name="a")
+        b = services.server_create(owner=bob, name="b")
+    inner_daemon_answers(a)
+    inner_daemon_answers(b)
+    b_ip = docker.container_info(b.container_name).ip_address
+    container_a = real_docker.containers.get(a.container_name)
+
+    # Only A's own socket is mounted into A.
+    exit_code, output = container_a.exec_run(["ls", "/controlpanel"])
+    assert output.decode().split() == ["docker.sock"]
+    exit_code, output = container_a.exec_run(["sh", "-c", f"ls {b.socket_dir} 2>&1"])
+    assert exit_code != 0
+    # B's daemon listens on no TCP port: nothing answers on 2375/2376.
+    for port in (2375, 2376):
+        exit_code, output = container_a.exec_run(["docker", "-H", f"tcp://{b_ip}:{port}", "version"])
+        assert exit_code != 0
+        assert b"Server:" not in output
+    # A's own daemon answers over its socket, and sees only A's containers.
+    exit_code, output = container_a.exec_run(["docker", "-H", "unix:///controlpanel/docker.sock", "info", "--format", "{{.Name}}"])
+    assert exit_code == 0 and output.decode().strip() == f"server{a.pk}"
