@@ -253,5 +253,13 @@ def inner_container_run(socket_dir, image, command, *, name=None, ports=None):
 
 
 @_translate_errors
+def container_memory_usage(name):
+    """Bytes of memory the container uses now (page cache excluded)."""
+    stats = _client().api.stats(name, stream=False)["memory_stats"]
+    cache = stats.get("stats", {}).get("inactive_file", stats.get("stats", {}).get("cache", 0))
+    return stats.get("usage", 0) - cache
+
+
+@_translate_errors
 def engine_ping():
     return _client(timeout=5).ping()

@@ -42,7 +42,7 @@ def docker_engine():
 
 
 @pytest.fixture
-def real_docker(docker_engine, settings, eager_tasks):
+def real_docker(docker_engine, settings):
     sockets = tempfile.mkdtemp(prefix="cpt-")  # short: unix socket paths max out at 108 bytes
     settings.SERVER_CONTAINER_PREFIX = "cptest-dind-"
     settings.PANEL_INSTANCE = TEST_INSTANCE

@@ -9,7 +9,7 @@ from hosting.models import VirtualServer
 
 from .conftest import TEST_APP_IMAGE, inner_daemon_answers, wait_until
 
-pytestmark = [pytest.mark.django_db, pytest.mark.docker]
+pytestmark = [pytest.mark.django_db, pytest.mark.docker, pytest.mark.usefixtures("eager_tasks")]
 
 
 def test_create_runs_a_limited_labelled_dind_with_a_working_inner_daemon(real_docker, as_alice, alice, committed, settings):

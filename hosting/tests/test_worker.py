@@ -1,0 +1,61 @@
+"""The real path: service → on_commit → Redis → a Celery worker process → Docker."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+
+from hosting import services
+from hosting.models import VirtualServer
+
+from .conftest import ROOT, TEST_INSTANCE, wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]
+
+
+@pytest.fixture
+def celery_worker(real_docker):
+    if not settings.REDIS_URL or connection.vendor != "postgresql":
+        pytest.fail("The worker test needs REDIS_URL and PostgreSQL (shared with a second process): run it with .ci/test")
+    redis.Redis.from_url(settings.REDIS_URL).delete("celery")  # leftovers of earlier runs
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres:///{connection.settings_dict['NAME']}",
+        "SERVER_CONTAINER_PREFIX": settings.SERVER_CONTAINER_PREFIX,
+        "PANEL_INSTANCE": TEST_INSTANCE,
+        "SERVER_NETWORK": settings.SERVER_NETWORK,
+        "SERVER_SOCKET_ROOT": str(settings.SERVER_SOCKET_ROOT),
+        "SERVER_DEFAULT_MEMORY_MB": "512",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "controlpanel", "worker", "--pool", "solo", "--loglevel", "INFO"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    yield worker
+    worker.terminate()
+    output, _ = worker.communicate(timeout=30)
+    print(output)  # shown when the test fails
+    assert "hosting.tasks.server_reconcile" in output
+
+
+def test_a_real_worker_creates_and_stops_a_server(celery_worker, alice):
+    from controlpanel.celery import app
+
+    assert not app.conf.task_always_eager
+    server = services.server_create(owner=alice, name="via worker")  # commits: the task goes to Redis
+
+    def settled():
+        server.refresh_from_db()
+        return not server.operation and server
+
+    wait_until(settled, timeout=60, what="the worker to create the server")
+    assert server.state == "running", server.last_error
+
+    services.server_stop(actor=alice, server=server)
+    wait_until(settled, timeout=60, what="the worker to stop the server")
+    assert server.state == "exited"
+    assert VirtualServer.objects.get(pk=server.pk).desired_state == "stopped"
