@@ -194,6 +194,15 @@ SERVER_QUOTA_DEFAULT = env_int("SERVER_QUOTA_DEFAULT", 3)
 PANEL_INSTANCE = env.str("PANEL_INSTANCE", default="controlpanel")
 NODE_NAME = env.str("NODE_NAME", default="local")
 
+# Monitor: Celery beat polls every daemon; snapshots unseen this long are pruned.
+MONITOR_INTERVAL = env_int("MONITOR_INTERVAL", 60, minimum=1)
+MONITOR_CONCURRENCY = env_int("MONITOR_CONCURRENCY", 8, minimum=1)
+MONITOR_DAEMON_TIMEOUT = env_float("MONITOR_DAEMON_TIMEOUT", 5.0, minimum=0.1)
+MONITOR_STALE_AFTER = timedelta(seconds=env_int("MONITOR_STALE_AFTER", 300, minimum=1))
+MONITOR_MAX_BODY_BYTES = env_int("MONITOR_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024)
+MONITOR_MAX_CONTAINERS = env_int("MONITOR_MAX_CONTAINERS", 500, minimum=1)
+MONITOR_LOCK_TIMEOUT = env_int("MONITOR_LOCK_TIMEOUT", 300, minimum=5)
+
 # Internationalisation
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
@@ -252,6 +261,13 @@ CELERY_BEAT_SCHEDULE = {
     "registration-codes-purge": {
         "task": "accounts.tasks.registration_codes_purge",
         "schedule": timedelta(minutes=10),
+    },
+    "monitor-cycle": {
+        "task": "hosting.tasks.monitor_cycle",
+        "schedule": timedelta(seconds=MONITOR_INTERVAL),
+        # A cycle that could not start before the next one is due is dropped,
+        # so a slow or absent worker never finds a pile of queued cycles.
+        "options": {"expires": MONITOR_INTERVAL},
     },
     "sessions-purge": {
         "task": "accounts.tasks.sessions_purge",

@@ -6,9 +6,12 @@ already so (stopping a stopped container, removing a missing one) succeeds.
 """
 
 import functools
+import json
 import logging
 import os
 import shutil
+import threading
+import time
 from dataclasses import dataclass
 
 import docker
@@ -49,16 +52,16 @@ class ContainerInfo:
 
 
 def _readable(error):
-    if isinstance(error, docker.errors.NotFound):
-        return "Docker could not find it: " + _explanation(error)
     if isinstance(error, docker.errors.ImageNotFound):
         return "The server image is missing on the Docker host: " + _explanation(error)
+    if isinstance(error, docker.errors.NotFound):
+        return "Docker could not find it: " + _explanation(error)
     if isinstance(error, docker.errors.APIError):
         return "Docker refused: " + _explanation(error)
-    if isinstance(error, (requests.exceptions.ConnectionError, docker.errors.DockerException, FileNotFoundError)):
-        return "The Docker engine is not reachable. Try again later or ask an administrator."
     if isinstance(error, requests.exceptions.Timeout):
         return "The Docker engine did not answer in time."
+    if isinstance(error, (requests.exceptions.ConnectionError, docker.errors.DockerException, OSError)):
+        return "The Docker engine is not reachable. Try again later or ask an administrator."
     return f"Docker failed: {error}"
 
 
@@ -80,10 +83,27 @@ def _translate_errors(func):
     return wrapper
 
 
+_clients = {}
+_clients_lock = threading.Lock()
+
+
 def _client(base_url=None, timeout=None):
-    return docker.DockerClient(
-        base_url=base_url or settings.DOCKER_HOST_URL, timeout=timeout or settings.DOCKER_TIMEOUT
-    )
+    """A client per daemon and timeout, kept: creating one asks the daemon its API version."""
+    key = (base_url or settings.DOCKER_HOST_URL, timeout or settings.DOCKER_TIMEOUT)
+    with _clients_lock:
+        client = _clients.get(key)
+    if client is None:
+        client = docker.DockerClient(base_url=key[0], timeout=key[1], version="auto")
+        with _clients_lock:
+            _clients[key] = client
+    return client
+
+
+def forget_client(base_url):
+    """Drop cached clients of a daemon that is gone (a deleted server's socket)."""
+    with _clients_lock:
+        for key in [k for k in _clients if k[0] == base_url]:
+            _clients.pop(key).close()
 
 
 def inner_socket_url(socket_dir):
@@ -196,6 +216,7 @@ def server_remove(container_name, *, volume_name=None, socket_dir=None):
             pass
     if socket_dir:
         shutil.rmtree(socket_dir, ignore_errors=True)
+        forget_client(inner_socket_url(socket_dir))
 
 
 @_translate_errors
@@ -258,6 +279,33 @@ def container_memory_usage(name):
     stats = _client().api.stats(name, stream=False)["memory_stats"]
     cache = stats.get("stats", {}).get("inactive_file", stats.get("stats", {}).get("cache", 0))
     return stats.get("usage", 0) - cache
+
+
+@_translate_errors
+def containers_json(base_url, *, timeout, max_bytes):
+    """`GET /containers/json?all=1` of one daemon, as parsed JSON, read with limits.
+
+    The answer may come from a daemon a tenant controls: it is cut off past
+    `max_bytes` or when the whole read takes longer than `timeout`.
+    """
+    client = _client(base_url, timeout=timeout)
+    deadline = time.monotonic() + timeout
+    response = client.api._get(client.api._url("/containers/json"), params={"all": 1}, stream=True)
+    try:
+        response.raise_for_status()
+        body = bytearray()
+        for chunk in response.iter_content(64 * 1024):
+            body += chunk
+            if len(body) > max_bytes:
+                raise DockerError(f"The daemon's container list is larger than {max_bytes} bytes.")
+            if time.monotonic() > deadline:
+                raise DockerError(f"The daemon took longer than {timeout:g}s to list its containers.")
+    finally:
+        response.close()
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise DockerError("The daemon answered with something that is not JSON.") from None
 
 
 @_translate_errors

@@ -85,6 +85,11 @@ class VirtualServer(models.Model):
     observed_state = models.CharField(max_length=16, choices=ObservedState.choices, default=ObservedState.UNKNOWN)
     observed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # The inner daemon, as the monitor sees it: when it last answered, how many
+    # polls in a row failed since, and when to try again (failures back off).
+    inner_seen_at = models.DateTimeField(null=True, blank=True)
+    inner_failures = models.PositiveIntegerField(default=0)
+    inner_next_poll_at = models.DateTimeField(null=True, blank=True)
     memory_mb = models.PositiveIntegerField(validators=[MinValueValidator(64), MaxValueValidator(1024 * 1024)])
     cpus = models.DecimalField(max_digits=6, decimal_places=2, validators=[MinValueValidator(0.01), MaxValueValidator(1024)])
     pids_limit = models.PositiveIntegerField(validators=[MinValueValidator(32), MaxValueValidator(4_194_304)])
@@ -129,12 +134,18 @@ class VirtualServer(models.Model):
         return bool(self.last_error) and not self.operation
 
     @property
+    def is_unreachable(self):
+        return self.observed_state == self.ObservedState.RUNNING and self.inner_failures > 0
+
+    @property
     def state(self):
         """One word for people: what is happening, else what was last seen."""
         if self.operation:
             return self.operation
         if self.last_error and self.observed_state == self.ObservedState.MISSING:
             return "failed"
+        if self.is_unreachable:
+            return "unreachable"
         return self.observed_state
 
     @property
@@ -143,4 +154,69 @@ class VirtualServer(models.Model):
             return self.get_operation_display()
         if self.state == "failed":
             return "Failed"
+        if self.is_unreachable:
+            return "Unreachable"
         return self.get_observed_state_display()
+
+
+class ContainerSnapshot(models.Model):
+    """One container as a daemon last listed it: the host's (server NULL) or a server's inner one.
+
+    Everything here may come from inside a virtual server, whose owner is root
+    there: it is bounded in size when stored and escaped when shown.
+    """
+
+    server = models.ForeignKey(VirtualServer, null=True, blank=True, on_delete=models.CASCADE, related_name="containers")
+    docker_id = models.CharField(max_length=128)
+    name = models.CharField(max_length=255, blank=True)
+    image = models.CharField(max_length=512, blank=True)
+    command = models.TextField(blank=True)
+    created = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=32, blank=True)
+    status = models.CharField(max_length=255, blank=True)
+    ports = models.JSONField(default=list, blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    networks = models.JSONField(default=dict, blank=True)
+    mounts = models.JSONField(default=list, blank=True)
+    digest = models.CharField(max_length=40)  # of the fields above: rewrite only on change
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["name", "docker_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["server", "docker_id"],
+                condition=models.Q(server__isnull=False),
+                name="%(app_label)s_%(class)s_unique_inner",
+                violation_error_message="This container is already recorded for this server.",
+            ),
+            models.UniqueConstraint(
+                fields=["docker_id"],
+                condition=models.Q(server__isnull=True),
+                name="%(app_label)s_%(class)s_unique_host",
+                violation_error_message="This container is already recorded for the host.",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name or self.docker_id[:12]
+
+
+class MonitorRun(models.Model):
+    """One poll cycle, for the admin's monitor status panel."""
+
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    daemons_polled = models.PositiveIntegerField(default=0)
+    daemons_failed = models.PositiveIntegerField(default=0)
+    containers_seen = models.PositiveIntegerField(default=0)
+    rows_written = models.PositiveIntegerField(default=0)
+    rows_pruned = models.PositiveIntegerField(default=0)
+    failures = models.JSONField(default=list, blank=True)  # [{"daemon": ..., "error": ...}]
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"cycle at {self.started_at:%H:%M:%S}: {self.daemons_polled} daemons, {self.daemons_failed} failed"

@@ -10,7 +10,7 @@ from django.utils import timezone
 from accounts.models import ActivityLog, User
 from accounts.services import activity_log
 
-from . import docker
+from . import docker, monitor
 from .models import Node, VirtualServer
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,10 @@ def server_reconcile(*, server_id):
         _record_failure(server, operation, str(error))
         return
     _record_result(server, info)
+    if info and info.state == Observed.RUNNING:
+        # Show what runs inside at once, not at the next monitor cycle.
+        server.refresh_from_db()
+        monitor.refresh_server(server, wait=settings.MONITOR_DAEMON_TIMEOUT)
 
 
 def _record_result(server, info):

@@ -1,8 +1,15 @@
 from celery import shared_task
 
-from . import services
+from . import monitor, services
 
 
 @shared_task(acks_late=True)
 def server_reconcile(server_id):
     services.server_reconcile(server_id=server_id)
+
+
+@shared_task(ignore_result=True)
+def monitor_cycle():
+    run = monitor.run_cycle()
+    monitor.runs_purge()
+    return run and run.pk

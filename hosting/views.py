@@ -1,15 +1,18 @@
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.decorators import admin_required
 
-from . import docker, services
+from . import docker, monitor, services
 from .forms import ServerFilterForm, ServerLimitsForm, ServerNameForm
-from .models import VirtualServer
+from .models import ContainerSnapshot, MonitorRun, VirtualServer
 
 PAGE_SIZE = 50
 
@@ -37,6 +40,12 @@ def server_list(request):
     return render(request, "hosting/server_list.html", context)
 
 
+@require_GET
+def server_list_live(request):
+    servers = VirtualServer.objects.live().filter(owner=request.user)
+    return render(request, "hosting/server_list.html#table", {"servers": servers})
+
+
 @require_POST
 def server_create(request):
     form = ServerNameForm(request.POST)
@@ -57,9 +66,23 @@ def server_create(request):
     return render(request, "hosting/server_list.html", context, status=400 if form.errors else 200)
 
 
+CONTAINERS_SHOWN = 200
+
+
+def _live_context(server):
+    containers = server.containers.all()
+    count = containers.count()
+    return {
+        "server": server,
+        "containers": containers[:CONTAINERS_SHOWN],
+        "container_count": count,
+        "more_containers": count > CONTAINERS_SHOWN,
+    }
+
+
 def _detail_page(request, server, *, rename_form=None, limits_form=None, status=200):
     context = {
-        "server": server,
+        **_live_context(server),
         "rename_form": rename_form or ServerNameForm(initial={"name": server.name}),
         "limits_form": limits_form
         or ServerLimitsForm(initial={"memory_mb": server.memory_mb, "cpus": server.cpus, "pids_limit": server.pids_limit}),
@@ -70,6 +93,13 @@ def _detail_page(request, server, *, rename_form=None, limits_form=None, status=
 @require_GET
 def server_detail(request, server_id):
     return _detail_page(request, _get_server_for_user(request, server_id))
+
+
+@require_GET
+def server_live(request, server_id):
+    """The part of the server page that refreshes itself: state and containers, from the database."""
+    server = _get_server_for_user(request, server_id)
+    return render(request, "hosting/server_detail.html#live", _live_context(server))
 
 
 def _server_action(service, done):
@@ -141,3 +171,33 @@ def admin_server_list(request):
         servers = filters.filter(servers)
     page = Paginator(servers.order_by("-pk"), PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "hosting/admin_server_list.html", {"filters": filters, "page": page})
+
+
+@admin_required
+@require_GET
+def admin_host(request):
+    """The host daemon's containers, orphans and the monitor's health."""
+    context = {
+        "containers": ContainerSnapshot.objects.filter(server__isnull=True)[:CONTAINERS_SHOWN],
+        "orphans": monitor.orphan_containers(),
+        **_monitor_status(),
+    }
+    return render(request, "hosting/admin_host.html", context)
+
+
+@admin_required
+@require_GET
+def admin_monitor_status(request):
+    return render(request, "hosting/admin_host.html#monitor", _monitor_status())
+
+
+def _monitor_status():
+    last = MonitorRun.objects.first()
+    interval = timedelta(seconds=settings.MONITOR_INTERVAL)
+    next_run = last.started_at + interval if last else None
+    return {
+        "last_run": last,
+        "next_run": next_run,
+        "monitor_late": bool(last) and timezone.now() - last.started_at > 3 * interval,
+        "recent_runs": MonitorRun.objects.all()[:10],
+    }

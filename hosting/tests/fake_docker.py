@@ -8,6 +8,8 @@ class FakeDocker:
         self.containers = {}  # name -> state
         self.calls = []
         self.fail_with = None  # a message: every call raises DockerError
+        self.inner = {}  # inner socket url -> /containers/json answer
+        self.host_url = "unix:///var/run/docker.sock"
 
     def _call(self, name, *args):
         self.calls.append((name, *args))
@@ -39,6 +41,16 @@ class FakeDocker:
     def container_update_limits(self, name, **limits):
         self._call("container_update_limits", name, limits)
 
+    def containers_json(self, base_url, *, timeout, max_bytes):
+        """Host: the server containers; an inner daemon: what the test put in `inner`."""
+        if self.fail_with:
+            raise docker.DockerError(self.fail_with)
+        if base_url in self.inner:
+            return self.inner[base_url]
+        if base_url.endswith("/docker.sock") and base_url != self.host_url:
+            return []
+        return [{"Id": f"{n:0>12}", "Names": [f"/{name}"], "State": state} for n, (name, state) in enumerate(self.containers.items())]
+
     def container_info(self, name):
         if self.fail_with:
             raise docker.DockerError(self.fail_with)
@@ -49,6 +61,6 @@ class FakeDocker:
 def install(monkeypatch):
     fake = FakeDocker()
     for attr in ("server_create", "container_start", "container_stop", "container_restart", "server_remove",
-                 "container_update_limits", "container_info"):
+                 "container_update_limits", "container_info", "containers_json"):
         monkeypatch.setattr(docker, attr, getattr(fake, attr))
     return fake

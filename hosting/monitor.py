@@ -1,0 +1,309 @@
+"""One poll cycle: read every daemon, write container snapshots, prune, record server states.
+
+Reads happen concurrently in threads (each only talks HTTP); all database
+writes happen afterwards in the calling thread, a constant number of queries
+per daemon however many containers it has.
+"""
+
+import hashlib
+import json
+import logging
+import re
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from . import docker
+from .models import ContainerSnapshot, MonitorRun, VirtualServer
+
+log = logging.getLogger(__name__)
+LOCK_KEY = "hosting:monitor:lock"
+Observed = VirtualServer.ObservedState
+SNAPSHOT_FIELDS = ["name", "image", "command", "created", "state", "status", "ports", "labels", "networks", "mounts"]
+HOST = None  # the daemon key of the host; a server id for an inner daemon
+
+
+@dataclass
+class DaemonRead:
+    server_id: int | None
+    containers: list = field(default_factory=list)
+    error: str = ""
+    seconds: float = 0.0
+
+
+# Untrusted data, bounded ------------------------------------------------------
+
+def _text(value, limit):
+    if value is None:
+        return ""
+    return (value if isinstance(value, str) else json.dumps(value, default=str))[:limit]
+
+
+def _items(value, limit):
+    return value[:limit] if isinstance(value, list) else []
+
+
+def _created(value):
+    try:
+        return datetime.fromtimestamp(int(value), tz=dt_timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _ports(value):
+    ports = []
+    for port in _items(value, 50):
+        if not isinstance(port, dict):
+            continue
+        private = f"{_text(port.get('PrivatePort'), 10)}/{_text(port.get('Type'), 8)}"
+        public = port.get("PublicPort")
+        ports.append(f"{_text(port.get('IP'), 45)}:{_text(public, 10)}→{private}" if public else private)
+    return ports
+
+
+def _labels(value):
+    if not isinstance(value, dict):
+        return {}
+    return {_text(k, 128): _text(v, 512) for k, v in list(value.items())[:64]}
+
+
+def _networks(value):
+    networks = value.get("Networks") if isinstance(value, dict) else None
+    if not isinstance(networks, dict):
+        return {}
+    return {
+        _text(name, 128): _text(net.get("IPAddress") if isinstance(net, dict) else "", 45)
+        for name, net in list(networks.items())[:16]
+    }
+
+
+def _mounts(value):
+    return [
+        f"{_text(m.get('Source') or m.get('Name'), 256)}:{_text(m.get('Destination'), 256)}"
+        for m in _items(value, 32)
+        if isinstance(m, dict)
+    ]
+
+
+def snapshot_fields(entry):
+    """Our bounded, flat form of one `/containers/json` entry, or None if it has no usable id."""
+    if not isinstance(entry, dict):
+        return None
+    docker_id = entry.get("Id")
+    if not isinstance(docker_id, str) or not re.fullmatch(r"[0-9a-zA-Z]{1,128}", docker_id):
+        return None
+    names = entry.get("Names")
+    name = names[0] if isinstance(names, list) and names and isinstance(names[0], str) else ""
+    fields = {
+        "name": name.lstrip("/")[:255],
+        "image": _text(entry.get("Image"), 512),
+        "command": _text(entry.get("Command"), 2048),
+        "created": _created(entry.get("Created")),
+        "state": _text(entry.get("State"), 32),
+        "status": _text(entry.get("Status"), 255),
+        "ports": _ports(entry.get("Ports")),
+        "labels": _labels(entry.get("Labels")),
+        "networks": _networks(entry.get("NetworkSettings")),
+        "mounts": _mounts(entry.get("Mounts")),
+    }
+    return docker_id, fields
+
+
+def _digest(fields):
+    return hashlib.sha1(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# Reading -----------------------------------------------------------------------
+
+def _read(server_id, base_url):
+    started = time.perf_counter()
+    try:
+        containers = docker.containers_json(
+            base_url, timeout=settings.MONITOR_DAEMON_TIMEOUT, max_bytes=settings.MONITOR_MAX_BODY_BYTES
+        )
+        if not isinstance(containers, list):
+            raise docker.DockerError("The daemon's container list is not a list.")
+        return DaemonRead(server_id, containers[: settings.MONITOR_MAX_CONTAINERS], seconds=time.perf_counter() - started)
+    except docker.DockerError as error:
+        return DaemonRead(server_id, error=str(error), seconds=time.perf_counter() - started)
+
+
+def read_inner_daemons(servers):
+    """Read the servers' inner daemons concurrently, each bounded by its own timeout."""
+    if not servers:
+        return []
+    with ThreadPoolExecutor(max_workers=settings.MONITOR_CONCURRENCY) as pool:
+        return list(pool.map(lambda s: _read(s.pk, docker.inner_socket_url(s.socket_dir)), servers))
+
+
+# Writing -----------------------------------------------------------------------
+
+def write_snapshots(read, now):
+    """Upsert one daemon's rows: insert new, rewrite changed, bump the rest, drop the vanished.
+
+    At most five queries, whatever the number of containers.
+    """
+    rows = {}
+    for entry in read.containers:
+        parsed = snapshot_fields(entry)
+        if parsed:
+            rows[parsed[0]] = parsed[1]
+    daemon_rows = ContainerSnapshot.objects.filter(server_id=read.server_id) if read.server_id else ContainerSnapshot.objects.filter(server__isnull=True)
+    existing = {docker_id: (pk, digest) for docker_id, pk, digest in daemon_rows.values_list("docker_id", "pk", "digest")}
+
+    new, changed, unchanged = [], [], []
+    for docker_id, fields in rows.items():
+        digest = _digest(fields)
+        if docker_id not in existing:
+            new.append(ContainerSnapshot(server_id=read.server_id, docker_id=docker_id, digest=digest, first_seen=now, last_seen=now, **fields))
+        elif existing[docker_id][1] != digest:
+            changed.append(ContainerSnapshot(pk=existing[docker_id][0], digest=digest, last_seen=now, **fields))
+        else:
+            unchanged.append(existing[docker_id][0])
+
+    with transaction.atomic():
+        if new:
+            ContainerSnapshot.objects.bulk_create(new, batch_size=500)
+        if changed:
+            ContainerSnapshot.objects.bulk_update(changed, [*SNAPSHOT_FIELDS, "digest", "last_seen"], batch_size=500)
+        if unchanged:
+            ContainerSnapshot.objects.filter(pk__in=unchanged).update(last_seen=now)
+        vanished = [pk for docker_id, (pk, _) in existing.items() if docker_id not in rows]
+        if vanished:
+            ContainerSnapshot.objects.filter(pk__in=vanished).delete()
+    return len(new) + len(changed)
+
+
+def prune_stale(now):
+    deleted, _ = ContainerSnapshot.objects.filter(last_seen__lt=now - settings.MONITOR_STALE_AFTER).delete()
+    return deleted
+
+
+def _server_states_from_host(host_read, servers):
+    """Each server's container state as the host daemon lists it; missing if absent."""
+    states = {}
+    for entry in host_read.containers:
+        parsed = snapshot_fields(entry)
+        if parsed:
+            states[parsed[1]["name"]] = parsed[1]["state"] or Observed.UNKNOWN
+    valid = set(Observed.values)
+    return {s.pk: (st if (st := states.get(s.container_name, Observed.MISSING)) in valid else Observed.UNKNOWN) for s in servers}
+
+
+def _record_server_states(servers, states, now):
+    changed = []
+    for server in servers:
+        if server.observed_state != states[server.pk]:
+            server.observed_state = states[server.pk]
+            changed.append(server)
+    if changed:
+        VirtualServer.objects.bulk_update(changed, ["observed_state"], batch_size=500)
+    VirtualServer.objects.filter(pk__in=[s.pk for s in servers]).update(observed_at=now)
+
+
+def _record_inner_results(reads, now):
+    """Success resets a server's failure count; failures back off: 1, 2, 4 ... up to 16 cycles."""
+    ok = [r.server_id for r in reads if not r.error]
+    if ok:
+        VirtualServer.objects.filter(pk__in=ok).update(inner_seen_at=now, inner_failures=0, inner_next_poll_at=None)
+    failed = [r.server_id for r in reads if r.error]
+    if failed:
+        servers = list(VirtualServer.objects.filter(pk__in=failed).only("pk", "inner_failures"))
+        for server in servers:
+            server.inner_failures += 1
+            cycles = min(2 ** (server.inner_failures - 1), 16)
+            server.inner_next_poll_at = now + timedelta(seconds=settings.MONITOR_INTERVAL * cycles - 1)
+        VirtualServer.objects.bulk_update(servers, ["inner_failures", "inner_next_poll_at"])
+
+
+# The cycle ---------------------------------------------------------------------
+
+def _due_for_inner_poll(server, states, now):
+    return states[server.pk] == Observed.RUNNING and (server.inner_next_poll_at is None or server.inner_next_poll_at <= now)
+
+
+def run_cycle():
+    """One full poll. Returns the MonitorRun, or None when another cycle holds the lock."""
+    token = secrets.token_hex(8)
+    if not cache.add(LOCK_KEY, token, timeout=settings.MONITOR_LOCK_TIMEOUT):
+        log.info("monitor: another cycle is running; skipping")
+        return None
+    try:
+        return _cycle()
+    finally:
+        if cache.get(LOCK_KEY) == token:
+            cache.delete(LOCK_KEY)
+
+
+def _cycle():
+    started, clock = timezone.now(), time.perf_counter()
+    host_read = _read(HOST, settings.DOCKER_HOST_URL)
+    servers = list(VirtualServer.objects.live().only(
+        "pk", "observed_state", "operation", "inner_next_poll_at", "inner_failures", "created_at"))
+    reads = [host_read]
+    rows_written = 0
+    if host_read.error:
+        log.warning("monitor: host daemon failed: %s", host_read.error)
+    else:
+        now = timezone.now()
+        rows_written += write_snapshots(host_read, now)
+        states = _server_states_from_host(host_read, servers)
+        _record_server_states(servers, states, now)
+        inner_reads = read_inner_daemons([s for s in servers if _due_for_inner_poll(s, states, now)])
+        now = timezone.now()
+        for read in inner_reads:
+            if not read.error:
+                rows_written += write_snapshots(read, now)
+        _record_inner_results(inner_reads, now)
+        reads += inner_reads
+    failures = [{"daemon": "host" if r.server_id is None else f"server {r.server_id}", "error": r.error} for r in reads if r.error]
+    return MonitorRun.objects.create(
+        started_at=started,
+        duration_ms=int((time.perf_counter() - clock) * 1000),
+        daemons_polled=len(reads),
+        daemons_failed=len(failures),
+        containers_seen=sum(len(r.containers) for r in reads),
+        rows_written=rows_written,
+        rows_pruned=prune_stale(timezone.now()),
+        failures=failures[:50],
+    )
+
+
+def refresh_server(server, wait=0.0):
+    """Re-read one server's inner daemon right after a panel action.
+
+    A daemon that was just started needs a moment: retry for up to `wait`
+    seconds. Failures here are not counted: the cycle does that.
+    """
+    if server.observed_state != Observed.RUNNING:
+        return
+    deadline = time.monotonic() + wait
+    while (read := _read(server.pk, docker.inner_socket_url(server.socket_dir))).error and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if not read.error:
+        now = timezone.now()
+        write_snapshots(read, now)
+        VirtualServer.objects.filter(pk=server.pk).update(inner_seen_at=now, inner_failures=0, inner_next_poll_at=None)
+
+
+def runs_purge(keep=timedelta(days=1)):
+    deleted, _ = MonitorRun.objects.filter(started_at__lt=timezone.now() - keep).delete()
+    return deleted
+
+
+def orphan_containers():
+    """Host containers named like virtual servers with no live row: shown to admins, never touched."""
+    pattern = re.compile(rf"^{re.escape(settings.SERVER_CONTAINER_PREFIX)}(\d+)$")
+    live = set(VirtualServer.objects.live().values_list("pk", flat=True))
+    return [
+        snapshot
+        for snapshot in ContainerSnapshot.objects.filter(server__isnull=True, name__startswith=settings.SERVER_CONTAINER_PREFIX)
+        if (match := pattern.match(snapshot.name)) and int(match.group(1)) not in live
+    ]
