@@ -149,16 +149,20 @@ def server_create(spec: ServerSpec):
     """Create (not start) the DinD container. An existing one is kept."""
     client = _client()
     try:
-        client.containers.get(spec.container_name)
-        return
+        existing = client.api.inspect_container(spec.container_name)
     except docker.errors.NotFound:
-        pass
+        existing = None
+    if existing is not None:
+        if _is_ours(existing.get("Config", {}).get("Labels"), spec.labels):
+            return  # ours, from an earlier attempt
+        # Same name, someone else's container (another panel, or by hand): never adopt it.
+        raise DockerError(f"A container named {spec.container_name} already exists and does not belong to this server.")
     network_ensure(settings.SERVER_NETWORK)
     os.makedirs(spec.socket_dir, mode=0o700, exist_ok=True)
     options = _isolation_options()
     raw = options.pop("raw", {})
     mounts = [
-        docker.types.Mount("/var/lib/docker", spec.volume_name, type="volume"),
+        docker.types.Mount("/var/lib/docker", spec.volume_name, type="volume", labels=spec.labels),
         docker.types.Mount(INNER_SOCKET_DIR, spec.socket_dir, type="bind"),
         *options.pop("mounts", []),
     ]
@@ -201,17 +205,33 @@ def container_restart(name, timeout=10):
     _client(timeout=settings.DOCKER_TIMEOUT + timeout).containers.get(name).restart(timeout=timeout)
 
 
+def _is_ours(labels, expected):
+    """Whether Docker labels name the same panel instance and server as `expected`."""
+    labels = labels or {}
+    return all(labels.get(key) == expected[key] for key in ("controlpanel.instance", "controlpanel.server-id"))
+
+
 @_translate_errors
-def server_remove(container_name, *, volume_name=None, socket_dir=None):
-    """Stop and remove the container, and its volume and socket directory when named."""
+def server_remove(container_name, *, labels, volume_name=None, socket_dir=None):
+    """Remove the server's container, and its volume and socket directory when named.
+
+    Only what carries this server's labels is removed: a container or volume
+    of the same name made by someone else is left alone.
+    """
     client = _client()
     try:
-        client.containers.get(container_name).remove(force=True)
+        container = client.containers.get(container_name)
+        if _is_ours(container.labels, labels):
+            container.remove(force=True)
+        else:
+            log.warning("not removing %s: it does not belong to this server", container_name)
     except docker.errors.NotFound:
         pass
     if volume_name:
         try:
-            client.volumes.get(volume_name).remove(force=True)
+            volume = client.volumes.get(volume_name)
+            if _is_ours(volume.attrs.get("Labels"), labels):
+                volume.remove(force=True)
         except docker.errors.NotFound:
             pass
     if socket_dir:

@@ -213,6 +213,8 @@ class MonitorRun(models.Model):
     containers_seen = models.PositiveIntegerField(default=0)
     rows_written = models.PositiveIntegerField(default=0)
     rows_pruned = models.PositiveIntegerField(default=0)
+    slowest_read_ms = models.PositiveIntegerField(default=0)
+    total_read_ms = models.PositiveIntegerField(default=0)  # sum over daemons; reads overlap
     failures = models.JSONField(default=list, blank=True)  # [{"daemon": ..., "error": ...}]
 
     class Meta:

@@ -272,6 +272,8 @@ def _cycle():
         containers_seen=sum(len(r.containers) for r in reads),
         rows_written=rows_written,
         rows_pruned=prune_stale(timezone.now()),
+        slowest_read_ms=int(max(r.seconds for r in reads) * 1000),
+        total_read_ms=int(sum(r.seconds for r in reads) * 1000),
         failures=failures[:50],
     )
 

@@ -155,6 +155,16 @@ def server_spec(server):
     )
 
 
+def _remove(server, *, keep_volume):
+    spec = server_spec(server)
+    docker.server_remove(
+        spec.container_name,
+        labels=spec.labels,
+        volume_name=None if keep_volume else spec.volume_name,
+        socket_dir=spec.socket_dir,
+    )
+
+
 def server_reconcile(*, server_id):
     """Make the container match the row's desired state, then record what Docker shows.
 
@@ -167,8 +177,7 @@ def server_reconcile(*, server_id):
     operation = server.operation
     try:
         if server.desired_state == Desired.DELETED:
-            keep = settings.SERVER_KEEP_VOLUME_ON_DELETE
-            docker.server_remove(server.container_name, volume_name=None if keep else server.volume_name, socket_dir=str(server.socket_dir))
+            _remove(server, keep_volume=settings.SERVER_KEEP_VOLUME_ON_DELETE)
         elif server.desired_state == Desired.RUNNING:
             if operation == Op.RESTARTING and docker.container_info(server.container_name):
                 docker.container_restart(server.container_name)
@@ -201,7 +210,7 @@ def _record_failure(server, operation, message):
     if operation == Op.CREATING:
         # Leave nothing half-made behind; the user can retry or delete.
         try:
-            docker.server_remove(server.container_name, volume_name=server.volume_name, socket_dir=str(server.socket_dir))
+            _remove(server, keep_volume=False)
         except docker.DockerError:
             log.warning("could not clean up after failed create of %s", server.container_name)
     info = None

@@ -169,3 +169,18 @@ def test_one_server_cannot_reach_anothers_inner_docker_api(real_docker, alice, b
     # A's own daemon answers over its socket, and sees only A's containers.
     exit_code, output = container_a.exec_run(["docker", "-H", "unix:///controlpanel/docker.sock", "info", "--format", "{{.Name}}"])
     assert exit_code == 0 and output.decode().strip() == f"server{a.pk}"
+
+
+def test_a_foreign_container_with_the_same_name_is_never_adopted(real_docker, alice, committed, settings):
+    with committed():
+        server = services.server_create(owner=alice, name="mine")
+    server.refresh_from_db()
+    next_name = f"{settings.SERVER_CONTAINER_PREFIX}{server.pk + 1}"
+    real_docker.containers.create(TEST_APP_IMAGE, ["sleep", "60"], name=next_name,
+                                  labels={"controlpanel.instance": "controlpanel-test", "controlpanel.server-id": "someone else"})
+    with committed():
+        clash = services.server_create(owner=alice, name="clash")
+    clash.refresh_from_db()
+    assert clash.container_name == next_name
+    assert clash.state != "running" and "does not belong to this server" in clash.last_error
+    assert real_docker.containers.get(next_name).labels["controlpanel.server-id"] == "someone else"

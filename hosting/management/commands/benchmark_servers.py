@@ -1,7 +1,8 @@
 """Create N real virtual servers and report how long each took and what an idle one costs.
 
-    DATA_DIR=/tmp/bench .venv/bin/python manage.py migrate
-    DATA_DIR=/tmp/bench .venv/bin/python manage.py benchmark_servers --count 10
+    export DATA_DIR=/tmp/bench SERVER_CONTAINER_PREFIX=bench-dind- PANEL_INSTANCE=benchmark
+    .venv/bin/python manage.py migrate
+    .venv/bin/python manage.py benchmark_servers --count 10
 
 Uses the configured database and Docker engine; the servers it made are
 deleted at the end unless --keep is given.
