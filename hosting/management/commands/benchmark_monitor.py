@@ -80,7 +80,7 @@ class Command(BaseCommand):
                 run = monitor.run_cycle()
                 walls.append(time.perf_counter() - started)
             queries.append(len(context.captured_queries))
-        writes = sum(1 for q in context.captured_queries if not q["sql"].lstrip().upper().startswith("SELECT"))
+        writes = sum(1 for q in context.captured_queries if q["sql"].split()[0].upper() in ("INSERT", "UPDATE", "DELETE"))
 
         raw = [self._raw_seconds(settings.DOCKER_HOST_URL)]
         raw += [self._raw_seconds(docker.inner_socket_url(s.socket_dir)) for s in servers]
