@@ -110,6 +110,10 @@ class ActivityLog(models.Model):
         SERVER_LIMITS_CHANGED = "server_limits", "Server limits changed"
         SERVER_DELETED = "server_deleted", "Server deleted"
         SERVER_FAILED = "server_failed", "Server operation failed"
+        DOMAIN_ADDED = "domain_added", "Domain added"
+        DOMAIN_UPDATED = "domain_updated", "Domain changed"
+        DOMAIN_REMOVED = "domain_removed", "Domain removed"
+        DOMAIN_APPROVED = "domain_approved", "Domain approved"
 
     # The FK is nulled when the user is deleted; the copied email survives.
     user = models.ForeignKey(

@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import forms, services
+from .forms import add_errors
 from .decorators import admin_required
 from .models import ActivityLog, RegistrationCode, User
 
@@ -17,15 +18,6 @@ PAGE_SIZE = 50
 
 def _page(request, queryset):
     return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
-
-
-def _add_errors(form, error):
-    """Put a service's ValidationError on the form, field by field where it names one."""
-    if hasattr(error, "error_dict"):
-        for field, errors in error.error_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, error)
 
 
 @require_GET
@@ -50,7 +42,7 @@ def signup(request):
                 request=request,
             )
         except ValidationError as error:
-            _add_errors(form, error)
+            add_errors(form, error)
         else:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             messages.success(request, "Welcome! Your account is ready.")
@@ -145,7 +137,7 @@ def user_create(request):
                 request=request,
             )
         except ValidationError as error:
-            _add_errors(form, error)
+            add_errors(form, error)
         else:
             messages.success(request, f"Created {user.email}.")
             return redirect("accounts:user_detail", user_id=user.pk)
@@ -174,7 +166,7 @@ def user_detail(request, user_id):
         try:
             services.user_update(actor=request.user, user=user, request=request, **form.cleaned_data)
         except ValidationError as error:
-            _add_errors(form, error)
+            add_errors(form, error)
         else:
             messages.success(request, f"Saved {form.cleaned_data['email']}.")
             return redirect("accounts:user_detail", user_id=user.pk)

@@ -203,6 +203,35 @@ MONITOR_MAX_BODY_BYTES = env_int("MONITOR_MAX_BODY_BYTES", 4 * 1024 * 1024, mini
 MONITOR_MAX_CONTAINERS = env_int("MONITOR_MAX_CONTAINERS", 500, minimum=1)
 MONITOR_LOCK_TIMEOUT = env_int("MONITOR_LOCK_TIMEOUT", 300, minimum=5)
 
+# Domains, routed by the users' Caddy (configured through its admin API).
+CADDY_ADMIN_URL = env.str("CADDY_ADMIN_URL", default="http://127.0.0.1:2019")
+# The admin endpoint Caddy itself listens on (kept in every configuration we load).
+CADDY_ADMIN_LISTEN = env.str("CADDY_ADMIN_LISTEN", default="127.0.0.1:2019")
+CADDY_TIMEOUT = env_float("CADDY_TIMEOUT", 10.0, minimum=0.5)
+CADDY_LISTEN_HOST = env.str("CADDY_LISTEN_HOST", default="")  # "" = every interface
+CADDY_HTTP_PORT = env_int("CADDY_HTTP_PORT", 80, minimum=1)
+CADDY_HTTPS_PORT = env_int("CADDY_HTTPS_PORT", 443, minimum=1)
+# acme: real certificates (Let's Encrypt); internal: Caddy's own CA (tests, intranets)
+CADDY_TLS_ISSUER = env.str("CADDY_TLS_ISSUER", default="acme")
+if CADDY_TLS_ISSUER not in ("acme", "internal"):
+    raise ImproperlyConfigured("CADDY_TLS_ISSUER must be acme or internal")
+CADDY_ACME_EMAIL = env.str("CADDY_ACME_EMAIL", default="")
+PROXY_DRIFT_INTERVAL = env_int("PROXY_DRIFT_INTERVAL", 60, minimum=5)
+PLATFORM_DOMAIN = env.str("PLATFORM_DOMAIN", default="").strip().lower().rstrip(".")
+# Names outside the platform domain: allowed | approval (an admin approves each)
+DOMAIN_OWNERSHIP = env.str("DOMAIN_OWNERSHIP", default="allowed")
+if DOMAIN_OWNERSHIP not in ("allowed", "approval"):
+    raise ImproperlyConfigured("DOMAIN_OWNERSHIP must be allowed or approval")
+DOMAINS_PER_SERVER = env_int("DOMAINS_PER_SERVER", 10, minimum=1)
+# Cloudflare's published proxy ranges (https://www.cloudflare.com/ips/).
+CLOUDFLARE_IP_RANGES = env.list("CLOUDFLARE_IP_RANGES", default=[
+    "173.245.48.0/20", "103.21.244.0/22", "103.22.200.0/22", "103.31.4.0/22", "141.101.64.0/18",
+    "108.162.192.0/18", "190.93.240.0/20", "188.114.96.0/20", "197.234.240.0/22", "198.41.128.0/17",
+    "162.158.0.0/15", "104.16.0.0/13", "104.24.0.0/14", "172.64.0.0/13", "131.0.72.0/22",
+    "2400:cb00::/32", "2606:4700::/32", "2803:f800::/32", "2405:b500::/32", "2405:8100::/32",
+    "2a06:98c0::/29", "2c0f:f248::/32",
+])
+
 # Internationalisation
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
@@ -268,6 +297,11 @@ CELERY_BEAT_SCHEDULE = {
         # A cycle that could not start before the next one is due is dropped,
         # so a slow or absent worker never finds a pile of queued cycles.
         "options": {"expires": MONITOR_INTERVAL},
+    },
+    "proxy-drift": {
+        "task": "hosting.tasks.proxy_reapply_if_drifted",
+        "schedule": timedelta(seconds=PROXY_DRIFT_INTERVAL),
+        "options": {"expires": PROXY_DRIFT_INTERVAL},
     },
     "sessions-purge": {
         "task": "accounts.tasks.sessions_purge",

@@ -18,6 +18,12 @@ def fast_password_hashing(settings, request):
         settings.PASSWORD_HASHERS = FAST_HASHERS + settings.PASSWORD_HASHERS
 
 
+@pytest.fixture(autouse=True)
+def no_stray_caddy(settings):
+    """Unless a test starts its own Caddy, proxy changes go nowhere (never to a real one)."""
+    settings.CADDY_ADMIN_URL = "http://127.0.0.1:9"  # the discard port: connection refused
+
+
 @pytest.fixture
 def production_hashers(settings):
     """The configured bcrypt hashers, for tests about hashing itself."""

@@ -1,7 +1,9 @@
 from decimal import Decimal
 
 from django import forms
+from django.urls import reverse_lazy
 
+from .domains import normalize_domain
 from .models import VirtualServer, validate_server_name
 
 
@@ -44,3 +46,37 @@ class ServerFilterForm(forms.Form):
         elif state:
             servers = servers.filter(observed_state=state, operation="")
         return servers
+
+
+class DomainSettingsForm(forms.Form):
+    port = forms.IntegerField(label="Port on the server", min_value=1, max_value=65535, initial=80)
+    ssl = forms.BooleanField(label="HTTPS (automatic certificate)", required=False, initial=True)
+    cloudflare = forms.BooleanField(label="Behind Cloudflare's proxy", required=False)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("cloudflare") and not data.get("ssl"):
+            self.add_error("ssl", "Behind Cloudflare the site is served over HTTPS with an origin certificate: turn HTTPS on.")
+        return data
+
+
+class DomainForm(DomainSettingsForm):
+    name = forms.CharField(
+        label="Domain name",
+        max_length=300,
+        widget=forms.TextInput(attrs={"placeholder": "www.example.org", "autocomplete": "off", "spellcheck": "false"}),
+    )
+    field_order = ["name", "port", "ssl", "cloudflare"]
+
+    def __init__(self, *args, user, **kwargs):
+        self.user = user
+        super().__init__(*args, **kwargs)
+        self.fields["name"].widget.attrs["data-check-url"] = reverse_lazy("hosting:domain_check")
+
+    def clean_name(self):
+        return normalize_domain(self.cleaned_data["name"], allow_wildcard=self.user.is_admin)
+
+
+class DomainSearchForm(forms.Form):
+    q = forms.CharField(label="Search", required=False, max_length=253)
+    pending = forms.BooleanField(label="Waiting for approval", required=False)

@@ -85,6 +85,8 @@ class VirtualServer(models.Model):
     observed_state = models.CharField(max_length=16, choices=ObservedState.choices, default=ObservedState.UNKNOWN)
     observed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # Its address on the users' network: where Caddy sends its domains' traffic.
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
     # The inner daemon, as the monitor sees it: when it last answered, how many
     # polls in a row failed since, and when to try again (failures back off).
     inner_seen_at = models.DateTimeField(null=True, blank=True)
@@ -157,6 +159,57 @@ class VirtualServer(models.Model):
         if self.is_unreachable:
             return "Unreachable"
         return self.get_observed_state_display()
+
+
+class DomainQuerySet(models.QuerySet):
+    def for_user(self, user):
+        domains = self.filter(server__deleted_at__isnull=True)
+        return domains if user.is_admin else domains.filter(server__owner=user)
+
+    def routed(self):
+        """What Caddy serves: approved domains of live servers."""
+        return self.filter(server__deleted_at__isnull=True, approved=True)
+
+
+class Domain(models.Model):
+    """A host name routed by Caddy to a virtual server's port. Stored in ASCII (punycode)."""
+
+    name = models.CharField(max_length=253)
+    server = models.ForeignKey(VirtualServer, on_delete=models.CASCADE, related_name="domains")
+    port = models.PositiveIntegerField(default=80, validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    ssl = models.BooleanField("HTTPS", default=True)
+    cloudflare = models.BooleanField("behind Cloudflare", default=False)
+    approved = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = DomainQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["name"],
+                name="%(app_label)s_%(class)s_unique_name",
+                violation_error_message="This domain is already in use.",
+            ),
+        ]
+
+    def __str__(self):
+        return self.display_name
+
+    @property
+    def display_name(self):
+        from .domains import display_domain
+
+        return display_domain(self.name)
+
+    @property
+    def url(self):
+        from django.conf import settings
+
+        scheme, port = ("https", settings.CADDY_HTTPS_PORT) if self.ssl else ("http", settings.CADDY_HTTP_PORT)
+        default = 443 if self.ssl else 80
+        return f"{scheme}://{self.name}{'' if port == default else f':{port}'}/"
 
 
 class ContainerSnapshot(models.Model):

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import docker
+from . import docker, proxy
 from .models import ContainerSnapshot, MonitorRun, VirtualServer
 
 log = logging.getLogger(__name__)
@@ -200,25 +200,34 @@ def prune_stale(now):
 
 
 def _server_states_from_host(host_read, servers):
-    """Each server's container state as the host daemon lists it; missing if absent."""
-    states = {}
+    """Each server's (container state, address on the users' network) as the host lists it."""
+    seen = {}
     for entry in host_read.containers:
-        parsed = snapshot_fields(entry)
-        if parsed:
-            states[parsed[1]["name"]] = parsed[1]["state"] or Observed.UNKNOWN
+        if parsed := snapshot_fields(entry):
+            fields = parsed[1]
+            seen[fields["name"]] = (fields["state"] or Observed.UNKNOWN, fields["networks"].get(settings.SERVER_NETWORK) or None)
     valid = set(Observed.values)
-    return {s.pk: (st if (st := states.get(s.container_name, Observed.MISSING)) in valid else Observed.UNKNOWN) for s in servers}
+    states = {}
+    for server in servers:
+        state, ip = seen.get(server.container_name, (Observed.MISSING, None))
+        states[server.pk] = (state if state in valid else Observed.UNKNOWN, ip)
+    return states
 
 
 def _record_server_states(servers, states, now):
-    changed = []
+    """Returns whether an address changed (the proxy must follow)."""
+    changed, moved = [], False
     for server in servers:
-        if server.observed_state != states[server.pk]:
-            server.observed_state = states[server.pk]
+        state, ip = states[server.pk]
+        ip = ip or server.ip_address  # a stopped container has no address: keep the last one
+        if (server.observed_state, server.ip_address) != (state, ip):
+            moved |= server.ip_address != ip
+            server.observed_state, server.ip_address = state, ip
             changed.append(server)
     if changed:
-        VirtualServer.objects.bulk_update(changed, ["observed_state"], batch_size=500)
+        VirtualServer.objects.bulk_update(changed, ["observed_state", "ip_address"], batch_size=500)
     VirtualServer.objects.filter(pk__in=[s.pk for s in servers]).update(observed_at=now)
+    return moved
 
 
 def _record_inner_results(reads, now):
@@ -239,7 +248,7 @@ def _record_inner_results(reads, now):
 # The cycle ---------------------------------------------------------------------
 
 def _due_for_inner_poll(server, states, now):
-    return states[server.pk] == Observed.RUNNING and (server.inner_next_poll_at is None or server.inner_next_poll_at <= now)
+    return states[server.pk][0] == Observed.RUNNING and (server.inner_next_poll_at is None or server.inner_next_poll_at <= now)
 
 
 def run_cycle():
@@ -259,7 +268,8 @@ def _cycle():
     started, clock = timezone.now(), time.perf_counter()
     host_read = _read(HOST, settings.DOCKER_HOST_URL)
     servers = list(VirtualServer.objects.live().only(
-        "pk", "observed_state", "operation", "inner_next_poll_at", "inner_failures", "created_at"))
+        "pk", "observed_state", "ip_address", "operation", "inner_next_poll_at", "inner_failures", "created_at"))
+    moved = False
     reads = [host_read]
     rows_written = 0
     if host_read.error:
@@ -271,8 +281,10 @@ def _cycle():
         reads += inner_reads
         with transaction.atomic():  # one commit for the whole cycle's writes
             rows_written = write_snapshots([r for r in reads if not r.error], now)
-            _record_server_states(servers, states, now)
+            moved = _record_server_states(servers, states, now)
             _record_inner_results(inner_reads, now)
+    if moved:
+        proxy.apply_quietly()  # domains follow their server to its new address
     failures = [{"daemon": "host" if r.server_id is None else f"server {r.server_id}", "error": r.error} for r in reads if r.error]
     return MonitorRun.objects.create(
         started_at=started,

@@ -4,14 +4,14 @@ import logging
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import ActivityLog, User
 from accounts.services import activity_log
 
-from . import docker, monitor
-from .models import Node, VirtualServer
+from . import docker, monitor, proxy
+from .models import Domain, Node, VirtualServer
 
 log = logging.getLogger(__name__)
 Action = ActivityLog.Action
@@ -97,6 +97,11 @@ def server_delete(*, actor, server, request=None):
     server = VirtualServer.objects.select_for_update().get(pk=server.pk)
     if server.operation == Op.DELETING or server.deleted_at:
         return server  # already on its way
+    if server.domains.exists():
+        server.domains.all().delete()
+        # The server goes whether or not Caddy answers now; the drift task
+        # removes the routes later if it does not.
+        transaction.on_commit(proxy.apply_quietly)
     server.desired_state = Desired.DELETED
     server.operation = Op.DELETING
     server.last_error = ""
@@ -201,9 +206,13 @@ def _record_result(server, info):
     now = timezone.now()
     fields = {"operation": Op.NONE, "last_error": "", "observed_at": now}
     fields["observed_state"] = info.state if info else Observed.MISSING
+    if info and info.ip_address:
+        fields["ip_address"] = info.ip_address
     if server.desired_state == Desired.DELETED:
         fields["deleted_at"] = now
     VirtualServer.objects.filter(pk=server.pk).update(updated_at=now, **fields)
+    if fields.get("ip_address", server.ip_address) != server.ip_address:
+        proxy.apply_quietly()  # its domains follow it to the new address
 
 
 def _record_failure(server, operation, message):
@@ -232,6 +241,89 @@ def _record_failure(server, operation, message):
         message=f"{verb.capitalize()} virtual server “{server.name}” failed: {message}",
         target=server.container_name,
     )
+
+
+# Domains -------------------------------------------------------------------------
+
+def _domain_rules(*, user, server, name, ssl, cloudflare, exclude=None):
+    """Check a domain against the rules; return whether it needs an admin's approval."""
+    errors = {}
+    if cloudflare and not ssl:
+        errors["ssl"] = "Behind Cloudflare the site is served over HTTPS with an origin certificate: turn HTTPS on."
+    if name.startswith("*.") and ssl and not cloudflare and settings.CADDY_TLS_ISSUER == "acme":
+        errors["ssl"] = "Automatic certificates for wildcard names need a DNS challenge, which is not set up: turn HTTPS off or use Cloudflare."
+    if Domain.objects.filter(name=name).exclude(pk=exclude).exists():
+        errors["name"] = "This domain is already in use."
+    if errors:
+        raise ValidationError(errors)
+    platform = settings.PLATFORM_DOMAIN
+    on_platform = bool(platform) and name.endswith("." + platform) and name.count(".") == platform.count(".") + 1
+    if name == platform or (platform and name.endswith("." + platform) and not on_platform):
+        raise ValidationError({"name": f"Choose a single name directly under {platform}, like mysite.{platform}."})
+    return not (on_platform or user.is_admin or settings.DOMAIN_OWNERSHIP == "allowed")
+
+
+def _lock_proxy():
+    """Serialise proxy changes: each renders the configuration with every earlier change in it."""
+    Node.objects.select_for_update().filter(pk=Node.local().pk).first()
+
+
+@transaction.atomic
+def domain_add(*, actor, server, name, port=80, ssl=True, cloudflare=False, request=None):
+    """Add a domain and route it; if Caddy refuses or is down, nothing is saved (ProxyError)."""
+    _lock_proxy()
+    server = VirtualServer.objects.select_for_update().get(pk=server.pk)
+    if server.domains.count() >= settings.DOMAINS_PER_SERVER:
+        raise ValidationError(f"A server can have at most {settings.DOMAINS_PER_SERVER} domains.")
+    needs_approval = _domain_rules(user=actor, server=server, name=name, ssl=ssl, cloudflare=cloudflare)
+    try:
+        with transaction.atomic():
+            domain = Domain.objects.create(
+                server=server, name=name, port=port, ssl=ssl, cloudflare=cloudflare, approved=not needs_approval
+            )
+    except IntegrityError:  # someone took it a moment ago
+        raise ValidationError({"name": "This domain is already in use."}) from None
+    pending = " (waiting for an administrator's approval)" if needs_approval else ""
+    activity_log(
+        action=Action.DOMAIN_ADDED, user=actor, target=domain.name, request=request,
+        message=f"Added domain {domain.display_name} → “{server.name}” port {port}{pending}",
+    )
+    if domain.approved:
+        proxy.apply()
+    return domain
+
+
+@transaction.atomic
+def domain_update(*, actor, domain, port, ssl, cloudflare, request=None):
+    _lock_proxy()
+    domain = Domain.objects.select_for_update().select_related("server").get(pk=domain.pk)
+    _domain_rules(user=actor, server=domain.server, name=domain.name, ssl=ssl, cloudflare=cloudflare, exclude=domain.pk)
+    domain.port, domain.ssl, domain.cloudflare = port, ssl, cloudflare
+    domain.save(update_fields=["port", "ssl", "cloudflare"])
+    activity_log(
+        action=Action.DOMAIN_UPDATED, user=actor, target=domain.name, request=request,
+        message=f"Changed domain {domain.display_name}: port {port}, HTTPS {'on' if ssl else 'off'}, Cloudflare {'on' if cloudflare else 'off'}",
+    )
+    if domain.approved:
+        proxy.apply()
+    return domain
+
+
+@transaction.atomic
+def domain_remove(*, actor, domain, request=None):
+    _lock_proxy()
+    name, display = domain.name, domain.display_name
+    domain.delete()
+    activity_log(action=Action.DOMAIN_REMOVED, user=actor, target=name, request=request, message=f"Removed domain {display}")
+    proxy.apply()
+
+
+@transaction.atomic
+def domain_approve(*, actor, domain, request=None):
+    _lock_proxy()
+    Domain.objects.filter(pk=domain.pk).update(approved=True)
+    activity_log(action=Action.DOMAIN_APPROVED, user=actor, target=domain.name, request=request, message=f"Approved domain {domain.display_name}")
+    proxy.apply()
 
 
 def user_live_servers_check(user):

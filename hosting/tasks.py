@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from . import monitor, services
+from . import monitor, proxy, services
 
 
 @shared_task(acks_late=True)
@@ -13,3 +13,8 @@ def monitor_cycle():
     run = monitor.run_cycle()
     monitor.runs_purge()
     return run and run.pk
+
+
+@shared_task(ignore_result=True)
+def proxy_reapply_if_drifted():
+    return proxy.reapply_if_drifted()

@@ -4,15 +4,18 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.decorators import admin_required
+from accounts.forms import add_errors
 
-from . import docker, monitor, services
-from .forms import ServerFilterForm, ServerLimitsForm, ServerNameForm
-from .models import ContainerSnapshot, MonitorRun, VirtualServer
+from . import docker, monitor, proxy, services
+from .domains import normalize_domain
+from .forms import DomainForm, DomainSearchForm, DomainSettingsForm, ServerFilterForm, ServerLimitsForm, ServerNameForm
+from .models import ContainerSnapshot, Domain, MonitorRun, VirtualServer
 
 PAGE_SIZE = 50
 
@@ -80,9 +83,12 @@ def _live_context(server):
     }
 
 
-def _detail_page(request, server, *, rename_form=None, limits_form=None, status=200):
+def _detail_page(request, server, *, rename_form=None, limits_form=None, domain_form=None, status=200):
     context = {
         **_live_context(server),
+        "domains": server.domains.all(),
+        "domain_form": domain_form or DomainForm(user=request.user),
+        "domain_limit": settings.DOMAINS_PER_SERVER,
         "rename_form": rename_form or ServerNameForm(initial={"name": server.name}),
         "limits_form": limits_form
         or ServerLimitsForm(initial={"memory_mb": server.memory_mb, "cpus": server.cpus, "pids_limit": server.pids_limit}),
@@ -201,3 +207,101 @@ def _monitor_status():
         "monitor_late": bool(last) and timezone.now() - last.started_at > 3 * interval,
         "recent_runs": MonitorRun.objects.all()[:10],
     }
+
+
+# Domains -----------------------------------------------------------------------
+
+def _get_domain_for_user(request, domain_id):
+    return get_object_or_404(Domain.objects.for_user(request.user).select_related("server", "server__owner"), pk=domain_id)
+
+
+@require_POST
+def domain_add(request, server_id):
+    server = _get_server_for_user(request, server_id)
+    form = DomainForm(request.POST, user=request.user)
+    if form.is_valid():
+        try:
+            domain = services.domain_add(actor=request.user, server=server, request=request, **form.cleaned_data)
+        except ValidationError as error:
+            add_errors(form, error)
+        except proxy.ProxyError as error:
+            form.add_error(None, f"{error} Nothing was saved.")
+        else:
+            if domain.approved:
+                messages.success(request, f"{domain.display_name} now points at this server.")
+            else:
+                messages.info(request, f"{domain.display_name} is waiting for an administrator's approval.")
+            return redirect("hosting:server_detail", server_id=server.pk)
+    return _detail_page(request, server, domain_form=form, status=400)
+
+
+@require_http_methods(["GET", "POST"])
+def domain_edit(request, domain_id):
+    domain = _get_domain_for_user(request, domain_id)
+    form = DomainSettingsForm(request.POST or None, initial={"port": domain.port, "ssl": domain.ssl, "cloudflare": domain.cloudflare})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.domain_update(actor=request.user, domain=domain, request=request, **form.cleaned_data)
+        except ValidationError as error:
+            add_errors(form, error)
+        except proxy.ProxyError as error:
+            form.add_error(None, f"{error} Nothing was changed.")
+        else:
+            messages.success(request, f"Saved {domain.display_name}.")
+            return redirect("hosting:server_detail", server_id=domain.server_id)
+    return render(request, "hosting/domain_edit.html", {"domain": domain, "form": form}, status=400 if form.errors else 200)
+
+
+@require_POST
+def domain_remove(request, domain_id):
+    domain = _get_domain_for_user(request, domain_id)
+    try:
+        services.domain_remove(actor=request.user, domain=domain, request=request)
+    except proxy.ProxyError as error:
+        messages.error(request, f"{error} The domain was kept.")
+    else:
+        messages.success(request, f"Removed {domain.display_name}.")
+    return redirect("hosting:server_detail", server_id=domain.server_id)
+
+
+@require_GET
+def domain_check(request):
+    """Live validation for the domain field: the message the form would give, as a fragment."""
+    form = DomainForm({"name": request.GET.get("name", ""), "port": 80}, user=request.user)
+    form.is_valid()
+    errors = form.errors.get("name")
+    if not errors and Domain.objects.filter(name=form.cleaned_data["name"]).exists():
+        errors = ["This domain is already in use."]
+    name = form.cleaned_data.get("name") if not errors else ""
+    return render(request, "hosting/domain_check.html", {"errors": errors, "name": name})
+
+
+@admin_required
+@require_GET
+def admin_domain_list(request):
+    search = DomainSearchForm(request.GET)
+    domains = Domain.objects.for_user(request.user).select_related("server", "server__owner")
+    if search.is_valid():
+        if q := search.cleaned_data["q"].strip().lower():
+            try:
+                q = normalize_domain(q, allow_wildcard=True)
+            except ValidationError:
+                pass
+            domains = domains.filter(Q(name__icontains=q) | Q(server__owner__email__icontains=q) | Q(server__name__icontains=q))
+        if search.cleaned_data["pending"]:
+            domains = domains.filter(approved=False)
+    page = Paginator(domains.order_by("name"), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "hosting/admin_domain_list.html", {"search": search, "page": page})
+
+
+@admin_required
+@require_POST
+def domain_approve(request, domain_id):
+    domain = _get_domain_for_user(request, domain_id)
+    try:
+        services.domain_approve(actor=request.user, domain=domain, request=request)
+    except proxy.ProxyError as error:
+        messages.error(request, f"{error} It stays waiting.")
+    else:
+        messages.success(request, f"Approved {domain.display_name}.")
+    return redirect("hosting:admin_domain_list")

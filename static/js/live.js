@@ -24,3 +24,24 @@
   }
   document.querySelectorAll("[data-live-url]").forEach(function (element) { schedule(element); });
 })();
+
+// Live validation: an input with data-check-url shows what the server thinks
+// of its value (the same rules as the form) as the user types.
+(function () {
+  "use strict";
+  document.querySelectorAll("input[data-check-url]").forEach(function (input) {
+    var output = document.createElement("span");
+    input.insertAdjacentElement("afterend", output);
+    var timer = null;
+    input.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(function () {
+        if (!input.value.trim()) { output.innerHTML = ""; return; }
+        var url = input.getAttribute("data-check-url") + "?name=" + encodeURIComponent(input.value);
+        fetch(url, { credentials: "same-origin" })
+          .then(function (response) { return response.ok ? response.text() : ""; })
+          .then(function (html) { output.innerHTML = html; });
+      }, 300);
+    });
+  });
+})();

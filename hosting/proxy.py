@@ -1,0 +1,193 @@
+"""The users' Caddy: renders its whole configuration from the database and applies it.
+
+Caddy's admin API validates a configuration before it switches to it
+(`POST /load`), so a refused configuration leaves the previous one serving.
+The only module that talks to Caddy.
+"""
+
+import json
+import logging
+
+import requests
+from django.conf import settings
+
+from .models import Domain
+
+log = logging.getLogger(__name__)
+
+PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;background:#f5f7fb;color:#1c2433;display:flex;min-height:90vh;align-items:center;justify-content:center}}
+main{{max-width:32rem;padding:2rem;background:#fff;border:1px solid #e3e8ef;border-radius:10px}}h1{{font-size:1.3rem}}p{{color:#667085}}</style></head>
+<body><main><h1>{title}</h1><p>{text}</p></main></body></html>"""
+NOT_FOUND_PAGE = PAGE.format(title="No site here", text="No site is configured for this address.")
+UNAVAILABLE_PAGE = PAGE.format(
+    title="This site is not available ({http.error.status_code})",
+    text="The server behind this site is not answering. If it is yours, check in the control panel that it is running and that something listens on the domain's port.",
+)
+ERROR_PAGE = PAGE.format(title="{http.error.status_code} {http.error.status_text}", text="The request could not be served.")
+CLOUDFLARE_ONLY_PAGE = PAGE.format(title="Forbidden", text="This site is only reachable through Cloudflare.")
+
+
+class ProxyError(Exception):
+    """Caddy refused the configuration or could not be reached; str() is fit for people."""
+
+
+def _html(status, body):
+    return {
+        "handler": "static_response",
+        "status_code": status,
+        "headers": {"Content-Type": ["text/html; charset=utf-8"]},
+        "body": body,
+    }
+
+
+def _upstream(domain, server):
+    if not server.ip_address:
+        return _html(502, UNAVAILABLE_PAGE.replace("{http.error.status_code}", "502"))
+    return {"handler": "reverse_proxy", "upstreams": [{"dial": f"{server.ip_address}:{domain.port}"}]}
+
+
+def _site_routes(domain, server):
+    routes = []
+    if domain.cloudflare:
+        routes.append({
+            "match": [{"host": [domain.name], "not": [{"remote_ip": {"ranges": settings.CLOUDFLARE_IP_RANGES}}]}],
+            "handle": [_html(403, CLOUDFLARE_ONLY_PAGE)],
+            "terminal": True,
+        })
+    routes.append({"match": [{"host": [domain.name]}], "handle": [_upstream(domain, server)], "terminal": True})
+    return routes
+
+
+def _redirect_to_https():
+    port = "" if settings.CADDY_HTTPS_PORT == 443 else f":{settings.CADDY_HTTPS_PORT}"
+    return {
+        "handler": "static_response",
+        "status_code": 308,
+        "headers": {"Location": [f"https://{{http.request.host}}{port}{{http.request.uri}}"]},
+    }
+
+
+def _error_routes():
+    return [
+        {"match": [{"expression": "{http.error.status_code} >= 502 && {http.error.status_code} <= 504"}],
+         "handle": [_html("{http.error.status_code}", UNAVAILABLE_PAGE)], "terminal": True},
+        {"handle": [_html("{http.error.status_code}", ERROR_PAGE)]},
+    ]
+
+
+def _listen(port):
+    host = settings.CADDY_LISTEN_HOST
+    return [f"{host}:{port}"]
+
+
+def _issuer():
+    if settings.CADDY_TLS_ISSUER == "internal":
+        return {"module": "internal"}
+    issuer = {"module": "acme"}
+    if settings.CADDY_ACME_EMAIL:
+        issuer["email"] = settings.CADDY_ACME_EMAIL
+    return issuer
+
+
+def render():
+    """The whole Caddy configuration for every routed domain, as a dict."""
+    domains = list(
+        Domain.objects.routed()
+        .select_related("server")
+        .only("name", "port", "ssl", "cloudflare", "server__ip_address")
+        .order_by("name")
+    )
+    plain_routes, tls_routes = [], []
+    for domain in domains:
+        if domain.ssl:
+            tls_routes += _site_routes(domain, domain.server)
+            plain_routes.append({"match": [{"host": [domain.name]}], "handle": [_redirect_to_https()], "terminal": True})
+        else:
+            plain_routes += _site_routes(domain, domain.server)
+    catch_all = {"handle": [_html(404, NOT_FOUND_PAGE)]}
+
+    config = {
+        "admin": {"listen": settings.CADDY_ADMIN_LISTEN},
+        "apps": {
+            "http": {
+                "http_port": settings.CADDY_HTTP_PORT,
+                "https_port": settings.CADDY_HTTPS_PORT,
+                "servers": {
+                    "plain": {
+                        "listen": _listen(settings.CADDY_HTTP_PORT),
+                        "routes": [*plain_routes, catch_all],
+                        "errors": {"routes": _error_routes()},
+                        "automatic_https": {"disable": True},
+                    },
+                    "tls": {
+                        "listen": _listen(settings.CADDY_HTTPS_PORT),
+                        "routes": [*tls_routes, catch_all],
+                        "errors": {"routes": _error_routes()},
+                        "automatic_https": {"disable_redirects": True},
+                    },
+                },
+            },
+            "tls": {"automation": {"policies": _tls_policies(domains)}},
+            # Never touch the machine's trust store with Caddy's own CA.
+            "pki": {"certificate_authorities": {"local": {"install_trust": False}}},
+        },
+    }
+    return config
+
+
+def _tls_policies(domains):
+    # Behind Cloudflare the origin certificate only has to satisfy Cloudflare: Caddy's own CA.
+    cloudflare = [d.name for d in domains if d.ssl and d.cloudflare]
+    policies = [{"subjects": cloudflare, "issuers": [{"module": "internal"}]}] if cloudflare else []
+    return [*policies, {"issuers": [_issuer()]}]
+
+
+def _admin(method, path, **kwargs):
+    try:
+        response = requests.request(method, settings.CADDY_ADMIN_URL + path, timeout=settings.CADDY_TIMEOUT, **kwargs)
+    except requests.RequestException:
+        raise ProxyError("The web proxy (Caddy) is not reachable, so the change could not be applied.") from None
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("error", response.text)
+        except ValueError:
+            detail = response.text
+        raise ProxyError(f"The web proxy refused the configuration: {detail[:300]}")
+    return response
+
+
+def apply(config=None):
+    """Load the rendered configuration into Caddy; ProxyError if it is refused or down."""
+    config = render() if config is None else config
+    _admin("POST", "/load", data=json.dumps(config), headers={"Content-Type": "application/json"})
+    return config
+
+
+def apply_quietly():
+    """Apply, and only log a failure: for changes that must not wait for Caddy (the drift task retries)."""
+    try:
+        apply()
+    except ProxyError as error:
+        log.warning("could not apply the proxy configuration: %s (the drift task will retry)", error)
+
+
+def current():
+    return _admin("GET", "/config/").json()
+
+
+def reapply_if_drifted():
+    """Re-apply when Caddy's running configuration is not ours (restarted, edited by hand)."""
+    wanted = render()
+    try:
+        running = current()
+    except ProxyError as error:
+        log.warning("proxy drift check: %s", error)
+        return False
+    if running == json.loads(json.dumps(wanted)):
+        return False
+    log.warning("proxy configuration drifted; re-applying")
+    apply(wanted)
+    return True
+
+
