@@ -64,6 +64,8 @@ def normalize_domain(value, *, allow_wildcard=False):
     if "*" in name:
         raise ValidationError("A * may only stand alone as the first label (*.example.org).", code="wildcard")
 
+    if len(name) > 253:
+        raise ValidationError("A domain name can be at most 253 characters long.", code="too_long")
     labels = name.split(".")
     if any(not label for label in labels):
         raise ValidationError("A domain name cannot have empty parts (.. or a leading dot).", code="empty_label")

@@ -73,3 +73,93 @@ def inner_daemon_answers(server):
             return False
 
     return wait_until(ping, what=f"the inner daemon of {server.container_name}")
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Caddy:
+    """A real Caddy on loopback ports, configured only through its admin API."""
+
+    def __init__(self, workdir):
+        import json
+
+        self.admin_port, self.http_port, self.https_port = _free_port(), _free_port(), _free_port()
+        self.workdir = workdir
+        self.admin_listen = f"127.0.0.1:{self.admin_port}"
+        self.boot = workdir / "boot.json"
+        self.boot.write_text(json.dumps({"admin": {"listen": self.admin_listen}}))
+        self.process = None
+
+    def start(self):
+        import os
+
+        env = {**os.environ, "XDG_DATA_HOME": str(self.workdir / "data"), "XDG_CONFIG_HOME": str(self.workdir / "config")}
+        self.log = open(self.workdir / "caddy.log", "ab")
+        self.process = subprocess.Popen(["caddy", "run", "--config", str(self.boot)], env=env, stdout=self.log, stderr=self.log)
+        import requests
+
+        wait_until(lambda: _answers(requests, f"http://{self.admin_listen}/config/"), timeout=15, what="Caddy's admin API")
+
+    def stop(self):
+        if self.process:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+            self.log.close()
+
+    def get(self, host, path="/", https=False):
+        """A request through Caddy with this Host (and SNI), trusting Caddy's own CA."""
+        import requests
+
+        if https:
+            return _https_get(self, host, path)
+        return requests.get(f"http://127.0.0.1:{self.http_port}{path}", headers={"Host": host}, timeout=10, allow_redirects=False)
+
+    @property
+    def root_ca(self):
+        return self.workdir / "data/caddy/pki/authorities/local/root.crt"
+
+
+def _answers(requests, url):
+    try:
+        return requests.get(url, timeout=1).ok
+    except requests.RequestException:
+        return False
+
+
+def _https_get(caddy, host, path):
+    """HTTPS with SNI = host to 127.0.0.1, certificate verified against Caddy's root."""
+    import http.client
+    import socket
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(caddy.root_ca))
+    raw = socket.create_connection(("127.0.0.1", caddy.https_port), timeout=10)
+    tls = context.wrap_socket(raw, server_hostname=host)
+    connection = http.client.HTTPConnection(host, caddy.https_port)
+    connection.sock = tls
+    connection.request("GET", path, headers={"Host": host})
+    response = connection.getresponse()
+    body = response.read().decode()
+    connection.close()
+    return response.status, body
+
+
+@pytest.fixture
+def caddy(settings, tmp_path):
+    server = Caddy(tmp_path)
+    server.start()
+    settings.CADDY_ADMIN_URL = f"http://{server.admin_listen}"
+    settings.CADDY_ADMIN_LISTEN = server.admin_listen
+    settings.CADDY_HTTP_PORT = server.http_port
+    settings.CADDY_HTTPS_PORT = server.https_port
+    settings.CADDY_LISTEN_HOST = "127.0.0.1"
+    settings.CADDY_TLS_ISSUER = "internal"
+    yield server
+    server.stop()

@@ -1,0 +1,207 @@
+"""Domain rules and pages (fast: Docker faked, Caddy replaced by a refusing address)."""
+
+import pytest
+from django.urls import reverse
+
+from accounts.models import ActivityLog
+from hosting import proxy, services
+from hosting.domains import normalize_domain
+from hosting.models import Domain
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def server(alice, fake_docker, committed):
+    with committed():
+        server = services.server_create(owner=alice, name="site")
+    server.refresh_from_db()
+    return server
+
+
+@pytest.fixture
+def proxy_applies(monkeypatch):
+    """Record what would be loaded into Caddy instead of loading it (fast tests only)."""
+    loaded = []
+    monkeypatch.setattr(proxy, "_admin", lambda method, path, **kw: loaded.append((method, path)))
+    return loaded
+
+
+def add(client, server, **data):
+    return client.post(reverse("hosting:domain_add", args=[server.pk]), {"port": 80, "ssl": "on", **data})
+
+
+BAD_NAMES = [
+    ("with space.com", "spaces"),
+    ("x..com", "empty parts"),
+    ("-lead.com", "hyphen"),
+    ("a" * 64 + ".com", "too long"),
+    (".".join(["a" * 63] * 3) + "." + "b" * 58 + ".com", "253"),  # 254 characters
+    ("http://x.com", "without http://"),
+    ("x.com:80", "without a port"),
+    ("1.2.3.4", "IP addresses"),
+    ("[::1]", "IP addresses"),
+    ("*.x.com", "administrators only"),
+    ("x.com/path", "without http:// or a path"),
+    ("localhost", "at least two parts"),
+    ("аpple.com", "look-alike"),  # Cyrillic а among Latin letters
+    ("аррӏе.com", "look-alike"),  # all Cyrillic, posing as Latin
+    ("under_score.com", "not a valid"),
+    ("x.123", "cannot be a number"),
+    ("", "required"),
+]
+
+
+@pytest.mark.parametrize("name, message", BAD_NAMES)
+def test_bad_names_are_field_errors_and_nothing_is_saved(as_alice, server, proxy_applies, name, message):
+    response = add(as_alice, server, name=name)
+    assert response.status_code == 400
+    errors = " ".join(response.context["domain_form"].errors.get("name", []))
+    assert message.lower() in errors.lower(), errors
+    assert not Domain.objects.exists() and not proxy_applies
+
+
+def test_uppercase_duplicate_of_an_existing_name_is_refused(as_alice, as_bob, bob, server, proxy_applies, fake_docker, committed):
+    assert add(as_alice, server, name="Shop.Example.org.").status_code == 302
+    with committed():
+        other = services.server_create(owner=bob, name="other")
+    response = add(as_bob, other, name="SHOP.EXAMPLE.ORG")
+    assert response.status_code == 400
+    assert "already in use" in " ".join(response.context["domain_form"].errors["name"])
+    assert Domain.objects.count() == 1
+
+
+def test_good_names_are_normalised_and_shown_in_unicode(as_alice, server, proxy_applies):
+    assert add(as_alice, server, name="Bücher.Example.").status_code == 302
+    domain = Domain.objects.get()
+    assert domain.name == "xn--bcher-kva.example"
+    page = as_alice.get(reverse("hosting:server_detail", args=[server.pk])).content.decode()
+    assert "bücher.example" in page
+    assert proxy_applies == [("POST", "/load")]
+    assert ActivityLog.objects.filter(action=ActivityLog.Action.DOMAIN_ADDED, target="xn--bcher-kva.example").exists()
+
+
+def test_admins_may_add_wildcards(as_admin, server, proxy_applies, settings):
+    settings.CADDY_TLS_ISSUER = "internal"
+    assert add(as_admin, server, name="*.apps.example.org").status_code == 302
+    assert Domain.objects.get().name == "*.apps.example.org"
+
+
+def test_nonsense_flag_combinations_are_refused_with_a_reason(as_alice, as_admin, server, proxy_applies, settings):
+    response = add(as_alice, server, name="cf.example.org", ssl="", cloudflare="on")
+    assert "turn HTTPS on" in " ".join(response.context["domain_form"].errors["ssl"])
+    settings.CADDY_TLS_ISSUER = "acme"
+    response = add(as_admin, server, name="*.wild.example.org")
+    assert "DNS challenge" in " ".join(response.context["domain_form"].errors["ssl"])
+    assert not Domain.objects.exists()
+
+
+def test_ports_are_validated(as_alice, server, proxy_applies):
+    for port in (0, 65536, "http"):
+        response = add(as_alice, server, name="p.example.org", port=port)
+        assert "port" in response.context["domain_form"].errors
+    assert not Domain.objects.exists()
+
+
+def test_domain_limit_per_server(as_alice, server, proxy_applies, settings):
+    settings.DOMAINS_PER_SERVER = 2
+    for n in range(2):
+        add(as_alice, server, name=f"s{n}.example.org")
+    response = add(as_alice, server, name="s3.example.org")
+    assert "at most 2 domains" in response.content.decode()
+    assert Domain.objects.count() == 2
+
+
+def test_platform_domain_is_free_and_other_names_wait_for_approval(as_alice, as_admin, server, proxy_applies, settings):
+    settings.PLATFORM_DOMAIN = "apps.example.org"
+    settings.DOMAIN_OWNERSHIP = "approval"
+    add(as_alice, server, name="mine.apps.example.org")
+    add(as_alice, server, name="www.elsewhere.org")
+    assert dict(Domain.objects.values_list("name", "approved")) == {"mine.apps.example.org": True, "www.elsewhere.org": False}
+    assert "www.elsewhere.org" not in str(proxy.render())
+    response = add(as_alice, server, name="a.b.apps.example.org")
+    assert "single name directly under apps.example.org" in response.content.decode()
+
+    pending = Domain.objects.get(name="www.elsewhere.org")
+    page = as_admin.get(reverse("hosting:admin_domain_list"), {"pending": "on"}).content.decode()
+    assert "www.elsewhere.org" in page and "mine.apps" not in page
+    as_admin.post(reverse("hosting:domain_approve", args=[pending.pk]))
+    pending.refresh_from_db()
+    assert pending.approved and "www.elsewhere.org" in str(proxy.render())
+
+
+def test_caddy_down_means_nothing_is_saved(as_alice, server):
+    # no_stray_caddy points the panel at a port where nothing listens.
+    response = add(as_alice, server, name="down.example.org")
+    assert response.status_code == 400
+    assert "not reachable" in response.content.decode() and "Nothing was saved" in response.content.decode()
+    assert not Domain.objects.exists()
+    assert not ActivityLog.objects.filter(action=ActivityLog.Action.DOMAIN_ADDED).exists()
+
+
+def test_edit_and_remove(as_alice, server, proxy_applies):
+    add(as_alice, server, name="e.example.org")
+    domain = Domain.objects.get()
+    edit = reverse("hosting:domain_edit", args=[domain.pk])
+    assert as_alice.get(edit).status_code == 200
+    as_alice.post(edit, {"port": 8080})
+    domain.refresh_from_db()
+    assert (domain.port, domain.ssl) == (8080, False)
+    as_alice.post(reverse("hosting:domain_remove", args=[domain.pk]))
+    assert not Domain.objects.exists()
+    assert ActivityLog.objects.filter(action__in=["domain_updated", "domain_removed"]).count() == 2
+
+
+def test_other_peoples_servers_and_domains_are_404(as_alice, as_bob, server, proxy_applies):
+    assert add(as_bob, server, name="steal.example.org").status_code == 404
+    add(as_alice, server, name="mine.example.org")
+    domain = Domain.objects.get()
+    assert as_bob.get(reverse("hosting:domain_edit", args=[domain.pk])).status_code == 404
+    assert as_bob.post(reverse("hosting:domain_remove", args=[domain.pk])).status_code == 404
+    assert Domain.objects.count() == 1
+
+
+def test_live_check_gives_the_forms_message(as_alice, server, proxy_applies):
+    check = reverse("hosting:domain_check")
+    assert "without a port" in as_alice.get(check, {"name": "x.com:80"}).content.decode()
+    assert "available" in as_alice.get(check, {"name": "Free.Example.org"}).content.decode()
+    add(as_alice, server, name="taken.example.org")
+    assert "already in use" in as_alice.get(check, {"name": "TAKEN.example.org"}).content.decode()
+    markup = as_alice.get(check, {"name": "<b>x</b>.com"}).content.decode()
+    assert "check-bad" in markup and "<b>" not in markup
+
+
+def test_deleting_a_server_removes_its_domains(as_alice, server, proxy_applies, committed):
+    add(as_alice, server, name="gone.example.org")
+    with committed():
+        as_alice.post(reverse("hosting:server_delete", args=[server.pk]))
+    assert not Domain.objects.exists()
+    assert "gone.example.org" not in str(proxy.render())
+
+
+def test_render_routes_each_domain_to_its_servers_address_and_port(server, proxy_applies, alice):
+    services.domain_add(actor=alice, server=server, name="a.example.org", port=8080, ssl=False)
+    services.domain_add(actor=alice, server=server, name="b.example.org", ssl=True, cloudflare=True)
+    config = proxy.render()
+    plain = config["apps"]["http"]["servers"]["plain"]["routes"]
+    tls = config["apps"]["http"]["servers"]["tls"]["routes"]
+    assert {"match": [{"host": ["a.example.org"]}], "handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": f"{server.ip_address}:8080"}]}], "terminal": True} in plain
+    assert plain[-1]["handle"][0]["status_code"] == 404  # the catch-all
+    cloudflare_guard = tls[0]
+    assert cloudflare_guard["match"][0]["host"] == ["b.example.org"] and cloudflare_guard["handle"][0]["status_code"] == 403
+    assert config["apps"]["tls"]["automation"]["policies"][0] == {"subjects": ["b.example.org"], "issuers": [{"module": "internal"}]}
+
+
+def test_normalize_keeps_good_names():
+    assert normalize_domain("WWW.Example.ORG.") == "www.example.org"
+    assert normalize_domain("例え.jp") == "xn--r8jz45g.jp"
+    assert normalize_domain("пример.рф") == "xn--e1afmkfd.xn--p1ai"
+
+
+def test_admin_domain_list_search(as_admin, server, proxy_applies, alice):
+    services.domain_add(actor=alice, server=server, name="one.example.org")
+    services.domain_add(actor=alice, server=server, name="two.example.net")
+    names = lambda q: {d.name for d in as_admin.get(reverse("hosting:admin_domain_list"), {"q": q}).context["page"]}
+    assert names("example.net") == {"two.example.net"}
+    assert names("alice@") == {"one.example.org", "two.example.net"}
+    assert names("site") == {"one.example.org", "two.example.net"}

@@ -1,0 +1,156 @@
+"""Domains through a real Caddy to real virtual servers' inner web servers."""
+
+import json
+import threading
+
+import pytest
+import requests
+from django.db import connection
+
+from hosting import docker, proxy, services
+from hosting.models import Domain
+
+from .conftest import TEST_APP_IMAGE, inner_daemon_answers, wait_until
+
+pytestmark = [pytest.mark.django_db, pytest.mark.docker, pytest.mark.usefixtures("eager_tasks")]
+
+
+@pytest.fixture
+def web_server(real_docker, alice, committed):
+    """A running virtual server with busybox httpd inside, published on the server's port 80."""
+    with committed():
+        server = services.server_create(owner=alice, name="web")
+    server.refresh_from_db()
+    inner_daemon_answers(server)
+    docker.image_copy_to_inner(TEST_APP_IMAGE, str(server.socket_dir))
+    docker.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE, ["httpd", "-f", "-p", "8080", "-h", "/www"],
+                               name="site", ports={"8080/tcp": 80})
+    wait_until(lambda: _direct(server), what="the inner web server")
+    return server
+
+
+def _direct(server):
+    try:
+        return requests.get(f"http://{server.ip_address}:80/", timeout=1).ok
+    except requests.RequestException:
+        return False
+
+
+def test_a_domain_routes_to_the_inner_web_server_then_404_after_removal(caddy, web_server, alice):
+    domain = services.domain_add(actor=alice, server=web_server, name="site.example.org", ssl=False)
+    response = caddy.get("site.example.org")
+    assert response.status_code == 200 and "hello from the test app" in response.text
+
+    assert caddy.get("unknown.example.org").status_code == 404
+    assert "No site is configured" in caddy.get("unknown.example.org").text
+
+    services.domain_remove(actor=alice, domain=domain)
+    assert caddy.get("site.example.org").status_code == 404
+
+
+def test_a_stopped_server_gives_a_clear_bad_gateway_page(caddy, web_server, alice, committed):
+    services.domain_add(actor=alice, server=web_server, name="stopped.example.org", ssl=False)
+    with committed():
+        services.server_stop(actor=alice, server=web_server)
+    response = caddy.get("stopped.example.org")
+    assert response.status_code == 502
+    assert "not available" in response.text and "control panel" in response.text
+
+
+def test_https_with_caddys_internal_ca(caddy, web_server, alice):
+    services.domain_add(actor=alice, server=web_server, name="secure.example.org", ssl=True)
+    redirect = caddy.get("secure.example.org", "/x?y=1")
+    assert redirect.status_code == 308
+    assert redirect.headers["Location"] == f"https://secure.example.org:{caddy.https_port}/x?y=1"
+    status, body = wait_until(lambda: _try_https(caddy, "secure.example.org"), timeout=20, what="a certificate")
+    assert status == 200 and "hello from the test app" in body
+
+
+def _try_https(caddy, host):
+    import ssl
+
+    try:
+        return caddy.get(host, https=True)
+    except (ssl.SSLError, OSError):
+        return None
+
+
+def test_cloudflare_sites_only_answer_cloudflare(caddy, web_server, alice):
+    services.domain_add(actor=alice, server=web_server, name="cf.example.org", ssl=True, cloudflare=True)
+    status, body = wait_until(lambda: _try_https(caddy, "cf.example.org"), timeout=20, what="a certificate")
+    assert status == 403 and "only reachable through Cloudflare" in body
+
+
+def test_caddy_down_fails_cleanly_and_the_drift_task_restores_every_route(caddy, web_server, alice):
+    services.domain_add(actor=alice, server=web_server, name="one.example.org", ssl=False)
+    caddy.stop()
+    with pytest.raises(proxy.ProxyError, match="not reachable"):
+        services.domain_add(actor=alice, server=web_server, name="two.example.org", ssl=False)
+    assert list(Domain.objects.values_list("name", flat=True)) == ["one.example.org"]
+
+    caddy.start()  # comes back with its boot configuration: no sites at all
+    with pytest.raises(requests.ConnectionError):
+        caddy.get("one.example.org")
+    from hosting import tasks
+
+    assert tasks.proxy_reapply_if_drifted.apply().get() is True
+    assert "hello from the test app" in caddy.get("one.example.org").text
+    assert tasks.proxy_reapply_if_drifted.apply().get() is False  # nothing drifted since
+
+
+def test_a_refused_configuration_changes_nothing_and_the_old_one_keeps_serving(caddy, web_server, alice, monkeypatch):
+    services.domain_add(actor=alice, server=web_server, name="keep.example.org", ssl=False)
+    original = proxy.render
+
+    def broken():
+        config = original()
+        config["apps"]["http"]["servers"]["plain"]["routes"].insert(0, {"handle": [{"handler": "no_such_handler"}]})
+        return config
+
+    monkeypatch.setattr(proxy, "render", broken)
+    with pytest.raises(proxy.ProxyError, match="refused"):
+        services.domain_add(actor=alice, server=web_server, name="new.example.org", ssl=False)
+    assert not Domain.objects.filter(name="new.example.org").exists()
+    assert "hello from the test app" in caddy.get("keep.example.org").text
+
+
+def test_every_accepted_domain_passes_caddy_validate(caddy, web_server, alice, admin, settings, tmp_path):
+    import subprocess
+
+    for name, user in [("plain.example.org", alice), ("bücher.example", alice), ("例え.jp", alice), ("*.wild.example.org", admin)]:
+        from hosting.domains import normalize_domain
+
+        services.domain_add(actor=user, server=web_server, name=normalize_domain(name, allow_wildcard=user.is_admin), ssl=False)
+    path = tmp_path / "rendered.json"
+    path.write_text(json.dumps(proxy.render()))
+    result = subprocess.run(["caddy", "validate", "--config", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_additions_all_end_up_in_the_final_config(caddy, web_server, alice):
+    if connection.vendor != "postgresql":
+        pytest.fail("needs PostgreSQL (row locks): run it with .ci/test")
+    alice.server_quota = 10
+    alice.save()
+    from django.conf import settings as live_settings
+
+    live_settings.DOMAINS_PER_SERVER = 100
+    errors = []
+
+    def add(n):
+        try:
+            services.domain_add(actor=alice, server=web_server, name=f"p{n}.example.org", ssl=False)
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=add, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    hosts = {h for route in proxy.current()["apps"]["http"]["servers"]["plain"]["routes"] for m in route.get("match", []) for h in m.get("host", [])}
+    assert {f"p{n}.example.org" for n in range(20)} <= hosts
