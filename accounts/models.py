@@ -114,6 +114,7 @@ class ActivityLog(models.Model):
         DOMAIN_UPDATED = "domain_updated", "Domain changed"
         DOMAIN_REMOVED = "domain_removed", "Domain removed"
         DOMAIN_APPROVED = "domain_approved", "Domain approved"
+        LEGACY = "legacy", "From the old platform"
 
     # The FK is nulled when the user is deleted; the copied email survives.
     user = models.ForeignKey(

@@ -232,6 +232,9 @@ CLOUDFLARE_IP_RANGES = env.list("CLOUDFLARE_IP_RANGES", default=[
     "2a06:98c0::/29", "2c0f:f248::/32",
 ])
 
+# The legacy platform wrote local-time strings; this is their zone.
+LEGACY_TIME_ZONE = env.str("LEGACY_TIME_ZONE", default="UTC")
+
 # Internationalisation
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")

@@ -205,14 +205,20 @@ def container_restart(name, timeout=10):
     _client(timeout=settings.DOCKER_TIMEOUT + timeout).containers.get(name).restart(timeout=timeout)
 
 
-def _is_ours(labels, expected):
-    """Whether Docker labels name the same panel instance and server as `expected`."""
+def _is_ours(labels, expected, adopt_unlabelled=False):
+    """Whether Docker labels name the same panel instance and server as `expected`.
+
+    Containers moved over from the legacy platform carry no labels at all:
+    for those servers an unlabelled container of the right name counts.
+    """
     labels = labels or {}
+    if adopt_unlabelled and not any(key.startswith("controlpanel.") for key in labels):
+        return True
     return all(labels.get(key) == expected[key] for key in ("controlpanel.instance", "controlpanel.server-id"))
 
 
 @_translate_errors
-def server_remove(container_name, *, labels, volume_name=None, socket_dir=None):
+def server_remove(container_name, *, labels, adopt_unlabelled=False, volume_name=None, socket_dir=None):
     """Remove the server's container, and its volume and socket directory when named.
 
     Only what carries this server's labels is removed: a container or volume
@@ -221,7 +227,7 @@ def server_remove(container_name, *, labels, volume_name=None, socket_dir=None):
     client = _client()
     try:
         container = client.containers.get(container_name)
-        if _is_ours(container.labels, labels):
+        if _is_ours(container.labels, labels, adopt_unlabelled):
             container.remove(force=True)
         else:
             log.warning("not removing %s: it does not belong to this server", container_name)
@@ -230,7 +236,7 @@ def server_remove(container_name, *, labels, volume_name=None, socket_dir=None):
     if volume_name:
         try:
             volume = client.volumes.get(volume_name)
-            if _is_ours(volume.attrs.get("Labels"), labels):
+            if _is_ours(volume.attrs.get("Labels"), labels, adopt_unlabelled):
                 volume.remove(force=True)
         except docker.errors.NotFound:
             pass

@@ -51,13 +51,11 @@ class ServerFilterForm(forms.Form):
 class DomainSettingsForm(forms.Form):
     port = forms.IntegerField(label="Port on the server", min_value=1, max_value=65535, initial=80)
     ssl = forms.BooleanField(label="HTTPS (automatic certificate)", required=False, initial=True)
-    cloudflare = forms.BooleanField(label="Behind Cloudflare's proxy", required=False)
-
-    def clean(self):
-        data = super().clean()
-        if data.get("cloudflare") and not data.get("ssl"):
-            self.add_error("ssl", "Behind Cloudflare the site is served over HTTPS with an origin certificate: turn HTTPS on.")
-        return data
+    cloudflare = forms.BooleanField(
+        label="Behind Cloudflare's proxy",
+        required=False,
+        help_text="Only Cloudflare may connect. With HTTPS, the origin uses an internal certificate.",
+    )
 
 
 class DomainForm(DomainSettingsForm):

@@ -98,6 +98,8 @@ class VirtualServer(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Moved over from the legacy platform: its container predates our labels.
+    imported = models.BooleanField(default=False)
 
     objects = VirtualServerQuerySet.as_manager()
 

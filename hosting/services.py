@@ -165,6 +165,7 @@ def _remove(server, *, keep_volume):
     docker.server_remove(
         spec.container_name,
         labels=spec.labels,
+        adopt_unlabelled=server.imported,
         volume_name=None if keep_volume else spec.volume_name,
         socket_dir=spec.socket_dir,
     )
@@ -248,8 +249,6 @@ def _record_failure(server, operation, message):
 def _domain_rules(*, user, server, name, ssl, cloudflare, exclude=None):
     """Check a domain against the rules; return whether it needs an admin's approval."""
     errors = {}
-    if cloudflare and not ssl:
-        errors["ssl"] = "Behind Cloudflare the site is served over HTTPS with an origin certificate: turn HTTPS on."
     if name.startswith("*.") and ssl and not cloudflare and settings.CADDY_TLS_ISSUER == "acme":
         errors["ssl"] = "Automatic certificates for wildcard names need a DNS challenge, which is not set up: turn HTTPS off or use Cloudflare."
     if Domain.objects.filter(name=name).exclude(pk=exclude).exists():

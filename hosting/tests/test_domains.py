@@ -88,12 +88,16 @@ def test_admins_may_add_wildcards(as_admin, server, proxy_applies, settings):
 
 
 def test_nonsense_flag_combinations_are_refused_with_a_reason(as_alice, as_admin, server, proxy_applies, settings):
-    response = add(as_alice, server, name="cf.example.org", ssl="", cloudflare="on")
-    assert "turn HTTPS on" in " ".join(response.context["domain_form"].errors["ssl"])
     settings.CADDY_TLS_ISSUER = "acme"
     response = add(as_admin, server, name="*.wild.example.org")
     assert "DNS challenge" in " ".join(response.context["domain_form"].errors["ssl"])
     assert not Domain.objects.exists()
+
+
+def test_cloudflare_flexible_mode_is_plain_http_behind_the_guard(as_alice, server, proxy_applies):
+    assert add(as_alice, server, name="flex.example.org", ssl="", cloudflare="on").status_code == 302
+    plain = proxy.render()["apps"]["http"]["servers"]["plain"]["routes"]
+    assert plain[0]["match"][0]["host"] == ["flex.example.org"] and plain[0]["handle"][0]["status_code"] == 403
 
 
 def test_ports_are_validated(as_alice, server, proxy_applies):

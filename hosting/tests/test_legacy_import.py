@@ -1,0 +1,209 @@
+"""Moving over from the legacy platform: the real sample database and a crafted dirty one."""
+
+import io
+import shutil
+import sqlite3
+from datetime import datetime, timedelta, timezone as dt_timezone
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import ActivityLog, RegistrationCode, User
+from hosting import proxy, services
+from hosting.legacy import import_legacy
+from hosting.models import Domain, VirtualServer
+
+pytestmark = pytest.mark.django_db
+SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "legacy" / "database.db"
+
+
+def legacy(path, sql):
+    db = sqlite3.connect(path)
+    rows = db.execute(sql).fetchall()
+    db.close()
+    return rows
+
+
+@pytest.fixture
+def sample(tmp_path):
+    if not SAMPLE.exists():
+        pytest.fail(f"the legacy sample database is missing at {SAMPLE}")
+    copy = tmp_path / "database.db"
+    shutil.copy(SAMPLE, copy)
+    return copy
+
+
+def test_sample_database_imports_completely(sample, settings):
+    out = io.StringIO()
+    call_command("import_legacy", str(sample), stdout=out)
+    users = legacy(sample, "SELECT ID, Email, Admin, Enabled FROM System_Users")
+    assert User.objects.count() == len(users)
+    servers = legacy(sample, "SELECT ID, Deleted FROM Hosting_VirtualServers WHERE ID != 0")
+    assert VirtualServer.objects.count() == len(servers)
+    assert VirtualServer.objects.live().count() == sum(1 for _, deleted in servers if not deleted)
+    assert set(VirtualServer.objects.filter(deleted_at__isnull=False).values_list("pk", flat=True)) == {i for i, d in servers if d}
+    assert ActivityLog.objects.filter(action="legacy").count() == legacy(sample, "SELECT COUNT(*) FROM System_RecentActivity")[0][0]
+    valid_codes = legacy(sample, f"SELECT COUNT(*) FROM System_RegistrationCodes WHERE ValidUntil > {int(timezone.now().timestamp())}")[0][0]
+    assert RegistrationCode.objects.count() == valid_codes
+    assert "users" in out.getvalue() and "imported" in out.getvalue()
+
+    # Admins are admins, disabled users are disabled, and everyone's old password still works.
+    for legacy_id, email, is_admin, enabled in users:
+        user = User.objects.get(email=email.strip().lower())
+        assert (user.is_admin, user.is_active) == (bool(is_admin), bool(enabled))
+        password = f"{email.split('@')[0]}-pass"
+        assert user.check_password(password), email
+        assert (authenticate(username=email, password=password) is not None) == bool(enabled)
+
+    # Ids are kept, and the next server gets a higher id than any legacy one.
+    highest = max(i for i, _ in servers)
+    for server_id, _ in servers:
+        assert VirtualServer.objects.get(pk=server_id).container_name == f"{settings.SERVER_CONTAINER_PREFIX}{server_id}"
+    owner = User.objects.get(email="admin@admin.com")
+    owner.server_quota = 100
+    owner.save()
+    new = services.server_create(owner=owner, name="after the move")
+    assert new.pk > highest
+
+    # Domains of live servers are routed; the activity history shows on the pages.
+    routed = set(Domain.objects.values_list("name", flat=True))
+    config = str(proxy.render())
+    assert routed and all(name in config for name in routed)
+    assert not Domain.objects.filter(server__deleted_at__isnull=False).exists()
+
+
+def test_imported_user_sees_their_history(sample, client):
+    import_legacy(sample)
+    email, user_id = legacy(sample, "SELECT u.Email, u.ID FROM System_Users u JOIN System_RecentActivity a ON a.UserID = u.ID WHERE u.Enabled = 1 LIMIT 1")[0]
+    message = legacy(sample, f"SELECT Message FROM System_RecentActivity WHERE UserID = {user_id} ORDER BY Time DESC LIMIT 1")[0][0]
+    assert client.login(username=email, password=f"{email.split('@')[0]}-pass")
+    assert message in client.get(reverse("accounts:account")).content.decode()
+
+
+def test_activity_times_use_the_legacy_time_zone(sample, settings):
+    settings.LEGACY_TIME_ZONE = "Europe/Vilnius"
+    import_legacy(sample)
+    legacy_id, raw = legacy(sample, "SELECT ID, Time FROM System_RecentActivity ORDER BY ID LIMIT 1")[0]
+    entry = ActivityLog.objects.get(target=f"legacy-activity:{legacy_id}")
+    local = datetime.strptime(raw, "%Y-%m-%d %H:%M:%S")
+    assert entry.created_at == local.replace(tzinfo=dt_timezone.utc) - timedelta(hours=2)  # Vilnius is UTC+2 in November
+
+
+def test_a_second_run_changes_nothing(sample):
+    first = import_legacy(sample)
+    snapshot = (User.objects.count(), VirtualServer.objects.count(), Domain.objects.count(), ActivityLog.objects.count(), RegistrationCode.objects.count())
+    second = import_legacy(sample)
+    assert (User.objects.count(), VirtualServer.objects.count(), Domain.objects.count(), ActivityLog.objects.count(), RegistrationCode.objects.count()) == snapshot
+    assert all(counts["imported"] == 0 for counts in second.counts.values())
+    assert second.counts["users"]["skipped"] == first.counts["users"]["read"]
+    assert any("already imported" in text for _, _, text in second.notes)
+
+
+def test_dry_run_reports_and_changes_nothing(sample):
+    report = import_legacy(sample, dry_run=True)
+    assert report.counts["users"]["imported"] > 0
+    assert not User.objects.exists() and not VirtualServer.objects.exists() and not ActivityLog.objects.exists()
+
+
+def test_not_a_legacy_database_is_a_clear_error(tmp_path):
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all")
+    with pytest.raises(CommandError, match="not a legacy platform database"):
+        call_command("import_legacy", str(junk), stdout=io.StringIO())
+
+
+def crafted(tmp_path):
+    """A small legacy database with every kind of dirt the import must survive."""
+    path = tmp_path / "dirty.db"
+    shutil.copy(SAMPLE, path)
+    db = sqlite3.connect(path)
+    for table in ("System_Users", "System_RegistrationCodes", "Hosting_VirtualServers", "Hosting_DomainNames", "System_RecentActivity", "Hosting_DockerContainers"):
+        db.execute(f"DELETE FROM {table}")
+    import bcrypt
+
+    def hashed(password):
+        return bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()
+
+    valid_until = int((timezone.now() + timedelta(minutes=20)).timestamp())
+    db.executemany("INSERT INTO System_Users VALUES (?,?,?,?,?,?)", [
+        (1, " Boss@Example.com ", hashed("boss-pass"), 1, 1, "2026-11-01 10:00:00"),
+        (2, "boss@example.com", hashed("other-pass"), 0, 1, ""),  # collides when lowercased
+        (3, "not an email", hashed("x-pass"), 0, 1, ""),
+        (4, "nohash@example.com", "plaintext!", 0, 1, "garbage"),
+    ])
+    db.executemany("INSERT INTO System_RegistrationCodes VALUES (?,?,?,?)", [(1, 1, "live2345", valid_until), (2, 4, "OLDCODE1", 1)])
+    db.executemany("INSERT INTO Hosting_VirtualServers VALUES (?,?,?,?,?,?,?)", [
+        (0, 0, "HOST", 1, 0, "", ""),
+        (5, 1, "<script>alert(1)</script>", 1, 0, "2026-01-01 00:00:00", "2026-01-02 00:00:00"),
+        (7, 99, "orphan", 1, 0, "2026-01-01 00:00:00", "2026-01-01 00:00:00"),  # owner does not exist
+        (9, 2, "dup's", 0, 0, "bad time", "bad time"),
+        (12, 1, "gone", 1, 1, "2026-01-01 00:00:00", "2026-02-01 00:00:00"),
+    ])
+    db.executemany("INSERT INTO Hosting_DomainNames VALUES (?,?,?,?,?)", [
+        (1, 5, "WWW.Good.Example.", 0, 1),
+        (2, 5, "bad name.example", 0, 0),
+        (3, 7, "orphan.example.org", 0, 0),  # server was not imported
+        (4, 12, "deleted.example.org", 0, 0),  # server deleted
+        (5, 9, "www.good.example", 1, 0),  # duplicate after normalising
+        (6, 404, "nowhere.example.org", 0, 0),
+    ])
+    db.executemany("INSERT INTO System_RecentActivity VALUES (?,?,?,?)", [
+        (1, 1, "<img src=x onerror=alert(1)> logged in", "2026-11-20 10:00:00"),
+        (2, 77, "by a user that is gone", "2026-11-20 10:01:00"),
+        (3, 1, "unreadable time", "yesterday"),
+    ])
+    db.commit()
+    db.close()
+    return path
+
+
+def test_dirty_data_is_reported_not_fatal(tmp_path, as_admin):
+    report = import_legacy(crafted(tmp_path))
+    notes = "\n".join(f"{table} #{legacy_id}: {text}" for table, legacy_id, text in report.notes)
+
+    assert "users #2: skipped: email 'boss@example.com' collides with user 1" in notes
+    assert "users #3: skipped: email 'not an email' is not valid" in notes
+    assert "users #4: password is not a bcrypt hash" in notes
+    assert "normalised to 'boss@example.com'" in notes
+    boss = User.objects.get(email="boss@example.com")
+    assert boss.is_admin and boss.check_password("boss-pass")
+    assert not User.objects.get(email="nohash@example.com").has_usable_password()
+
+    assert RegistrationCode.objects.get().code == "LIVE2345"
+    assert "registration codes #2: skipped: expired" in notes
+
+    assert "virtual servers #7: skipped: its owner (user 99) does not exist" in notes
+    assert VirtualServer.objects.get(pk=5).name == "script alert(1) script"
+    assert VirtualServer.objects.get(pk=9).owner == boss, "the colliding account's servers go to the kept one"
+    assert VirtualServer.objects.get(pk=12).deleted_at is not None
+    assert not VirtualServer.objects.filter(pk=7).exists()
+
+    assert list(Domain.objects.values_list("name", flat=True)) == ["www.good.example"]
+    for legacy_id in (2, 3, 4, 5, 6):
+        assert f"domains #{legacy_id}: skipped" in notes
+
+    assert "activity #1: message contains markup: kept as text" in notes
+    assert "activity #3: skipped: time 'yesterday' is not readable" in notes
+    kept = ActivityLog.objects.get(target="legacy-activity:2")
+    assert kept.user is None and kept.email == "legacy user 77"
+    page = as_admin.get(reverse("accounts:activity_list")).content.decode()
+    assert "&lt;img src=x onerror=alert(1)&gt; logged in" in page and "<img src=x" not in page
+
+    # Ids continue after the highest legacy id, even the skipped one (never reused).
+    assert services.server_create(owner=boss, name="next").pk > 12
+
+
+def test_a_failure_half_way_leaves_nothing(tmp_path, monkeypatch):
+    from hosting import legacy as legacy_module
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(legacy_module, "_import_activity", explode)
+    with pytest.raises(RuntimeError):
+        import_legacy(crafted(tmp_path))
+    assert not User.objects.exists() and not VirtualServer.objects.exists() and not Domain.objects.exists()
