@@ -5,10 +5,12 @@ Caddy's admin API validates a configuration before it switches to it
 The only module that talks to Caddy.
 """
 
+import http.client
 import json
 import logging
+import socket
+from urllib.parse import urlsplit
 
-import requests
 from django.conf import settings
 
 from .models import Domain
@@ -143,24 +145,55 @@ def _tls_policies(domains):
     return [*policies, {"issuers": [_issuer()]}]
 
 
-def _admin(method, path, **kwargs):
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket: how the panel reaches Caddy's admin API in production."""
+
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+def _request(method, path, body=None):
+    """(status, body text) from Caddy's admin API, over TCP or a unix socket."""
+    url = settings.CADDY_ADMIN_URL
+    headers = {"Content-Type": "application/json"}
+    if url.startswith("unix://"):
+        connection = _UnixConnection(url.removeprefix("unix://"), settings.CADDY_TIMEOUT)
+        headers["Host"] = ""  # what Caddy expects on its unix socket (RFC 9112: no host, empty value)
+    else:
+        parts = urlsplit(url)
+        connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=settings.CADDY_TIMEOUT)
     try:
-        response = requests.request(method, settings.CADDY_ADMIN_URL + path, timeout=settings.CADDY_TIMEOUT, **kwargs)
-    except requests.RequestException:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read().decode("utf-8", "replace")
+    finally:
+        connection.close()
+
+
+def _admin(method, path, body=None):
+    try:
+        status, text = _request(method, path, body)
+    except OSError:
         raise ProxyError("The web proxy (Caddy) is not reachable, so the change could not be applied.") from None
-    if response.status_code >= 400:
+    if status >= 400:
         try:
-            detail = response.json().get("error", response.text)
+            detail = json.loads(text).get("error", text)
         except ValueError:
-            detail = response.text
-        raise ProxyError(f"The web proxy refused the configuration: {detail[:300]}")
-    return response
+            detail = text
+        raise ProxyError(f"The web proxy refused the configuration: {str(detail)[:300]}")
+    return text
 
 
 def apply(config=None):
     """Load the rendered configuration into Caddy; ProxyError if it is refused or down."""
     config = render() if config is None else config
-    _admin("POST", "/load", data=json.dumps(config), headers={"Content-Type": "application/json"})
+    _admin("POST", "/load", json.dumps(config))
     return config
 
 
@@ -173,7 +206,7 @@ def apply_quietly():
 
 
 def current():
-    return _admin("GET", "/config/").json()
+    return json.loads(_admin("GET", "/config/"))
 
 
 def reapply_if_drifted():

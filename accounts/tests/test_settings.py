@@ -68,3 +68,25 @@ def test_deploy_check_is_clean_with_production_settings(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_file_is_valid_and_keeps_docker_away_from_the_web_tier(tmp_path):
+    """`docker-compose config` (Debian's package) accepts the file with .env.example's values."""
+    import shutil
+    import yaml
+
+    if not shutil.which("docker-compose"):
+        pytest.fail("docker-compose is not installed: .ci/test installs it")
+    shutil.copy(ROOT / "docker-compose.yml", tmp_path)
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")  # what an operator does first
+    result = subprocess.run(["docker-compose", "config"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert set(services) >= {"web", "worker", "beat", "redis", "db", "caddy", "migrate"}
+    mounts = lambda name: " ".join(str(v) for v in services[name].get("volumes", []))
+    assert "docker.sock" in mounts("worker")
+    assert all("docker.sock" not in mounts(name) for name in services if name != "worker")
+    assert all("2019" not in str(services[name].get("ports", "")) for name in services)
+    for name in ("web", "worker", "db", "redis", "caddy"):
+        assert "healthcheck" in services[name], name
+        assert services[name]["restart"] == "unless-stopped", name

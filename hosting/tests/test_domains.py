@@ -23,7 +23,7 @@ def server(alice, fake_docker, committed):
 def proxy_applies(monkeypatch):
     """Record what would be loaded into Caddy instead of loading it (fast tests only)."""
     loaded = []
-    monkeypatch.setattr(proxy, "_admin", lambda method, path, **kw: loaded.append((method, path)))
+    monkeypatch.setattr(proxy, "_admin", lambda method, path, body=None: loaded.append((method, path)))
     return loaded
 
 

@@ -8,9 +8,9 @@ import requests
 from django.db import connection
 
 from hosting import docker, proxy, services
-from hosting.models import Domain
+from hosting.models import Domain, Node, VirtualServer
 
-from .conftest import TEST_APP_IMAGE, inner_daemon_answers, wait_until
+from .conftest import TEST_APP_IMAGE, _free_port, inner_daemon_answers, wait_until
 
 pytestmark = [pytest.mark.django_db, pytest.mark.docker, pytest.mark.usefixtures("eager_tasks")]
 
@@ -154,3 +154,28 @@ def test_parallel_additions_all_end_up_in_the_final_config(caddy, web_server, al
     assert not errors, errors
     hosts = {h for route in proxy.current()["apps"]["http"]["servers"]["plain"]["routes"] for m in route.get("match", []) for h in m.get("host", [])}
     assert {f"p{n}.example.org" for n in range(20)} <= hosts
+
+
+def test_caddys_admin_api_over_a_unix_socket(tmp_path, settings, alice):
+    """Production keeps Caddy's admin API off the network: a unix socket only the panel shares."""
+    import json as json_module
+    import subprocess
+
+    socket_path = tmp_path / "admin.sock"
+    boot = tmp_path / "boot.json"
+    boot.write_text(json_module.dumps({"admin": {"listen": f"unix/{socket_path}"}}))
+    process = subprocess.Popen(["caddy", "run", "--config", str(boot)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={"XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    try:
+        wait_until(socket_path.exists, timeout=15, what="Caddy's admin socket")
+        settings.CADDY_ADMIN_URL = f"unix://{socket_path}"
+        settings.CADDY_ADMIN_LISTEN = f"unix/{socket_path}"
+        settings.CADDY_LISTEN_HOST = "127.0.0.1"
+        settings.CADDY_HTTP_PORT, settings.CADDY_HTTPS_PORT = _free_port(), _free_port()
+        server = VirtualServer.objects.create(owner=alice, node=Node.local(), name="row only", ip_address="192.0.2.10",
+                                              memory_mb=64, cpus=1, pids_limit=64)
+        services.domain_add(actor=alice, server=server, name="sock.example.org", ssl=False)
+        assert "sock.example.org" in json_module.dumps(proxy.current())
+    finally:
+        process.terminate()
+        process.wait(10)
