@@ -17,7 +17,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("signup/", views.signup, name="signup"),
     path("account/", views.account, name="account"),
-    path("admin/", views.admin_dashboard, name="admin_dashboard"),
     path("admin/code/generate/", views.registration_code_generate, name="registration_code_generate"),
     path("admin/code/revoke/", views.registration_code_revoke, name="registration_code_revoke"),
     path("admin/users/", views.user_list, name="user_list"),

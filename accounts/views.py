@@ -23,7 +23,7 @@ def _page(request, queryset):
 @require_GET
 def home(request):
     if request.user.is_admin:
-        return redirect("accounts:admin_dashboard")
+        return redirect("hosting:admin_dashboard")
     return redirect("hosting:server_list")
 
 
@@ -64,24 +64,6 @@ def account(request):
 # Admin pages -----------------------------------------------------------------
 
 @admin_required
-@require_GET
-def admin_dashboard(request):
-    totals = User.objects.aggregate(
-        users=Count("pk"),
-        admins=Count("pk", filter=Q(is_admin=True)),
-        enabled=Count("pk", filter=Q(is_active=True)),
-    )
-    context = {
-        "totals": totals,
-        "code": RegistrationCode.objects.filter(created_by=request.user).first(),
-        "code_form": forms.RegistrationCodeForm(),
-        "code_ttl_minutes": int(settings.REGISTRATION_CODE_TTL.total_seconds() // 60),
-        "activity": ActivityLog.objects.all()[:10],
-    }
-    return render(request, "accounts/admin_dashboard.html", context)
-
-
-@admin_required
 @require_POST
 def registration_code_generate(request):
     form = forms.RegistrationCodeForm(request.POST)
@@ -92,7 +74,7 @@ def registration_code_generate(request):
         messages.success(request, f"New registration code {code.code} is ready.")
     else:
         messages.error(request, "Sign-up limit: " + " ".join(form.errors["max_uses"]))
-    return redirect("accounts:admin_dashboard")
+    return redirect("hosting:admin_dashboard")
 
 
 @admin_required
@@ -102,7 +84,7 @@ def registration_code_revoke(request):
         messages.success(request, "Your registration code was revoked.")
     else:
         messages.info(request, "You had no registration code to revoke.")
-    return redirect("accounts:admin_dashboard")
+    return redirect("hosting:admin_dashboard")
 
 
 def _users_with_server_counts():

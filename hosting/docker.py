@@ -335,5 +335,12 @@ def containers_json(base_url, *, timeout, max_bytes):
 
 
 @_translate_errors
+def engine_facts():
+    """What the admin dashboard shows about the Docker host."""
+    info = _client(timeout=5).info()
+    return {"cpus": info.get("NCPU"), "memory_bytes": info.get("MemTotal"), "docker_version": info.get("ServerVersion")}
+
+
+@_translate_errors
 def engine_ping():
     return _client(timeout=5).ping()

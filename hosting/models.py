@@ -271,6 +271,7 @@ class MonitorRun(models.Model):
     slowest_read_ms = models.PositiveIntegerField(default=0)
     total_read_ms = models.PositiveIntegerField(default=0)  # sum over daemons; reads overlap
     failures = models.JSONField(default=list, blank=True)  # [{"daemon": ..., "error": ...}]
+    host = models.JSONField(default=dict, blank=True)  # CPUs, memory, Docker version, disk free
 
     class Meta:
         ordering = ["-started_at"]

@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import secrets
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -264,6 +265,21 @@ def run_cycle():
             cache.delete(LOCK_KEY)
 
 
+def host_facts():
+    """The engine's facts, and the disk where servers keep their data, for the dashboard."""
+    facts = {}
+    try:
+        facts.update(docker.engine_facts())
+    except docker.DockerError:
+        pass
+    try:
+        usage = shutil.disk_usage(settings.SERVER_SOCKET_ROOT if settings.SERVER_SOCKET_ROOT.exists() else settings.DATA_DIR)
+        facts.update(disk_free_bytes=usage.free, disk_total_bytes=usage.total)
+    except OSError:
+        pass
+    return facts
+
+
 def _cycle():
     started, clock = timezone.now(), time.perf_counter()
     host_read = _read(HOST, settings.DOCKER_HOST_URL)
@@ -297,6 +313,7 @@ def _cycle():
         slowest_read_ms=int(max(r.seconds for r in reads) * 1000),
         total_read_ms=int(sum(r.seconds for r in reads) * 1000),
         failures=failures[:50],
+        host=host_facts() if not host_read.error else {},
     )
 
 

@@ -4,13 +4,15 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.decorators import admin_required
-from accounts.forms import add_errors
+from accounts.forms import RegistrationCodeForm, add_errors
+from accounts.models import ActivityLog, RegistrationCode, User
 
 from . import docker, monitor, proxy, services
 from .domains import normalize_domain
@@ -31,11 +33,21 @@ def _error_messages(request, error):
         messages.error(request, message)
 
 
+def _own_servers(user):
+    """A user's servers with their domain and container counts, in three queries at most."""
+    def count(model, **filters):
+        rows = model.objects.filter(server=OuterRef("pk"), **filters).order_by().values("server")
+        return Coalesce(Subquery(rows.annotate(n=Count("pk")).values("n")), 0)
+
+    return VirtualServer.objects.live().filter(owner=user).annotate(
+        domain_count=count(Domain), container_count=count(ContainerSnapshot)
+    )
+
+
 @require_GET
 def server_list(request):
-    servers = VirtualServer.objects.live().filter(owner=request.user)
     context = {
-        "servers": servers,
+        "servers": _own_servers(request.user),
         "form": ServerNameForm(),
         "quota": services.quota_for(request.user),
         "quota_left": services.quota_left(request.user),
@@ -45,8 +57,7 @@ def server_list(request):
 
 @require_GET
 def server_list_live(request):
-    servers = VirtualServer.objects.live().filter(owner=request.user)
-    return render(request, "hosting/server_list.html#table", {"servers": servers})
+    return render(request, "hosting/server_list.html#table", {"servers": _own_servers(request.user)})
 
 
 @require_POST
@@ -61,7 +72,7 @@ def server_create(request):
             messages.success(request, f"Creating “{server.name}”. It will be running in a few seconds.")
             return redirect("hosting:server_detail", server_id=server.pk)
     context = {
-        "servers": VirtualServer.objects.live().filter(owner=request.user),
+        "servers": _own_servers(request.user),
         "form": form,
         "quota": services.quota_for(request.user),
         "quota_left": services.quota_left(request.user),
@@ -305,3 +316,39 @@ def domain_approve(request, domain_id):
     else:
         messages.success(request, f"Approved {domain.display_name}.")
     return redirect("hosting:admin_domain_list")
+
+
+def _dashboard_context(request):
+    """The admin's overview, from the database only (host facts come from the monitor)."""
+    Observed = VirtualServer.ObservedState
+    return {
+        "users": User.objects.aggregate(
+            total=Count("pk"), admins=Count("pk", filter=Q(is_admin=True)), enabled=Count("pk", filter=Q(is_active=True))
+        ),
+        "servers": VirtualServer.objects.live().aggregate(
+            total=Count("pk"),
+            running=Count("pk", filter=Q(observed_state=Observed.RUNNING, inner_failures=0, operation="")),
+        ),
+        "domain_count": Domain.objects.for_user(request.user).count(),
+        "container_count": ContainerSnapshot.objects.filter(server__isnull=False, server__deleted_at__isnull=True).count(),
+        **_monitor_status(),
+    }
+
+
+@admin_required
+@require_GET
+def admin_dashboard(request):
+    context = {
+        **_dashboard_context(request),
+        "code": RegistrationCode.objects.filter(created_by=request.user).first(),
+        "code_form": RegistrationCodeForm(),
+        "code_ttl_minutes": int(settings.REGISTRATION_CODE_TTL.total_seconds() // 60),
+        "activity": ActivityLog.objects.all()[:10],
+    }
+    return render(request, "hosting/admin_dashboard.html", context)
+
+
+@admin_required
+@require_GET
+def admin_dashboard_live(request):
+    return render(request, "hosting/admin_dashboard.html#stats", _dashboard_context(request))

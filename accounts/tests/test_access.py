@@ -10,7 +10,6 @@ PUBLIC = ["accounts:login", "accounts:signup"]
 # (url name, needs a user id, methods it answers)
 USER_PAGES = [("home", False, {"GET"}), ("accounts:account", False, {"GET", "POST"})]
 ADMIN_PAGES = [
-    ("accounts:admin_dashboard", False, {"GET"}),
     ("accounts:registration_code_generate", False, {"POST"}),
     ("accounts:registration_code_revoke", False, {"POST"}),
     ("accounts:user_list", False, {"GET"}),

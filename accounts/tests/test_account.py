@@ -61,4 +61,4 @@ def test_ten_kilobyte_password_is_a_form_error(as_alice):
 
 def test_home_sends_people_to_their_start_page(as_alice, as_admin):
     assert as_alice.get("/").url == reverse("hosting:server_list")
-    assert as_admin.get("/").url == reverse("accounts:admin_dashboard")
+    assert as_admin.get("/").url == reverse("hosting:admin_dashboard")

@@ -11,7 +11,7 @@ from accounts.models import ActivityLog, RegistrationCode
 pytestmark = pytest.mark.django_db
 GENERATE = reverse("accounts:registration_code_generate")
 REVOKE = reverse("accounts:registration_code_revoke")
-DASHBOARD = reverse("accounts:admin_dashboard")
+DASHBOARD = reverse("hosting:admin_dashboard")
 
 
 def test_generate_from_dashboard_shows_code_and_time_left(as_admin, admin):

@@ -51,6 +51,9 @@ class FakeDocker:
             return []
         return [{"Id": f"{n:0>12}", "Names": [f"/{name}"], "State": state} for n, (name, state) in enumerate(self.containers.items())]
 
+    def engine_facts(self):
+        return {"cpus": 2, "memory_bytes": 24 * 2**30, "docker_version": "20.10.24"}
+
     def container_info(self, name):
         if self.fail_with:
             raise docker.DockerError(self.fail_with)
@@ -61,6 +64,6 @@ class FakeDocker:
 def install(monkeypatch):
     fake = FakeDocker()
     for attr in ("server_create", "container_start", "container_stop", "container_restart", "server_remove",
-                 "container_update_limits", "container_info", "containers_json"):
+                 "container_update_limits", "container_info", "containers_json", "engine_facts"):
         monkeypatch.setattr(docker, attr, getattr(fake, attr))
     return fake
