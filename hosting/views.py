@@ -80,23 +80,20 @@ def server_create(request):
     return render(request, "hosting/server_list.html", context, status=400 if form.errors else 200)
 
 
-CONTAINERS_SHOWN = 200
+CONTAINERS_PER_PAGE = 50
 
 
-def _live_context(server):
-    containers = server.containers.all()
-    count = containers.count()
-    return {
-        "server": server,
-        "containers": containers[:CONTAINERS_SHOWN],
-        "container_count": count,
-        "more_containers": count > CONTAINERS_SHOWN,
-    }
+def _containers_page(request, containers):
+    return Paginator(containers, CONTAINERS_PER_PAGE).get_page(request.GET.get("cpage"))
+
+
+def _live_context(request, server):
+    return {"server": server, "containers": _containers_page(request, server.containers.all())}
 
 
 def _detail_page(request, server, *, rename_form=None, limits_form=None, domain_form=None, status=200):
     context = {
-        **_live_context(server),
+        **_live_context(request, server),
         "domains": server.domains.all(),
         "domain_form": domain_form or DomainForm(user=request.user),
         "domain_limit": settings.DOMAINS_PER_SERVER,
@@ -116,7 +113,7 @@ def server_detail(request, server_id):
 def server_live(request, server_id):
     """The part of the server page that refreshes itself: state and containers, from the database."""
     server = _get_server_for_user(request, server_id)
-    return render(request, "hosting/server_detail.html#live", _live_context(server))
+    return render(request, "hosting/server_detail.html#live", _live_context(request, server))
 
 
 def _server_action(service, done):
@@ -195,7 +192,7 @@ def admin_server_list(request):
 def admin_host(request):
     """The host daemon's containers, orphans and the monitor's health."""
     context = {
-        "containers": ContainerSnapshot.objects.filter(server__isnull=True)[:CONTAINERS_SHOWN],
+        "containers": _containers_page(request, ContainerSnapshot.objects.filter(server__isnull=True)),
         "orphans": monitor.orphan_containers(),
         **_monitor_status(),
     }

@@ -240,3 +240,13 @@ def test_beat_schedule_runs_the_cycle_every_interval(settings):
     assert entry_["task"] == "hosting.tasks.monitor_cycle"
     assert entry_["schedule"] == timedelta(seconds=settings.MONITOR_INTERVAL)
     assert entry_["options"]["expires"] == settings.MONITOR_INTERVAL
+
+
+def test_containers_are_paginated(as_alice, server, fake_docker):
+    fake_docker.inner[inner_url(server)] = [entry(n) for n in range(120)]
+    monitor.run_cycle()
+    url = reverse("hosting:server_detail", args=[server.pk])
+    first = as_alice.get(url)
+    assert len(first.context["containers"]) == 50 and "Page 1 of 3" in first.content.decode()
+    third = as_alice.get(reverse("hosting:server_live", args=[server.pk]), {"cpage": 3})
+    assert len(third.context["containers"]) == 20 and "?cpage=3" in third.content.decode()
