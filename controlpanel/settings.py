@@ -241,7 +241,7 @@ LEGACY_TIME_ZONE = env.str("LEGACY_TIME_ZONE", default="UTC")
 # Internationalisation
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
-USE_I18N = True
+USE_I18N = False  # English only: skips the translation machinery on every page
 USE_TZ = True
 
 # Static files: vendored, served by WhiteNoise in every mode.
