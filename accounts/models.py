@@ -93,6 +93,7 @@ class ActivityLog(models.Model):
     class Action(models.TextChoices):
         LOGIN = "login", "Logged in"
         LOGIN_FAILED = "login_failed", "Failed login"
+        LOGIN_THROTTLED = "login_throttled", "Login throttled"
         LOGOUT = "logout", "Logged out"
         SIGNUP = "signup", "Signed up"
         CODE_GENERATED = "code_generated", "Registration code generated"

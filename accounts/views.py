@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -8,16 +9,42 @@ from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import forms, services
+from . import forms, services, throttling
 from .forms import add_errors
 from .decorators import admin_required
-from .models import ActivityLog, RegistrationCode, User
+from .models import ActivityLog, RegistrationCode, User, normalize_email
 
 PAGE_SIZE = 50
 
 
 def _page(request, queryset):
     return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+class LoginView(auth_views.LoginView):
+    """Email + password, with failures counted per account and client (see throttling)."""
+
+    form_class = forms.LoginForm
+    template_name = "accounts/login.html"
+    redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        email = normalize_email(request.POST.get("username", ""))[:254]
+        who = (email, services.client_ip(request))
+        if throttling.is_blocked("login", *who, limit=settings.LOGIN_FAILURE_LIMIT):
+            services.activity_log(action=ActivityLog.Action.LOGIN_THROTTLED, email=email, target=email, request=request,
+                                  message=f"Login for {email} refused: too many failed attempts")
+            return _too_many(request, "Too many failed logins for this account from your address. Wait a few minutes and try again.")
+        response = super().post(request, *args, **kwargs)
+        if request.user.is_authenticated:
+            throttling.clear("login", *who)
+        else:
+            throttling.record_failure("login", *who, window=settings.THROTTLE_WINDOW)
+        return response
+
+
+def _too_many(request, message):
+    return render(request, "accounts/too_many.html", {"message": message}, status=429)
 
 
 @require_GET
@@ -33,6 +60,9 @@ def signup(request):
     if request.user.is_authenticated:
         return redirect("home")
     form = forms.SignupForm(request.POST or None, initial={"code": request.GET.get("code", "")})
+    client = services.client_ip(request)
+    if request.method == "POST" and throttling.is_blocked("signup", client, limit=settings.SIGNUP_FAILURE_LIMIT):
+        return _too_many(request, "Too many wrong registration codes from your address. Wait a few minutes and try again.")
     if request.method == "POST" and form.is_valid():
         try:
             user = services.user_signup(
@@ -44,9 +74,12 @@ def signup(request):
         except ValidationError as error:
             add_errors(form, error)
         else:
+            throttling.clear("signup", client)
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             messages.success(request, "Welcome! Your account is ready.")
             return redirect("home")
+    if request.method == "POST" and "code" in form.errors:
+        throttling.record_failure("signup", client, window=settings.THROTTLE_WINDOW)
     return render(request, "accounts/signup.html", {"form": form})
 
 

@@ -19,6 +19,14 @@ def fast_password_hashing(settings, request):
 
 
 @pytest.fixture(autouse=True)
+def fresh_cache():
+    """Throttle counters and locks from one test never leak into the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def no_stray_caddy(settings):
     """Unless a test starts its own Caddy, proxy changes go nowhere (never to a real one)."""
     settings.CADDY_ADMIN_URL = "http://127.0.0.1:9"  # the discard port: connection refused

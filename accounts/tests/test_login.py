@@ -1,3 +1,5 @@
+import time
+
 import bcrypt
 import pytest
 from django.contrib.auth import SESSION_KEY
@@ -131,3 +133,63 @@ def test_second_browser_keeps_its_own_session(alice):
     post_login(first, alice.email)
     post_login(second, alice.email)
     assert alice.sessions.count() == 2
+
+
+def test_repeated_failures_for_one_account_from_one_client_are_throttled(client, alice, settings):
+    settings.LOGIN_FAILURE_LIMIT = 5
+    for _ in range(5):
+        assert post_login(client, alice.email, "wrong", REMOTE_ADDR="203.0.113.5").status_code == 200
+    response = post_login(client, alice.email, PASSWORD, REMOTE_ADDR="203.0.113.5")
+    assert response.status_code == 429
+    assert "Too many failed logins" in response.content.decode()
+    assert SESSION_KEY not in client.session
+    assert ActivityLog.objects.filter(action=ActivityLog.Action.LOGIN_THROTTLED, email=alice.email).exists()
+    # The victim still gets in from elsewhere; other accounts from the same client too.
+    assert post_login(Client(), alice.email, PASSWORD, REMOTE_ADDR="198.51.100.7").status_code == 302
+
+
+def test_throttling_behind_a_proxy_uses_the_real_client_not_the_proxy(alice, bob, settings):
+    settings.LOGIN_FAILURE_LIMIT = 3
+    settings.TRUSTED_PROXY_COUNT = 1
+    attacker, victim = Client(), Client()
+    for _ in range(3):
+        post_login(attacker, alice.email, "wrong", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.66")
+    assert post_login(attacker, alice.email, PASSWORD, REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.66").status_code == 429
+    # Same proxy, another client: unaffected. A forged header only adds entries on the left.
+    assert post_login(victim, alice.email, PASSWORD, REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.9").status_code == 302
+    forged = Client()
+    response = post_login(forged, alice.email, PASSWORD, REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="1.2.3.4, 203.0.113.66")
+    assert response.status_code == 429
+
+
+def test_a_successful_login_clears_the_count(client, alice, settings):
+    settings.LOGIN_FAILURE_LIMIT = 3
+    for _ in range(2):
+        post_login(client, alice.email, "wrong")
+    assert post_login(client, alice.email, PASSWORD).status_code == 302
+    client.post(reverse("accounts:logout"))
+    for _ in range(2):
+        post_login(client, alice.email, "wrong")
+    assert post_login(client, alice.email, PASSWORD).status_code == 302
+
+
+def test_idle_and_absolute_session_timeouts(alice, settings):
+    from accounts.middleware import SESSION_ACTIVE, SESSION_STARTED
+
+    settings.SESSION_IDLE_TIMEOUT, settings.SESSION_ABSOLUTE_TIMEOUT = 600, 3600
+    client = Client()
+    post_login(client, alice.email)
+    account = reverse("accounts:account")
+    assert client.get(account).status_code == 200
+    now = int(time.time())
+    session = client.session
+    session[SESSION_STARTED], session[SESSION_ACTIVE] = now - 700, now - 601
+    session.save()
+    assert client.get(account).status_code == 302, "idle too long"
+
+    post_login(client, alice.email)
+    client.get(account)
+    session = client.session
+    session[SESSION_STARTED], session[SESSION_ACTIVE] = now - 3601, now - 30  # active all along
+    session.save()
+    assert client.get(account).status_code == 302, "past the absolute limit"

@@ -133,3 +133,46 @@ def test_markup_in_the_email_field_is_a_field_error_not_a_page_change(client, co
     response = sign_up(client, code.code, email="<script>alert(1)</script>@x.com")
     assert response.status_code == 200
     assert b"<script>alert(1)" not in response.content
+
+
+def test_code_guessing_is_rate_limited_per_client(client, code, settings):
+    settings.SIGNUP_FAILURE_LIMIT = 3
+    for n in range(3):
+        assert sign_up(client, "WRONG00" + str(n), email=f"g{n}@example.com").status_code == 200
+    response = sign_up(client, code.code)
+    assert response.status_code == 429 and "Too many wrong registration codes" in response.content.decode()
+    assert not User.objects.filter(email="newbie@example.com").exists()
+    # Another client is not affected.
+    from django.test import Client
+
+    assert sign_up(Client(REMOTE_ADDR="198.51.100.20"), code.code).status_code == 302
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_twenty_concurrent_signups_with_a_one_use_code_make_one_account(admin):
+    import threading
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.fail("needs PostgreSQL (real concurrent transactions): run it with .ci/test")
+    limited = services.registration_code_generate(admin=admin, max_uses=1)
+    results = []
+
+    def attempt(n):
+        try:
+            services.user_signup(code=limited.code, email=f"racer{n}@example.com", password=GOOD_PASSWORD)
+            results.append("ok")
+        except services.ValidationError:
+            results.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results.count("ok") == 1 and results.count("refused") == 19
+    assert User.objects.filter(email__startswith="racer").count() == 1
