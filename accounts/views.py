@@ -27,6 +27,7 @@ class LoginView(auth_views.LoginView):
     form_class = forms.LoginForm
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
+    http_method_names = ["get", "post", "head", "options"]  # FormView would take PUT as POST
 
     def post(self, request, *args, **kwargs):
         email = normalize_email(request.POST.get("username", ""))[:254]

@@ -1,0 +1,159 @@
+"""Every URL × every kind of visitor, generated from the URLconf.
+
+A URL missing from ACCESS fails `test_every_url_has_a_row`: new pages must
+say who may use them.
+"""
+
+import pytest
+from django.test import Client
+from django.urls import get_resolver, reverse
+
+from hosting.models import Domain, Node, VirtualServer
+
+pytestmark = pytest.mark.django_db
+
+GET, POST = {"GET"}, {"POST"}
+BOTH = GET | POST
+# name: (who may use it, methods it answers, the object its URL names)
+#   public: anyone; user: any signed-in user; owner: the object's owner (others 404) and admins; admin: admins (others 403)
+ACCESS = {
+    "home": ("user", GET, None),
+    "accounts:login": ("public", BOTH, None),
+    "accounts:logout": ("user", POST, None),
+    "accounts:signup": ("public", BOTH, None),
+    "accounts:account": ("user", BOTH, None),
+    "accounts:registration_code_generate": ("admin", POST, None),
+    "accounts:registration_code_revoke": ("admin", POST, None),
+    "accounts:user_list": ("admin", GET, None),
+    "accounts:user_create": ("admin", BOTH, None),
+    "accounts:user_detail": ("admin", BOTH, "user"),
+    "accounts:user_set_password": ("admin", POST, "user"),
+    "accounts:user_delete": ("admin", BOTH, "user"),
+    "accounts:activity_list": ("admin", GET, None),
+    "hosting:server_list": ("user", GET, None),
+    "hosting:server_create": ("user", POST, None),
+    "hosting:server_list_live": ("user", GET, None),
+    "hosting:server_detail": ("owner", GET, "server"),
+    "hosting:server_live": ("owner", GET, "server"),
+    "hosting:server_start": ("owner", POST, "server"),
+    "hosting:server_stop": ("owner", POST, "server"),
+    "hosting:server_restart": ("owner", POST, "server"),
+    "hosting:server_rename": ("owner", POST, "server"),
+    "hosting:server_delete": ("owner", BOTH, "server"),
+    "hosting:server_limits": ("admin", POST, "server"),
+    "hosting:domain_add": ("owner", POST, "server"),
+    "hosting:domain_check": ("user", GET, None),
+    "hosting:domain_edit": ("owner", BOTH, "domain"),
+    "hosting:domain_remove": ("owner", POST, "domain"),
+    "hosting:admin_domain_list": ("admin", GET, None),
+    "hosting:domain_approve": ("admin", POST, "domain"),
+    "hosting:admin_dashboard": ("admin", GET, None),
+    "hosting:admin_dashboard_live": ("admin", GET, None),
+    "hosting:admin_server_list": ("admin", GET, None),
+    "hosting:admin_host": ("admin", GET, None),
+    "hosting:admin_monitor_status": ("admin", GET, None),
+}
+VISITORS = ["anonymous", "owner", "other", "admin", "disabled"]
+
+
+def url_names():
+    def walk(patterns, namespace=""):
+        for pattern in patterns:
+            if hasattr(pattern, "url_patterns"):
+                yield from walk(pattern.url_patterns, f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace)
+            else:
+                yield namespace + pattern.name
+
+    return set(walk(get_resolver().url_patterns))
+
+
+def test_every_url_has_a_row():
+    assert url_names() == set(ACCESS)
+
+
+def expected(visitor, access, allowed):
+    """The status class a visitor should get for a method the view answers."""
+    if access == "public":
+        return "ok"
+    if visitor in ("anonymous", "disabled"):
+        return "login"
+    if access == "admin":
+        return "ok" if visitor == "admin" else 403
+    if access == "owner" and visitor == "other":
+        return 404
+    return "ok"
+
+
+@pytest.fixture
+def world(alice, bob, admin, disabled, monkeypatch):
+    from hosting import proxy
+
+    monkeypatch.setattr(proxy, "_admin", lambda *a, **k: "{}")  # domain changes reach no real Caddy
+    server = VirtualServer.objects.create(owner=alice, node=Node.local(), name="alice's", memory_mb=512, cpus=1, pids_limit=256)
+    domain = Domain.objects.create(name="alice.example.org", server=server)
+    return {"user": bob, "server": server, "domain": domain, "alice": alice, "bob": bob, "admin": admin, "disabled": disabled}
+
+
+def client_for(visitor, world):
+    client = Client()
+    user = {"owner": world["alice"], "other": world["bob"], "admin": world["admin"], "disabled": world["disabled"]}.get(visitor)
+    if user:
+        client.force_login(user)
+    return client
+
+
+CASES = [(name, visitor) for name in sorted(ACCESS) for visitor in VISITORS]
+
+
+@pytest.mark.parametrize("name, visitor", CASES, ids=[f"{n}-{v}" for n, v in CASES])
+def test_matrix(name, visitor, world):
+    access, allowed, obj = ACCESS[name]
+    url = reverse(name, args=[world[obj].pk] if obj else [])
+    client = client_for(visitor, world)
+    # Methods the view does not answer: 405, for whoever may otherwise use it.
+    if visitor == ("anonymous" if access == "public" else "admin"):
+        for method in {"GET", "POST", "PUT", "DELETE"} - allowed:
+            assert getattr(client, method.lower())(url).status_code == 405, method
+    for method in sorted(allowed):
+        response = getattr(client, method.lower())(url)
+        want = expected(visitor, access, allowed)
+        got = response.status_code
+        if want == "login":
+            assert got == 302 and response.url.startswith(reverse("accounts:login")), (method, got)
+        elif want == "ok":
+            assert got in (200, 302, 400), (method, got)
+            if got == 302 and name != "accounts:logout":  # logging out ends on the login page
+                assert not response.url.startswith(reverse("accounts:login")), (method, response.url)
+        else:
+            assert got == want, (method, got)
+
+
+@pytest.mark.parametrize("name", [n for n, (_, methods, _) in ACCESS.items() if "POST" in methods and n != "accounts:login" and n != "accounts:signup"])
+def test_post_without_csrf_token_is_refused(name, world):
+    access, _, obj = ACCESS[name]
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(world["admin"])
+    url = reverse(name, args=[world[obj].pk] if obj else [])
+    assert client.post(url).status_code == 403
+
+
+def test_security_headers(client):
+    response = client.get(reverse("accounts:login"))
+    csp = response["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["Referrer-Policy"] == "same-origin"
+
+
+def test_static_files_are_served(client):
+    response = client.get("/static/css/panel.css")
+    assert response.status_code == 200
+    assert b"--primary" in b"".join(response.streaming_content)
+
+
+def test_pages_carry_no_inline_script(as_admin, world):
+    for name in ("hosting:admin_dashboard", "hosting:admin_host", "accounts:user_list"):
+        page = as_admin.get(reverse(name)).content.decode()
+        assert "<script>" not in page and "onclick=" not in page.lower() and "javascript:" not in page
