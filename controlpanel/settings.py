@@ -202,6 +202,8 @@ SERVER_DEFAULT_MEMORY_MB = env_int("SERVER_DEFAULT_MEMORY_MB", 1024, minimum=64)
 SERVER_DEFAULT_CPUS = env_float("SERVER_DEFAULT_CPUS", 1.0, minimum=0.01)
 SERVER_DEFAULT_PIDS = env_int("SERVER_DEFAULT_PIDS", 1024, minimum=32)
 SERVER_QUOTA_DEFAULT = env_int("SERVER_QUOTA_DEFAULT", 3)
+# An operation not finished after this many seconds is run again (its worker died).
+SERVER_OPERATION_TIMEOUT = env_int("SERVER_OPERATION_TIMEOUT", 180, minimum=30)
 PANEL_INSTANCE = env.str("PANEL_INSTANCE", default="controlpanel")
 NODE_NAME = env.str("NODE_NAME", default="local")
 
@@ -322,6 +324,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "hosting.tasks.proxy_reapply_if_drifted",
         "schedule": timedelta(seconds=PROXY_DRIFT_INTERVAL),
         "options": {"expires": PROXY_DRIFT_INTERVAL},
+    },
+    "servers-reconcile-stuck": {
+        "task": "hosting.tasks.servers_reconcile_stuck",
+        "schedule": timedelta(seconds=60),
+        "options": {"expires": 60},
     },
     "sessions-purge": {
         "task": "accounts.tasks.sessions_purge",

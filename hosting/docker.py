@@ -139,9 +139,16 @@ def _resources(memory_mb, cpus, pids_limit):
 
 @_translate_errors
 def network_ensure(name):
+    """The users' bridge network. Servers on it cannot talk to each other (no
+    inter-container traffic); the host, where Caddy runs, reaches every one."""
     client = _client()
     if not client.networks.list(names=[name]):
-        client.networks.create(name, driver="bridge", labels={"controlpanel.instance": settings.PANEL_INSTANCE})
+        client.networks.create(
+            name,
+            driver="bridge",
+            options={"com.docker.network.bridge.enable_icc": "false"},
+            labels={"controlpanel.instance": settings.PANEL_INSTANCE},
+        )
 
 
 @_translate_errors

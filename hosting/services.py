@@ -1,6 +1,7 @@
 """Virtual server work. Views call one function here; Docker work runs in tasks."""
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -323,6 +324,20 @@ def domain_approve(*, actor, domain, request=None):
     Domain.objects.filter(pk=domain.pk).update(approved=True)
     activity_log(action=Action.DOMAIN_APPROVED, user=actor, target=domain.name, request=request, message=f"Approved domain {domain.display_name}")
     proxy.apply()
+
+
+def servers_reconcile_stuck():
+    """Re-run the work of servers stuck in an operation (a worker died half-way, a message was lost).
+
+    Reconciling is idempotent, so running it again finishes the job or records a clear failure.
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.SERVER_OPERATION_TIMEOUT)
+    stuck = list(VirtualServer.objects.live().exclude(operation="").filter(updated_at__lt=cutoff).values_list("pk", flat=True))
+    from .tasks import server_reconcile
+
+    for server_id in stuck:
+        server_reconcile.delay(server_id)
+    return stuck
 
 
 def user_live_servers_check(user):

@@ -18,3 +18,8 @@ def monitor_cycle():
 @shared_task(ignore_result=True)
 def proxy_reapply_if_drifted():
     return proxy.reapply_if_drifted()
+
+
+@shared_task(ignore_result=True)
+def servers_reconcile_stuck():
+    return services.servers_reconcile_stuck()

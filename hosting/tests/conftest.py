@@ -26,6 +26,8 @@ def _remove_test_objects():
         container.remove(force=True)
     for volume in client.volumes.list(filters={"name": "cptest-dind-"}):
         volume.remove(force=True)
+    for network in client.networks.list(names=["controlpanel-test-users"]):
+        network.remove()  # made afresh by the panel, with the panel's options
     client.close()
 
 

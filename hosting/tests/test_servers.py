@@ -292,3 +292,21 @@ def test_server_names_are_escaped(as_alice, alice, fake_docker, committed):
     server = VirtualServer.objects.create(owner=alice, node=services.Node.local(), name="<img src=x>", memory_mb=64, cpus=1, pids_limit=64)
     page = as_alice.get(url("server_detail", server)).content.decode()
     assert "<img src=x>" not in page and "&lt;img src=x&gt;" in page
+
+
+def test_a_server_stuck_in_creating_is_finished_by_the_reconciler(alice, fake_docker, settings):
+    """The worker died in the middle of a create: the periodic reconcile finishes it."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from hosting import tasks
+
+    server = VirtualServer.objects.create(owner=alice, node=services.Node.local(), name="orphaned task", operation="creating",
+                                          memory_mb=512, cpus=1, pids_limit=256)
+    assert tasks.servers_reconcile_stuck.apply().get() == []  # too recent: its task may still be running
+    VirtualServer.objects.filter(pk=server.pk).update(updated_at=timezone.now() - timedelta(seconds=settings.SERVER_OPERATION_TIMEOUT + 1))
+    assert tasks.servers_reconcile_stuck.apply().get() == [server.pk]
+    server.refresh_from_db()
+    assert server.state == "running" and server.operation == ""
+    assert fake_docker.containers[server.container_name] == "running"
