@@ -193,3 +193,20 @@ def test_idle_and_absolute_session_timeouts(alice, settings):
     session[SESSION_STARTED], session[SESSION_ACTIVE] = now - 3601, now - 30  # active all along
     session.save()
     assert client.get(account).status_code == 302, "past the absolute limit"
+
+
+def test_long_passwords_are_neither_truncated_nor_an_error(client, production_hashers):
+    """bcrypt alone reads 72 bytes; bcrypt-SHA256 sees every byte."""
+    password = ("pässwörd-" * 30)[:200]
+    assert len(password.encode()) > 200
+    user = User.objects.create_user(email="long@example.com", password=password)
+    assert user.password.startswith("bcrypt_sha256$")
+    assert post_login(client, "long@example.com", password).status_code == 302
+    changed = password[:149] + ("x" if password[149] != "x" else "y") + password[150:]
+    assert post_login(Client(), "long@example.com", changed).status_code == 200
+
+
+def test_a_ten_kilobyte_password_is_a_form_error_at_login(client, alice):
+    response = post_login(client, alice.email, "x" * 10_240)
+    assert response.status_code == 200
+    assert "password" in response.context["form"].errors

@@ -90,3 +90,26 @@ def test_compose_file_is_valid_and_keeps_docker_away_from_the_web_tier(tmp_path)
     for name in ("web", "worker", "db", "redis", "caddy"):
         assert "healthcheck" in services[name], name
         assert services[name]["restart"] == "unless-stopped", name
+
+
+def test_production_headers_and_cookies(tmp_path):
+    """What `check --deploy` does not check: the exact values we promise."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "DATA_DIR")}
+    env.update(GOOD_PRODUCTION, DATA_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="controlpanel.settings")
+    code = (
+        "import django, json; django.setup(); from django.conf import settings as s; print(json.dumps({"
+        "'hsts': s.SECURE_HSTS_SECONDS, 'proxy': s.SECURE_PROXY_SSL_HEADER, 'secure': [s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE],"
+        "'httponly': s.SESSION_COOKIE_HTTPONLY, 'samesite': [s.SESSION_COOKIE_SAMESITE, s.CSRF_COOKIE_SAMESITE],"
+        "'nosniff': s.SECURE_CONTENT_TYPE_NOSNIFF, 'referrer': s.SECURE_REFERRER_POLICY, 'csp': {k: list(v) for k, v in s.SECURE_CSP.items()}}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    facts = json.loads(result.stdout)
+    assert facts["hsts"] >= 365 * 24 * 3600
+    assert facts["proxy"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+    assert facts["secure"] == [True, True] and facts["httponly"] is True and facts["samesite"] == ["Lax", "Lax"]
+    assert facts["nosniff"] is True and facts["referrer"] == "same-origin"
+    assert facts["csp"]["default-src"] == ["'self'"] and facts["csp"]["script-src"] == ["'self'"]
+    assert facts["csp"]["frame-ancestors"] == ["'none'"]
