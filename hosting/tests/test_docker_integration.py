@@ -184,3 +184,41 @@ def test_a_foreign_container_with_the_same_name_is_never_adopted(real_docker, al
     assert clash.container_name == next_name
     assert clash.state != "running" and "does not belong to this server" in clash.last_error
     assert real_docker.containers.get(next_name).labels["controlpanel.server-id"] == "someone else"
+
+
+def test_fifty_create_delete_cycles_leave_nothing_behind(real_docker, alice, committed, settings):
+    def ours():
+        label = "controlpanel.instance=controlpanel-test"
+        return (
+            len(real_docker.containers.list(all=True, filters={"label": label})),
+            len(real_docker.volumes.list(filters={"label": label})),
+            len(real_docker.networks.list(filters={"label": label})),
+        )
+
+    with committed():
+        services.server_create(owner=alice, name="warm-up")  # makes the users' network once
+    baseline = ours()
+    for n in range(50):
+        with committed():
+            server = services.server_create(owner=alice, name=f"cycle {n}")
+        server.refresh_from_db()
+        assert server.state == "running", server.last_error
+        with committed():
+            services.server_delete(actor=alice, server=server)
+    assert ours() == baseline
+    assert sorted(p.name for p in settings.SERVER_SOCKET_ROOT.iterdir()) == [str(VirtualServer.objects.get(name="warm-up").pk)]
+
+
+def test_no_host_bind_mounts_but_the_servers_own_socket_directory(real_docker, alice, committed, settings):
+    with committed():
+        server = services.server_create(owner=alice, name="mounts")
+    server.refresh_from_db()
+    attrs = real_docker.api.inspect_container(server.container_name)
+    binds = {m["Source"] for m in attrs["Mounts"] if m["Type"] == "bind"}
+    # In `capabilities` mode the cgroup tree is also bound (cgroup v1 hosts need it; see SECURITY.md).
+    expected = {str(server.socket_dir)} | ({"/sys/fs/cgroup"} if settings.SERVER_ISOLATION == "capabilities" else set())
+    assert binds == expected
+    host = attrs["HostConfig"]
+    assert host["Memory"] == host["MemorySwap"] > 0 and host["NanoCpus"] > 0 and host["PidsLimit"] > 0
+    assert not host["Privileged"]
+    assert "/var/run/docker.sock" not in str(attrs["Mounts"])
