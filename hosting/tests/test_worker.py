@@ -36,7 +36,8 @@ def celery_worker(real_docker):
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     yield worker
-    worker.terminate()
+    if worker.poll() is None:
+        worker.terminate()
     output, _ = worker.communicate(timeout=30)
     print(output)  # shown when the test fails
     assert "hosting.tasks.server_reconcile" in output
@@ -59,3 +60,34 @@ def test_a_real_worker_creates_and_stops_a_server(celery_worker, alice):
     wait_until(settled, timeout=60, what="the worker to stop the server")
     assert server.state == "exited"
     assert VirtualServer.objects.get(pk=server.pk).desired_state == "stopped"
+
+
+def test_a_worker_killed_in_the_middle_of_a_create_never_leaves_it_creating(celery_worker, alice, settings):
+    """SIGKILL the worker while it creates; the periodic reconcile finishes the job."""
+    import signal
+
+    server = services.server_create(owner=alice, name="interrupted")
+    # Kill as soon as the worker has started on it (the container appears), before it reports back.
+    import docker as docker_sdk
+
+    client = docker_sdk.from_env()
+    wait_until(lambda: client.containers.list(all=True, filters={"name": server.container_name}), timeout=30,
+               interval=0.02, what="the worker to start creating")
+    celery_worker.send_signal(signal.SIGKILL)
+    celery_worker.wait(10)
+    server.refresh_from_db()
+    if server.operation == "":
+        pytest.fail("the worker finished before it could be killed: nothing was tested")
+
+    settings.SERVER_OPERATION_TIMEOUT = 0  # the stuck operation is due at once
+    from controlpanel.celery import app
+    from hosting import tasks
+
+    app.conf.task_always_eager = True
+    try:
+        assert tasks.servers_reconcile_stuck.apply().get() == [server.pk]
+    finally:
+        app.conf.task_always_eager = False
+    server.refresh_from_db()
+    assert server.operation == "" and server.state in ("running", "failed"), server.state
+    assert server.state == "running", server.last_error
