@@ -2,6 +2,7 @@
 
 import ipaddress
 import secrets
+from importlib import import_module
 from datetime import timedelta
 
 from django.conf import settings
@@ -277,10 +278,10 @@ def sessions_end(*, user, keep=None):
     Sessions are tracked at login (see signals), so this does not scan the
     whole session table.
     """
-    from django.contrib.sessions.models import Session
-
+    store = import_module(settings.SESSION_ENGINE).SessionStore
     keys = set(user.sessions.values_list("session_key", flat=True)) - {keep}
-    Session.objects.filter(session_key__in=keys).delete()
+    for key in keys:
+        store(session_key=key).delete()  # from the cache too, where the engine keeps one
     user.sessions.filter(session_key__in=keys).delete()
 
 
