@@ -257,6 +257,13 @@ class ContainerSnapshot(models.Model):
     def __str__(self):
         return self.name or self.docker_id[:12]
 
+    KNOWN_STATES = {"created", "running", "restarting", "paused", "exited", "dead", "removing"}
+
+    @property
+    def state_class(self):
+        """A CSS class for the state a daemon reported (anything unknown gets one class)."""
+        return self.state if self.state in self.KNOWN_STATES else "unknown"
+
 
 class MonitorRun(models.Model):
     """One poll cycle, for the admin's monitor status panel."""
