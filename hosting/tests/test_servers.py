@@ -310,3 +310,11 @@ def test_a_server_stuck_in_creating_is_finished_by_the_reconciler(alice, fake_do
     server.refresh_from_db()
     assert server.state == "running" and server.operation == ""
     assert fake_docker.containers[server.container_name] == "running"
+
+
+def test_admin_server_list_rows_escape_and_link(as_admin, alice):
+    server = VirtualServer.objects.create(owner=alice, node=services.Node.local(), name="<b>bold</b>", memory_mb=512, cpus="0.5", pids_limit=128)
+    page = as_admin.get(reverse("hosting:admin_server_list")).content.decode()
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page and "<b>bold" not in page
+    assert f'href="/servers/{server.pk}/"' in page and f'href="/admin/users/{alice.pk}/"' in page
+    assert "512 MB · 0.5 CPU · 128 pids" in page
