@@ -188,7 +188,7 @@ LAST_SEEN_INTERVAL = timedelta(seconds=60)
 # Hosting: virtual servers are Docker-in-Docker containers on a node.
 DOCKER_HOST_URL = env.str("DOCKER_HOST_URL", default="unix:///var/run/docker.sock")
 DOCKER_TIMEOUT = env_int("DOCKER_TIMEOUT", 30, minimum=1)
-SERVER_IMAGE = env.str("SERVER_IMAGE", default="controlpanel/dind:local")
+SERVER_IMAGE = env.str("SERVER_IMAGE", default="controlpanel/dind:local-2")
 SERVER_CONTAINER_PREFIX = env.str("SERVER_CONTAINER_PREFIX", default="hosting-users-dind-")
 SERVER_NETWORK = env.str("SERVER_NETWORK", default="controlpanel-users")
 # Host directory holding one folder per server with its inner Docker socket.

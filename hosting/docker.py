@@ -120,12 +120,13 @@ def _isolation_options():
     if mode.startswith("runtime:"):
         return {"runtime": mode.split(":", 1)[1]}
     # Every capability but SYS_RESOURCE (which --privileged needs and some
-    # hosts lack), and cgroups writable so the inner daemon can start containers.
+    # hosts lack). A private cgroup namespace lets the image's entry point
+    # mount cgroups writable for the inner daemon without binding the host's.
     return {
         "cap_add": ["ALL"],
         "cap_drop": ["SYS_RESOURCE"],
         "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
-        "mounts": [docker.types.Mount("/sys/fs/cgroup", "/sys/fs/cgroup", type="bind", read_only=False)],
+        "cgroupns": "private",
         # The CLI's --security-opt systempaths=unconfined: /proc and /sys unmasked.
         "raw": {"MaskedPaths": [], "ReadonlyPaths": []},
     }

@@ -215,9 +215,7 @@ def test_no_host_bind_mounts_but_the_servers_own_socket_directory(real_docker, a
     server.refresh_from_db()
     attrs = real_docker.api.inspect_container(server.container_name)
     binds = {m["Source"] for m in attrs["Mounts"] if m["Type"] == "bind"}
-    # In `capabilities` mode the cgroup tree is also bound (cgroup v1 hosts need it; see SECURITY.md).
-    expected = {str(server.socket_dir)} | ({"/sys/fs/cgroup"} if settings.SERVER_ISOLATION == "capabilities" else set())
-    assert binds == expected
+    assert binds == {str(server.socket_dir)}
     host = attrs["HostConfig"]
     assert host["Memory"] == host["MemorySwap"] > 0 and host["NanoCpus"] > 0 and host["PidsLimit"] > 0
     assert not host["Privileged"]

@@ -32,6 +32,9 @@ def start_redis(port, workdir):
 def test_redis_down_for_a_minute_loses_nothing_and_the_monitor_recovers(real_docker, tmp_path):
     if connection.vendor != "postgresql":
         pytest.fail("needs PostgreSQL shared with the worker: run it with .ci/test")
+    # Something on the host daemon for the monitor to record (removed by the fixture).
+    real_docker.containers.run("controlpanel/testapp:local", ["sleep", "600"], detach=True,
+                               labels={"controlpanel.instance": TEST_INSTANCE})
     port = _free_port()
     redis = start_redis(port, tmp_path)
     env = {
