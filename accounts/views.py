@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from . import forms, services, throttling
 from .forms import add_errors
 from .decorators import admin_required
-from .models import ActivityLog, RegistrationCode, User, normalize_email
+from .models import ActivityLog, User, normalize_email
 
 PAGE_SIZE = 50
 

@@ -247,7 +247,7 @@ def _record_failure(server, operation, message):
 
 # Domains -------------------------------------------------------------------------
 
-def _domain_rules(*, user, server, name, ssl, cloudflare, exclude=None):
+def _domain_rules(*, user, name, ssl, cloudflare, exclude=None):
     """Check a domain against the rules; return whether it needs an admin's approval."""
     errors = {}
     if name.startswith("*.") and ssl and not cloudflare and settings.CADDY_TLS_ISSUER == "acme":
@@ -275,7 +275,7 @@ def domain_add(*, actor, server, name, port=80, ssl=True, cloudflare=False, requ
     server = VirtualServer.objects.select_for_update().get(pk=server.pk)
     if server.domains.count() >= settings.DOMAINS_PER_SERVER:
         raise ValidationError(f"A server can have at most {settings.DOMAINS_PER_SERVER} domains.")
-    needs_approval = _domain_rules(user=actor, server=server, name=name, ssl=ssl, cloudflare=cloudflare)
+    needs_approval = _domain_rules(user=actor, name=name, ssl=ssl, cloudflare=cloudflare)
     try:
         with transaction.atomic():
             domain = Domain.objects.create(
@@ -297,7 +297,7 @@ def domain_add(*, actor, server, name, port=80, ssl=True, cloudflare=False, requ
 def domain_update(*, actor, domain, port, ssl, cloudflare, request=None):
     _lock_proxy()
     domain = Domain.objects.select_for_update().select_related("server").get(pk=domain.pk)
-    _domain_rules(user=actor, server=domain.server, name=domain.name, ssl=ssl, cloudflare=cloudflare, exclude=domain.pk)
+    _domain_rules(user=actor, name=domain.name, ssl=ssl, cloudflare=cloudflare, exclude=domain.pk)
     domain.port, domain.ssl, domain.cloudflare = port, ssl, cloudflare
     domain.save(update_fields=["port", "ssl", "cloudflare"])
     activity_log(

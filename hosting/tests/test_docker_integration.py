@@ -7,7 +7,7 @@ from accounts.models import ActivityLog
 from hosting import docker, services
 from hosting.models import VirtualServer
 
-from .conftest import TEST_APP_IMAGE, inner_daemon_answers, wait_until
+from .conftest import TEST_APP_IMAGE, inner_daemon_answers
 
 pytestmark = [pytest.mark.django_db, pytest.mark.docker, pytest.mark.usefixtures("eager_tasks")]
 

@@ -20,7 +20,6 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts.models import User
 from hosting import docker, monitor, services
-from hosting.models import VirtualServer
 
 TEST_APP_IMAGE = "controlpanel/testapp:local"
 
