@@ -35,7 +35,7 @@ HOST = None  # the daemon key of the host; a server id for an inner daemon
 @dataclass
 class DaemonRead:
     server_id: int | None
-    containers: list = field(default_factory=list)
+    rows: dict = field(default_factory=dict)  # docker id -> snapshot fields, parsed once when read
     error: str = ""
     seconds: float = 0.0
 
@@ -132,7 +132,8 @@ def _read(server_id, base_url):
         )
         if not isinstance(containers, list):
             raise docker.DockerError("The daemon's container list is not a list.")
-        return DaemonRead(server_id, containers[: settings.MONITOR_MAX_CONTAINERS], seconds=time.perf_counter() - started)
+        rows = dict(filter(None, map(snapshot_fields, containers[: settings.MONITOR_MAX_CONTAINERS])))
+        return DaemonRead(server_id, rows, seconds=time.perf_counter() - started)
     except docker.DockerError as error:
         return DaemonRead(server_id, error=str(error), seconds=time.perf_counter() - started)
 
@@ -153,11 +154,7 @@ def write_snapshots(reads, now):
     Five queries at most for the whole batch, whatever the number of daemons
     and containers. A daemon that failed is not in `reads`: its rows stay.
     """
-    rows = {}  # (server_id, docker_id) -> fields
-    for read in reads:
-        for entry in read.containers:
-            if parsed := snapshot_fields(entry):
-                rows[(read.server_id, parsed[0])] = parsed[1]
+    rows = {(read.server_id, docker_id): fields for read in reads for docker_id, fields in read.rows.items()}
     daemons = Q(server_id__in=[r.server_id for r in reads if r.server_id is not None])
     if any(r.server_id is None for r in reads):
         daemons |= Q(server__isnull=True)
@@ -202,11 +199,10 @@ def prune_stale(now):
 
 def _server_states_from_host(host_read, servers):
     """Each server's (container state, address on the users' network) as the host lists it."""
-    seen = {}
-    for entry in host_read.containers:
-        if parsed := snapshot_fields(entry):
-            fields = parsed[1]
-            seen[fields["name"]] = (fields["state"] or Observed.UNKNOWN, fields["networks"].get(settings.SERVER_NETWORK) or None)
+    seen = {
+        fields["name"]: (fields["state"] or Observed.UNKNOWN, fields["networks"].get(settings.SERVER_NETWORK) or None)
+        for fields in host_read.rows.values()
+    }
     valid = set(Observed.values)
     states = {}
     for server in servers:
@@ -307,7 +303,7 @@ def _cycle():
         duration_ms=int((time.perf_counter() - clock) * 1000),
         daemons_polled=len(reads),
         daemons_failed=len(failures),
-        containers_seen=sum(len(r.containers) for r in reads),
+        containers_seen=sum(len(r.rows) for r in reads),
         rows_written=rows_written,
         rows_pruned=prune_stale(timezone.now()),
         slowest_read_ms=int(max(r.seconds for r in reads) * 1000),
@@ -331,7 +327,7 @@ def refresh_server(server, wait=0.0):
     if not read.error:
         now = timezone.now()
         write_snapshots([read], now)
-        VirtualServer.objects.filter(pk=server.pk).update(inner_seen_at=now, inner_failures=0, inner_next_poll_at=None)
+        _record_inner_results([read], now)
 
 
 def runs_purge(keep=timedelta(days=1)):
