@@ -291,6 +291,18 @@ def inner_ping(socket_dir, timeout=5):
     return _client(inner_socket_url(socket_dir), timeout=timeout).ping()
 
 
+def inner_wait(socket_dir, timeout=60):
+    """Wait until a just-started server's inner daemon answers; DockerError if it never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return inner_ping(socket_dir, timeout=2)
+        except DockerError:
+            if time.monotonic() > deadline:
+                raise DockerError(f"The server's Docker daemon did not answer within {timeout:g}s.") from None
+            time.sleep(0.1)
+
+
 @_translate_errors
 def image_copy_to_inner(image, socket_dir):
     """Copy an image from the host into a server's inner daemon (no registry needed)."""

@@ -90,7 +90,7 @@ def import_legacy(path, *, dry_run=False):
     zone = ZoneInfo(settings.LEGACY_TIME_ZONE)
     try:
         with transaction.atomic():
-            users = _import_users(db, report)
+            users = _import_users(db, report, zone)
             _import_codes(db, report, users)
             servers = _import_servers(db, report, users, zone)
             _import_domains(db, report, servers)
@@ -104,7 +104,7 @@ def import_legacy(path, *, dry_run=False):
     return report
 
 
-def _import_users(db, report):
+def _import_users(db, report, zone):
     """Legacy user id -> our User (imported now, or already here from an earlier run)."""
     users, seen = {}, {}
     for row in _rows(db, "System_Users"):
@@ -129,7 +129,7 @@ def _import_users(db, report):
             email=email,
             is_admin=bool(row["Admin"]),
             is_active=bool(row["Enabled"]),
-            last_login=_local_time(row["LastLogin"], ZoneInfo(settings.LEGACY_TIME_ZONE)),
+            last_login=_local_time(row["LastLogin"], zone),
         )
         try:
             user.set_legacy_bcrypt_hash(row["Password"] or "")

@@ -207,8 +207,6 @@ class Domain(models.Model):
 
     @property
     def url(self):
-        from django.conf import settings
-
         scheme, port = ("https", settings.CADDY_HTTPS_PORT) if self.ssl else ("http", settings.CADDY_HTTP_PORT)
         default = 443 if self.ssl else 80
         return f"{scheme}://{self.name}{'' if port == default else f':{port}'}/"

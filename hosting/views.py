@@ -44,15 +44,19 @@ def _own_servers(user):
     )
 
 
-@require_GET
-def server_list(request):
+def _server_list_page(request, form, status=200):
     context = {
         "servers": _own_servers(request.user),
-        "form": ServerNameForm(),
+        "form": form,
         "quota": services.quota_for(request.user),
         "quota_left": services.quota_left(request.user),
     }
-    return render(request, "hosting/server_list.html", context)
+    return render(request, "hosting/server_list.html", context, status=status)
+
+
+@require_GET
+def server_list(request):
+    return _server_list_page(request, ServerNameForm())
 
 
 @require_GET
@@ -71,13 +75,7 @@ def server_create(request):
         else:
             messages.success(request, f"Creating “{server.name}”. It will be running in a few seconds.")
             return redirect("hosting:server_detail", server_id=server.pk)
-    context = {
-        "servers": _own_servers(request.user),
-        "form": form,
-        "quota": services.quota_for(request.user),
-        "quota_left": services.quota_left(request.user),
-    }
-    return render(request, "hosting/server_list.html", context, status=400 if form.errors else 200)
+    return _server_list_page(request, form, status=400 if form.errors else 200)
 
 
 CONTAINERS_PER_PAGE = 50

@@ -67,14 +67,13 @@ def wait_until(predicate, timeout=30, interval=0.25, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def inner_daemon_answers(server):
-    def ping():
-        try:
-            return docker.inner_ping(str(server.socket_dir), timeout=2)
-        except docker.DockerError:
-            return False
+def inner_client(server):
+    """The docker SDK on a server's inner daemon, for tests to act inside it."""
+    return docker_sdk.DockerClient(base_url=docker.inner_socket_url(server.socket_dir))
 
-    return wait_until(ping, what=f"the inner daemon of {server.container_name}")
+
+def inner_daemon_answers(server):
+    return docker.inner_wait(str(server.socket_dir), timeout=30)
 
 
 def _free_port():

@@ -7,7 +7,7 @@ from accounts.models import ActivityLog
 from hosting import docker, services
 from hosting.models import VirtualServer
 
-from .conftest import TEST_APP_IMAGE, inner_daemon_answers
+from .conftest import TEST_APP_IMAGE, inner_client, inner_daemon_answers
 
 pytestmark = [pytest.mark.django_db, pytest.mark.docker, pytest.mark.usefixtures("eager_tasks")]
 
@@ -41,9 +41,7 @@ def test_create_runs_a_limited_labelled_dind_with_a_working_inner_daemon(real_do
     inner_daemon_answers(server)
     docker.image_copy_to_inner(TEST_APP_IMAGE, str(server.socket_dir))
     docker.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE, ["sleep", "300"], name="sleeper")
-    import docker as docker_sdk
-
-    inner = docker_sdk.DockerClient(base_url=docker.inner_socket_url(server.socket_dir))
+    inner = inner_client(server)
     assert [c.name for c in inner.containers.list()] == ["sleeper"]
     assert inner.info()["Driver"] == "overlay2"
 

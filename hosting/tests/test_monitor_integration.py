@@ -15,15 +15,9 @@ from django.db import connection
 from hosting import docker, monitor, services
 from hosting.models import ContainerSnapshot, MonitorRun, VirtualServer
 
-from .conftest import ROOT, TEST_APP_IMAGE, TEST_INSTANCE, inner_daemon_answers, wait_until
+from .conftest import ROOT, TEST_APP_IMAGE, TEST_INSTANCE, inner_client, inner_daemon_answers, wait_until
 
 pytestmark = [pytest.mark.django_db, pytest.mark.docker, pytest.mark.usefixtures("eager_tasks")]
-
-
-def inner_client(server):
-    import docker as docker_sdk
-
-    return docker_sdk.DockerClient(base_url=docker.inner_socket_url(server.socket_dir))
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from django.db import connection
 from hosting import docker, proxy, services
 from hosting.models import Domain, Node, VirtualServer
 
-from .conftest import TEST_APP_IMAGE, _free_port, inner_daemon_answers, wait_until
+from .conftest import TEST_APP_IMAGE, _free_port, inner_client, inner_daemon_answers, wait_until
 
 pytestmark = [pytest.mark.django_db, pytest.mark.docker, pytest.mark.usefixtures("eager_tasks")]
 
@@ -181,7 +181,7 @@ def test_caddys_admin_api_over_a_unix_socket(tmp_path, settings, alice):
         process.wait(10)
 
 
-def test_from_inside_a_server_nothing_else_is_reachable(caddy, web_server, bob, committed, live_server):
+def test_from_inside_a_server_nothing_else_is_reachable(caddy, web_server, bob, committed, live_server, real_docker, settings):
     """From server A (and from a container inside it): not B's web server, not B's Docker API, not
     Redis, PostgreSQL, Caddy's admin API or the panel's web port. Caddy still reaches B."""
     from urllib.parse import urlsplit
@@ -190,9 +190,8 @@ def test_from_inside_a_server_nothing_else_is_reachable(caddy, web_server, bob, 
         attacker = services.server_create(owner=bob, name="attacker")
     attacker.refresh_from_db()
     inner_daemon_answers(attacker)
-    container = real_docker_client().containers.get(attacker.container_name)
-    gateway = real_docker_client().api.inspect_container(attacker.container_name)["NetworkSettings"]["Networks"][
-        attacker_network(attacker)]["Gateway"]
+    container = real_docker.containers.get(attacker.container_name)
+    gateway = container.attrs["NetworkSettings"]["Networks"][settings.SERVER_NETWORK]["Gateway"]
     panel_port = urlsplit(live_server.url).port
     targets = {
         "B's web server": (web_server.ip_address, 80),
@@ -208,26 +207,9 @@ def test_from_inside_a_server_nothing_else_is_reachable(caddy, web_server, bob, 
         assert code != 0, f"{what} is reachable from inside another server"
     # ...and from a container inside the attacker's server.
     docker.image_copy_to_inner(TEST_APP_IMAGE, str(attacker.socket_dir))
-    inner = docker_sdk_inner(attacker)
+    inner = inner_client(attacker)
     output = inner.containers.run(TEST_APP_IMAGE, ["sh", "-c", f"wget -q -T 3 -O - http://{web_server.ip_address}/ || echo BLOCKED"], remove=True)
     assert b"BLOCKED" in output and b"hello" not in output
     # The host (where Caddy runs) still reaches B.
     assert requests.get(f"http://{web_server.ip_address}/", timeout=5).ok
 
-
-def real_docker_client():
-    import docker as docker_sdk
-
-    return docker_sdk.from_env()
-
-
-def attacker_network(server):
-    from django.conf import settings
-
-    return settings.SERVER_NETWORK
-
-
-def docker_sdk_inner(server):
-    import docker as docker_sdk
-
-    return docker_sdk.DockerClient(base_url=docker.inner_socket_url(server.socket_dir))

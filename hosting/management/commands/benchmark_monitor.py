@@ -56,15 +56,7 @@ class Command(BaseCommand):
             server.refresh_from_db()
             made.append(server)
             socket_dir = str(server.socket_dir)
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    docker.inner_ping(socket_dir, timeout=2)
-                    break
-                except docker.DockerError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
+            docker.inner_wait(socket_dir)
             docker.image_copy_to_inner(TEST_APP_IMAGE, socket_dir)
             for k in range(containers):
                 docker.inner_container_run(socket_dir, TEST_APP_IMAGE, ["sleep", "3600"], name=f"app{k}")

@@ -42,7 +42,7 @@ class Command(BaseCommand):
                 self.stderr.write(f"{server.container_name}: {server.state} {server.last_error}")
                 continue
             to_running.append(time.perf_counter() - started)
-            self._wait_inner(server)
+            docker.inner_wait(str(server.socket_dir))
             to_inner.append(time.perf_counter() - started)
             servers.append(server)
             self.stdout.write(f"  {server.container_name}: running after {to_running[-1]:.2f}s, inner daemon after {to_inner[-1]:.2f}s")
@@ -60,13 +60,3 @@ class Command(BaseCommand):
                 services.server_delete(actor=owner, server=server)
                 services.server_reconcile(server_id=server.pk)
             self.stdout.write("benchmark servers deleted")
-
-    def _wait_inner(self, server, timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if docker.inner_ping(str(server.socket_dir), timeout=2):
-                    return
-            except docker.DockerError:
-                time.sleep(0.1)
-        raise RuntimeError(f"inner daemon of {server.container_name} did not answer in {timeout}s")
