@@ -40,13 +40,19 @@ def client_ip(request):
         return None
 
 
+def _storable(text, limit=None):
+    """Text as the database can keep it: PostgreSQL refuses NUL characters, which visitors may send."""
+    text = str(text).replace("\x00", "\ufffd")
+    return text[:limit] if limit else text
+
+
 def activity_log(*, action, message, user=None, email="", target="", request=None):
     return ActivityLog.objects.create(
         user=user,
-        email=email or (user.email if user else ""),
+        email=_storable(email or (user.email if user else ""), 254),
         action=action,
-        message=message,
-        target=str(target)[:255],
+        message=_storable(message),
+        target=_storable(target, 255),
         ip=client_ip(request),
     )
 

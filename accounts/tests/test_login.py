@@ -210,3 +210,11 @@ def test_a_ten_kilobyte_password_is_a_form_error_at_login(client, alice):
     response = post_login(client, alice.email, "x" * 10_240)
     assert response.status_code == 200
     assert "password" in response.context["form"].errors
+
+
+def test_a_throttled_login_with_a_nul_in_the_email_is_logged_not_a_500(client, settings):
+    settings.LOGIN_FAILURE_LIMIT = 1
+    post_login(client, "evil\x00@example.com", "wrong")
+    response = post_login(client, "evil\x00@example.com", "wrong")
+    assert response.status_code == 429
+    assert ActivityLog.objects.get(action=ActivityLog.Action.LOGIN_THROTTLED).email == "evil\ufffd@example.com"
