@@ -94,7 +94,6 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django.contrib.humanize",
     "accounts",
     "hosting",
 ]
@@ -117,20 +116,22 @@ MIDDLEWARE = [
 ROOT_URLCONF = "controlpanel.urls"
 WSGI_APPLICATION = "controlpanel.wsgi.application"
 
+# Pages are Jinja2 templates (see controlpanel/jinja2.py); forms render with
+# Django's Jinja2 form templates too.
 TEMPLATES = [
     {
-        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "BACKEND": "django.template.backends.jinja2.Jinja2",
         "DIRS": [BASE_DIR / "templates"],
-        "APP_DIRS": True,
         "OPTIONS": {
+            "environment": "controlpanel.jinja2.environment",
             "context_processors": [
-                "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
         },
     },
 ]
+FORM_RENDERER = "django.forms.renderers.Jinja2"
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)

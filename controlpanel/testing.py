@@ -12,6 +12,25 @@ PASSWORD = "correct-Horse-42"
 FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def jinja2_templates_report_their_context():
+    """The test client reads response.context from a signal that Django sends,
+    under test, for its own template language only: pages here are Jinja2."""
+    from django.template.backends.jinja2 import Template
+    from django.test.signals import template_rendered
+
+    render = Template.render
+
+    def render_and_report(self, context=None, request=None):
+        context = {} if context is None else context
+        template_rendered.send(sender=self, template=self, context=context)
+        return render(self, context, request)
+
+    Template.render = render_and_report
+    yield
+    Template.render = render
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings, request):
     if "production_hashers" not in request.fixturenames:

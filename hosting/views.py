@@ -4,8 +4,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -34,23 +33,13 @@ def _error_messages(request, error):
 
 
 def _own_servers(user):
-    """A user's servers with their domain and container counts, in three queries at most."""
-    def count(model, **filters):
-        rows = model.objects.filter(server=OuterRef("pk"), **filters).order_by().values("server")
-        return Coalesce(Subquery(rows.annotate(n=Count("pk")).values("n")), 0)
-
-    return VirtualServer.objects.live().filter(owner=user).annotate(
-        domain_count=count(Domain), container_count=count(ContainerSnapshot)
-    )
+    return VirtualServer.objects.live().filter(owner=user).with_counts()
 
 
 def _server_list_page(request, form, status=200):
-    context = {
-        "servers": _own_servers(request.user),
-        "form": form,
-        "quota": services.quota_for(request.user),
-        "quota_left": services.quota_left(request.user),
-    }
+    servers = list(_own_servers(request.user))
+    quota = services.quota_for(request.user)
+    context = {"servers": servers, "form": form, "quota": quota, "quota_left": max(quota - len(servers), 0)}
     return render(request, "hosting/server_list.html", context, status=status)
 
 
@@ -61,7 +50,7 @@ def server_list(request):
 
 @require_GET
 def server_list_live(request):
-    return render(request, "hosting/server_list.html#table", {"servers": _own_servers(request.user)})
+    return render(request, "hosting/partials/server_table.html", {"servers": _own_servers(request.user)})
 
 
 @require_POST
@@ -111,7 +100,7 @@ def server_detail(request, server_id):
 def server_live(request, server_id):
     """The part of the server page that refreshes itself: state and containers, from the database."""
     server = _get_server_for_user(request, server_id)
-    return render(request, "hosting/server_detail.html#live", _live_context(request, server))
+    return render(request, "hosting/partials/server_live.html", _live_context(request, server))
 
 
 def _server_action(service, done):
@@ -200,7 +189,7 @@ def admin_host(request):
 @admin_required
 @require_GET
 def admin_monitor_status(request):
-    return render(request, "hosting/admin_host.html#monitor", _monitor_status())
+    return render(request, "hosting/partials/monitor_status.html", _monitor_status())
 
 
 def _monitor_status():
@@ -346,4 +335,4 @@ def admin_dashboard(request):
 @admin_required
 @require_GET
 def admin_dashboard_live(request):
-    return render(request, "hosting/admin_dashboard.html#stats", _dashboard_context(request))
+    return render(request, "hosting/partials/dashboard_stats.html", _dashboard_context(request))

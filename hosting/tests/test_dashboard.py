@@ -50,6 +50,6 @@ def test_user_dashboard_shows_state_domains_and_containers(as_alice, alice, fake
     server.domains.create(name="mine.example.org")
     with django_assert_max_num_queries(8):
         response = as_alice.get(reverse("hosting:server_list"))
-    row = response.context["servers"].get()
+    [row] = response.context["servers"]
     assert (row.domain_count, row.container_count) == (1, 3)
     assert "Running" in response.content.decode()

@@ -193,7 +193,7 @@ def test_hostile_data_is_bounded_and_escaped(server, fake_docker, as_alice):
     assert len(row.ports) == 50 and row.mounts == [] and row.networks == {} and row.created is None
     page = as_alice.get(reverse("hosting:server_detail", args=[server.pk])).content.decode()
     assert "<script>alert" not in page and "<img src=x" not in page and "<b>v" not in page and "<i>80" not in page
-    assert "&lt;script&gt;alert(&#x27;name&#x27;)&lt;/script&gt;" in page
+    assert "&lt;script&gt;alert(&#39;name&#39;)&lt;/script&gt;" in page
 
 
 def test_orphans_are_shown_to_admins_and_left_alone(server, fake_docker, as_admin, settings):

@@ -1,0 +1,38 @@
+"""The Jinja2 environment every page is rendered with.
+
+Jinja2 rather than the Django template language: it compiles each template
+to Python once, and rendering was most of every page's time (a server page
+with its container table took ~20 ms in the Django language, ~2 ms here).
+"""
+
+from django.template.defaultfilters import filesizeformat, pluralize
+from django.templatetags.static import static
+from django.urls import reverse
+from django.utils.timesince import timesince, timeuntil
+from django.utils.timezone import localtime
+from jinja2 import Environment
+
+
+def url(name, *args):
+    return reverse(name, args=args)
+
+
+def strftime(value, fmt):
+    """A date and time in the panel's time zone; empty for none."""
+    return localtime(value).strftime(fmt) if value else ""
+
+
+def page_query(request, param, number):
+    """The current query string with another page number: filters and search stay."""
+    query = request.GET.copy()
+    query[param] = number
+    return "?" + query.urlencode()
+
+
+def environment(**options):
+    env = Environment(**options)
+    env.globals.update(url=url, static=static, page_query=page_query)
+    env.filters.update(
+        strftime=strftime, timesince=timesince, timeuntil=timeuntil, filesizeformat=filesizeformat, pluralize=pluralize
+    )
+    return env
