@@ -138,6 +138,11 @@ class ActivityLog(models.Model):
     def __str__(self):
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.email}: {self.message}"
 
+    @property
+    def action_label(self):
+        # The enum, not get_action_display(), which rebuilds a dict of every choice on each call.
+        return self.Action(self.action).label
+
 
 class UserSession(models.Model):
     """Which stored sessions belong to whom, so they can be ended server-side."""

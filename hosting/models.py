@@ -163,13 +163,14 @@ class VirtualServer(models.Model):
 
     @property
     def state_label(self):
+        # The enums, not get_FOO_display(), which rebuilds a dict of every choice on each call.
         if self.operation:
-            return self.get_operation_display()
+            return self.Operation(self.operation).label
         if self.state == "failed":
             return "Failed"
         if self.is_unreachable:
             return "Unreachable"
-        return self.get_observed_state_display()
+        return self.ObservedState(self.observed_state).label
 
 
 class DomainQuerySet(models.QuerySet):
