@@ -127,6 +127,7 @@ TEMPLATES = [
             "context_processors": [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "controlpanel.jinja2.csrf",
             ],
         },
     },

@@ -4,6 +4,8 @@ A URL missing from ACCESS fails `test_every_url_has_a_row`: new pages must
 say who may use them.
 """
 
+import re
+
 import pytest
 from django.test import Client
 from django.urls import get_resolver, reverse
@@ -135,6 +137,19 @@ def test_post_without_csrf_token_is_refused(name, world):
     client.force_login(world["admin"])
     url = reverse(name, args=[world[obj].pk] if obj else [])
     assert client.post(url).status_code == 403
+
+
+def test_every_form_on_a_page_carries_the_token_that_page_set(world):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(world["alice"])
+    server = world["server"]
+    page = client.get(reverse("hosting:server_detail", args=[server.pk])).content.decode()
+    tokens = re.findall(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert len(tokens) >= 5 and len(set(tokens)) == 1  # one masked token a page, as Django's own templates give
+    response = client.post(reverse("hosting:server_rename", args=[server.pk]), {"name": "renamed", "csrfmiddlewaretoken": tokens[-1]})
+    assert response.status_code == 302
+    server.refresh_from_db()
+    assert server.name == "renamed"
 
 
 def test_security_headers(client):
