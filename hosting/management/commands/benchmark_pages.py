@@ -13,12 +13,14 @@ workers (wrk), with the CPU each worker used.
 """
 
 import os
+import platform
 import re
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import sysconfig
 import time
 from datetime import timedelta
 
@@ -61,6 +63,7 @@ class Command(BaseCommand):
             ("server detail (live)", user, reverse("hosting:server_live", args=[server.pk])),
             ("account", user, reverse("accounts:account")),
         ]
+        self.stdout.write(f"Python {platform.python_version()} ({sys.executable}): {_interpreter_build()}")
         self.measure(pages, runs)
         self.load_test(admin, wrk_seconds)
 
@@ -94,28 +97,29 @@ class Command(BaseCommand):
 
     def measure(self, pages, runs):
         """Every page once per round, round after round: a slow spell of a
-        noisy machine then slows all pages alike instead of one."""
-        clients = {}
+        noisy machine then slows all pages alike instead of one. Queries are
+        counted on a request of their own: capturing them slows the ones timed."""
+        clients, queries = {}, {}
         for label, user, url in pages:
             clients[label] = client = Client(HTTP_HOST="127.0.0.1")
             client.force_login(user)
             client.get(url)  # warm caches and connections
+            with CaptureQueriesContext(connection) as context:
+                client.get(url)
+            queries[label] = len(context.captured_queries)
         times = {label: [] for label, _, _ in pages}
-        queries = {label: [] for label, _, _ in pages}
         for _ in range(runs):
             for label, _, url in pages:
-                with CaptureQueriesContext(connection) as context:
-                    started = time.perf_counter()
-                    response = clients[label].get(url)
-                    times[label].append((time.perf_counter() - started) * 1000)
+                started = time.perf_counter()
+                response = clients[label].get(url)
+                times[label].append((time.perf_counter() - started) * 1000)
                 if response.status_code != 200:
                     raise CommandError(f"{url} answered {response.status_code}")
-                queries[label].append(len(context.captured_queries))
         self.stdout.write(f"\n{'page':<24} {'median ms':>10} {'p90 ms':>8} {'queries':>8}")
         for label, _, _ in pages:
             ordered = sorted(times[label])
             p90 = ordered[int(len(ordered) * 0.9) - 1]
-            self.stdout.write(f"{label:<24} {statistics.median(ordered):>10.1f} {p90:>8.1f} {statistics.median(queries[label]):>8.0f}")
+            self.stdout.write(f"{label:<24} {statistics.median(ordered):>10.1f} {p90:>8.1f} {queries[label]:>8}")
 
     def load_test(self, admin, seconds):
         if not shutil.which("wrk"):
@@ -148,6 +152,13 @@ class Command(BaseCommand):
         self.stdout.write(f"\nwrk, admin server list, gunicorn 2 workers, 8 connections, {seconds}s:")
         self.stdout.write(f"  requests/s {rate.group(1) if rate else '?'}, mean latency {latency.group(1) if latency else '?'}, non-2xx {non_2xx.group(1) if non_2xx else 0}")
         self.stdout.write("  CPU per worker: " + ", ".join(f"{cpu / seconds * 100:.0f}%" for cpu in used.values()))
+
+
+def _interpreter_build():
+    """The same code runs ~1.7x faster on a profile-guided (PGO) build, as in python:3.13-slim."""
+    flags = sysconfig.get_config_var("CONFIG_ARGS") or ""
+    return ", ".join(name for flag, name in (("--enable-optimizations", "PGO"), ("--with-lto", "LTO")) if flag in flags) \
+        or "configured without --enable-optimizations (no PGO)"
 
 
 def _cpu_seconds(pid):
