@@ -1,0 +1,29 @@
+"""The helpers every page is rendered with (controlpanel/jinja2.py)."""
+
+from datetime import UTC, datetime
+
+from django.test import RequestFactory, override_settings
+from django.urls import reverse, set_script_prefix
+
+from controlpanel.jinja2 import page_query, strftime, url
+
+
+def test_url_is_djangos_reverse_under_any_script_prefix():
+    assert url("hosting:server_detail", 7) == reverse("hosting:server_detail", args=[7]) == "/servers/7/"
+    set_script_prefix("/panel/")
+    try:
+        assert url("hosting:server_detail", 7) == "/panel/servers/7/"  # not the cached answer for "/"
+    finally:
+        set_script_prefix("/")
+    assert url("hosting:server_list") == reverse("hosting:server_list")
+
+
+@override_settings(TIME_ZONE="Europe/Berlin")
+def test_strftime_in_the_panels_time_zone():
+    assert strftime(datetime(2026, 7, 1, 12, 0, tzinfo=UTC), "%H:%M %Z") == "14:00 CEST"
+    assert strftime(None, "%H:%M") == ""
+
+
+def test_page_query_keeps_the_filters():
+    request = RequestFactory().get("/admin/servers/", {"q": "a&b", "page": "3"})
+    assert page_query(request, "page", 4) == "?q=a%26b&page=4"
