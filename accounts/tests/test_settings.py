@@ -113,3 +113,16 @@ def test_production_headers_and_cookies(tmp_path):
     assert facts["nosniff"] is True and facts["referrer"] == "same-origin"
     assert facts["csp"]["default-src"] == ["'self'"] and facts["csp"]["script-src"] == ["'self'"]
     assert facts["csp"]["frame-ancestors"] == ["'none'"]
+
+
+@pytest.mark.services
+def test_redis_cache_keeps_one_client(settings):
+    from django.core.cache import caches
+
+    if not settings.REDIS_URL:
+        pytest.fail("This test needs REDIS_URL: run it with .ci/test")
+    cache = caches.create_connection("default")
+    cache.set("cache-test", {"a": 1})
+    assert cache.get("cache-test") == {"a": 1}
+    assert cache.add("cache-test", 2) is False and cache.delete("cache-test") is True
+    assert cache._cache.get_client() is cache._cache.get_client(write=True)
