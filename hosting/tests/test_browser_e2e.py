@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from django.db import connections
 from django.urls import reverse
 
 from hosting import docker, monitor
@@ -37,6 +38,9 @@ def browser(monkeypatch):
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield chromium
         chromium.close()
+        # With Playwright's loop running, the test's ORM calls got a connection of their own:
+        # close it here, or the test database cannot be dropped at the end of the run.
+        connections.close_all()
 
 
 def shot(page, name):
