@@ -141,7 +141,7 @@ def test_failed_create_leaves_no_half_made_container(real_docker, alice, committ
     server.refresh_from_db()
     assert server.state == "failed"
     assert "image" in server.last_error.lower()
-    assert not real_docker.containers.list(all=True, filters={"name": server.container_name})
+    assert not real_docker.containers.list(all=True, filters={"name": f"^/{server.container_name}$"})
     assert not real_docker.volumes.list(filters={"name": server.volume_name})
 
 

@@ -71,7 +71,8 @@ def test_a_worker_killed_in_the_middle_of_a_create_never_leaves_it_creating(cele
     import docker as docker_sdk
 
     client = docker_sdk.from_env()
-    wait_until(lambda: client.containers.list(all=True, filters={"name": server.container_name}), timeout=30,
+    # The name filter is a pattern ("-1" would match "-12"), and sparse: no inspect of what may be gone.
+    wait_until(lambda: client.containers.list(all=True, sparse=True, filters={"name": f"^/{server.container_name}$"}), timeout=30,
                interval=0.02, what="the worker to start creating")
     celery_worker.send_signal(signal.SIGKILL)
     celery_worker.wait(10)
