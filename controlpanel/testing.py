@@ -5,6 +5,8 @@ made through the real model manager. Password hashing is cheap here; tests
 about hashing switch the production hashers back on.
 """
 
+import threading
+
 import pytest
 from django.test import Client
 
@@ -35,6 +37,27 @@ def jinja2_templates_report_their_context():
 def fast_password_hashing(settings, request):
     if "production_hashers" not in request.fixturenames:
         settings.PASSWORD_HASHERS = FAST_HASHERS + settings.PASSWORD_HASHERS
+
+
+def run_in_threads(function, arguments, timeout):
+    """Call function(argument) for every argument at once, each in a thread, and wait for all.
+
+    Each thread closes its own database connection when done: one left open
+    keeps the test database from being dropped at the end of the run.
+    """
+    from django.db import connection
+
+    def run(argument):
+        try:
+            function(argument)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(argument,)) for argument in arguments]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
 
 
 @pytest.fixture(autouse=True)

@@ -25,8 +25,11 @@ def quota_for(user):
     return settings.SERVER_QUOTA_DEFAULT if user.server_quota is None else user.server_quota
 
 
-def quota_left(user):
-    return max(quota_for(user) - VirtualServer.objects.live().filter(owner=user).count(), 0)
+def quota_left(user, server_count=None):
+    """How many more servers `user` may create; pass their live server count if it is at hand."""
+    if server_count is None:
+        server_count = VirtualServer.objects.live().filter(owner=user).count()
+    return max(quota_for(user) - server_count, 0)
 
 
 def _enqueue_reconcile(server):

@@ -44,7 +44,7 @@ def _own_servers(user):
 def _server_list_page(request, form, status=200):
     servers = list(_own_servers(request.user))
     quota = services.quota_for(request.user)
-    context = {"servers": servers, "form": form, "quota": quota, "quota_left": max(quota - len(servers), 0)}
+    context = {"servers": servers, "form": form, "quota": quota, "quota_left": services.quota_left(request.user, len(servers))}
     return render(request, "hosting/server_list.html", context, status=status)
 
 

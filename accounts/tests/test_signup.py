@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from accounts import services
 from accounts.models import ActivityLog, RegistrationCode, User
+from controlpanel.testing import run_in_threads
 
 pytestmark = pytest.mark.django_db
 SIGNUP = reverse("accounts:signup")
@@ -151,8 +152,6 @@ def test_code_guessing_is_rate_limited_per_client(client, code, settings):
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_twenty_concurrent_signups_with_a_one_use_code_make_one_account(admin):
-    import threading
-
     from django.db import connection
 
     if connection.vendor != "postgresql":
@@ -166,13 +165,7 @@ def test_twenty_concurrent_signups_with_a_one_use_code_make_one_account(admin):
             results.append("ok")
         except services.ValidationError:
             results.append("refused")
-        finally:
-            connection.close()
 
-    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    run_in_threads(attempt, range(20), timeout=30)
     assert results.count("ok") == 1 and results.count("refused") == 19
     assert User.objects.filter(email__startswith="racer").count() == 1

@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from controlpanel.testing import run_in_threads
 from hosting import docker, monitor, services
 from hosting.models import ContainerSnapshot, MonitorRun, VirtualServer
 
@@ -160,16 +161,8 @@ def test_two_cycles_started_together_one_runs_one_skips(fake_docker, monkeypatch
     monkeypatch.setattr(docker, "containers_json", slow)
     results = []
 
-    def cycle():
-        results.append(monitor.run_cycle())
-        connection.close()
-
-    threads = [threading.Thread(target=cycle) for _ in range(2)]
-    for t in threads:
-        t.start()
-    threading.Timer(0.5, gate.set).start()
-    for t in threads:
-        t.join(10)
+    threading.Timer(0.5, gate.set).start()  # both cycles are under way before either reads a daemon
+    run_in_threads(lambda _: results.append(monitor.run_cycle()), range(2), timeout=10)
     assert sorted(r is None for r in results) == [False, True]
     assert MonitorRun.objects.count() == 1
 

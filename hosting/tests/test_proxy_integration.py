@@ -1,12 +1,12 @@
 """Domains through a real Caddy to real virtual servers' inner web servers."""
 
 import json
-import threading
 
 import pytest
 import requests
 from django.db import connection
 
+from controlpanel.testing import run_in_threads
 from hosting import docker, proxy, services
 from hosting.models import Domain, Node, VirtualServer
 
@@ -143,14 +143,8 @@ def test_parallel_additions_all_end_up_in_the_final_config(caddy, web_server, al
             services.domain_add(actor=alice, server=web_server, name=f"p{n}.example.org", ssl=False)
         except Exception as error:  # noqa: BLE001 - collected and asserted below
             errors.append(error)
-        finally:
-            connection.close()
 
-    threads = [threading.Thread(target=add, args=(n,)) for n in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    run_in_threads(add, range(20), timeout=60)
     assert not errors, errors
     hosts = {h for route in proxy.current()["apps"]["http"]["servers"]["plain"]["routes"] for m in route.get("match", []) for h in m.get("host", [])}
     assert {f"p{n}.example.org" for n in range(20)} <= hosts
