@@ -5,4 +5,4 @@ class AccountsConfig(AppConfig):
     name = "accounts"
 
     def ready(self):
-        from . import signals  # noqa: F401  (login/logout activity logging)
+        from . import receivers  # noqa: F401  (login/logout activity logging)

@@ -2,17 +2,19 @@
 
 import ipaddress
 import secrets
-from importlib import import_module
 from datetime import timedelta
+from importlib import import_module
 
 from django.conf import settings
 from django.contrib.auth import update_session_auth_hash
+from django.contrib.sessions.models import Session
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from .models import ActivityLog, RegistrationCode, User, UserSession, normalize_email
+from .signals import user_delete_check
 
 Action = ActivityLog.Action
 
@@ -254,13 +256,9 @@ def password_change(*, request, user, password):
     activity_log(action=Action.PASSWORD_CHANGED, user=user, message="Changed their password", request=request)
 
 
-# Checks other apps add to say why a user cannot be deleted yet (hosting adds
-# "owns live virtual servers"). Each takes a user and returns a reason or None.
-user_delete_checks = []
-
-
 def user_delete_blockers(user):
-    return [reason for check in user_delete_checks if (reason := check(user))]
+    """Why `user` cannot be deleted yet, as other apps answer user_delete_check."""
+    return [reason for _, reason in user_delete_check.send(sender=User, user=user) if reason]
 
 
 @transaction.atomic
@@ -301,8 +299,6 @@ def session_untrack(*, request):
 
 def sessions_purge():
     """Forget tracked sessions whose stored session has expired or gone."""
-    from django.contrib.sessions.models import Session
-
     Session.objects.filter(expire_date__lt=timezone.now()).delete()
     live = Session.objects.values("session_key")
     deleted, _ = UserSession.objects.exclude(session_key__in=live).delete()

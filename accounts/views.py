@@ -8,10 +8,10 @@ from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from controlpanel.pagination import Paginator
+from controlpanel.forms import add_errors
+from controlpanel.pagination import get_page
 
 from . import forms, services, throttling
-from .forms import add_errors
 from .decorators import admin_required
 from .models import ActivityLog, User, normalize_email
 
@@ -19,7 +19,7 @@ PAGE_SIZE = 50
 
 
 def _page(request, queryset):
-    return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    return get_page(queryset, PAGE_SIZE, request.GET.get("page"))
 
 
 class LoginView(auth_views.LoginView):
@@ -47,13 +47,6 @@ class LoginView(auth_views.LoginView):
 
 def _too_many(request, message):
     return render(request, "accounts/too_many.html", {"message": message}, status=429)
-
-
-@require_GET
-def home(request):
-    if request.user.is_admin:
-        return redirect("hosting:admin_dashboard")
-    return redirect("hosting:server_list")
 
 
 @login_not_required
@@ -109,7 +102,7 @@ def registration_code_generate(request):
         messages.success(request, f"New registration code {code.code} is ready.")
     else:
         messages.error(request, "Sign-up limit: " + " ".join(form.errors["max_uses"]))
-    return redirect("hosting:admin_dashboard")
+    return redirect("home")
 
 
 @admin_required
@@ -119,7 +112,7 @@ def registration_code_revoke(request):
         messages.success(request, "Your registration code was revoked.")
     else:
         messages.info(request, "You had no registration code to revoke.")
-    return redirect("hosting:admin_dashboard")
+    return redirect("home")
 
 
 def _users_with_server_counts():

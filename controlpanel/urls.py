@@ -1,9 +1,9 @@
 from django.urls import include, path
 
-from accounts import views as account_views
+from hosting import views as hosting_views
 
 urlpatterns = [
-    path("", account_views.home, name="home"),
+    path("", hosting_views.home, name="home"),
     path("", include("accounts.urls")),
     path("", include("hosting.urls")),
 ]

@@ -5,8 +5,8 @@ class HostingConfig(AppConfig):
     name = "hosting"
 
     def ready(self):
-        from accounts import services as account_services
+        from accounts.signals import user_delete_check
 
         from .services import user_live_servers_check
 
-        account_services.user_delete_checks.append(user_live_servers_check)
+        user_delete_check.connect(user_live_servers_check, dispatch_uid="hosting.user_live_servers")

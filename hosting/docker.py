@@ -278,12 +278,6 @@ def container_info(name):
     return ContainerInfo(name=name, state=state.get("Status", "unknown"), ip_address=ip, started_at=state.get("StartedAt", ""))
 
 
-@_translate_errors
-def container_inspect(name):
-    """The raw inspect document (for tests and admin diagnostics)."""
-    return _client().api.inspect_container(name)
-
-
 # Inner daemons ----------------------------------------------------------------
 
 @_translate_errors
@@ -302,6 +296,8 @@ def inner_wait(socket_dir, timeout=60):
                 raise DockerError(f"The server's Docker daemon did not answer within {timeout:g}s.") from None
             time.sleep(0.1)
 
+
+# For benchmarks and tests: acting inside a server as its owner would -------------
 
 @_translate_errors
 def image_copy_to_inner(image, socket_dir):

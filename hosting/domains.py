@@ -1,101 +1,152 @@
-"""What a domain name may be: parsing and normalising what people type."""
+"""Domain work: the rules a name must meet on this panel, and adding, changing,
+removing and approving domains. Every change is applied to Caddy inside the
+same transaction: if Caddy refuses it or is down, nothing is saved.
 
-import ipaddress
-import re
-import unicodedata
+What a name may look like is in domain_names; every other message about a
+domain is in ERRORS, under the code it is raised with.
+"""
 
-import idna
+from dataclasses import dataclass
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 
-LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-# Scripts that may share a label: Japanese mixes Han, Hiragana and Katakana.
-SCRIPT_FAMILIES = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "CJK": "CJK", "HANGUL": "CJK"}
+from accounts.models import ActivityLog
+from accounts.services import activity_log
+
+from . import proxy
+from .domain_names import ERRORS as NAME_ERRORS
+from .domain_names import normalize_domain
+from .models import Domain, Lock, VirtualServer
+
+Action = ActivityLog.Action
+
+ERRORS = {
+    "in_use": NAME_ERRORS["in_use"],
+    "platform_name": "Choose a single name directly under {platform}, like mysite.{platform}.",
+    "wildcard_certificate": (
+        "Automatic certificates for wildcard names need a DNS challenge, which is not set up: "
+        "turn HTTPS off or use Cloudflare."
+    ),
+    "too_many": "A server can have at most {limit} domains.",
+    "server_deleting": "This virtual server is being deleted.",
+    "proxy_add": "{error} Nothing was saved.",
+    "proxy_update": "{error} Nothing was changed.",
+    "proxy_remove": "{error} The domain was kept.",
+    "proxy_approve": "{error} It stays waiting.",
+}
 
 
-def _script(char):
-    name = unicodedata.name(char, "")
-    first = name.split(" ")[0]
-    return SCRIPT_FAMILIES.get(first, first)
+def _error(code, field=None, **params):
+    error = ValidationError(ERRORS[code].format(**params), code=code)
+    return ValidationError({field: error}) if field else error
 
 
-# Cyrillic and Greek letters that look like Latin ones. A label made only of
-# them under a Latin top-level domain (аррӏе.com) poses as a Latin name.
-LATIN_LOOKALIKES = set("аеорсухіјѕԁһӏԛԝԍѵүквнмтьαονρτυικ")
+@dataclass(frozen=True)
+class NameCheck:
+    name: str  # the stored (ASCII) form
+    needs_approval: bool
 
 
-def _mixed_script(label):
-    scripts = {_script(c) for c in label if c.isalpha()}
-    return len(scripts) > 1
+def check_name(*, user, name, exclude=None):
+    """Whether `user` may route `name`: a NameCheck, or a ValidationError saying why not.
+
+    The live check on the page and every add run this same rule.
+    """
+    name = normalize_domain(name, allow_wildcard=user.is_admin)
+    if Domain.objects.filter(name=name).exclude(pk=exclude).exists():
+        raise _error("in_use")
+    platform = settings.PLATFORM_DOMAIN
+    under_platform = bool(platform) and name.endswith("." + platform)
+    on_platform = under_platform and name.count(".") == platform.count(".") + 1
+    if name == platform or (under_platform and not on_platform):
+        raise _error("platform_name", platform=platform)
+    needs_approval = not (on_platform or user.is_admin or settings.DOMAIN_OWNERSHIP == "allowed")
+    return NameCheck(name=name, needs_approval=needs_approval)
 
 
-def _poses_as_latin(label, tld):
-    letters = [c for c in label if c.isalpha()]
-    return bool(letters) and tld.isascii() and all(c in LATIN_LOOKALIKES for c in letters)
+def check_settings(*, name, ssl, cloudflare):
+    """Whether a name's HTTPS and Cloudflare flags can be served; a ValidationError if not."""
+    if name.startswith("*.") and ssl and not cloudflare and settings.CADDY_TLS_ISSUER == "acme":
+        raise _error("wildcard_certificate", field="ssl")
 
 
-def normalize_domain(value, *, allow_wildcard=False):
-    """The ASCII (punycode) form of a host name, or a ValidationError saying what is wrong."""
-    name = (value or "").strip().lower()
-    if name.endswith("."):
-        name = name[:-1]
-    if not name:
-        raise ValidationError("Enter a domain name, like www.example.org.", code="required")
-    if "://" in name or "/" in name:
-        raise ValidationError("Enter just the host name, without http:// or a path.", code="url")
-    if ":" in name or name.startswith("["):
-        try:
-            ipaddress.ip_address(name.strip("[]"))
-            raise ValidationError("IP addresses cannot be used; enter a domain name.", code="ip")
-        except ValueError:
-            raise ValidationError("Enter the name without a port; choose the port below.", code="port") from None
-    if any(c.isspace() for c in name) or "@" in name or "\\" in name:
-        raise ValidationError("A domain name cannot contain spaces or @.", code="invalid")
+def _apply(code):
+    """Load the configuration into Caddy; its refusal rolls the surrounding transaction back."""
     try:
-        ipaddress.ip_address(name)
-        raise ValidationError("IP addresses cannot be used; enter a domain name.", code="ip")
-    except ValueError:
-        pass
+        proxy.apply()
+    except proxy.ProxyError as error:
+        raise _error(code, error=error) from None
 
-    wildcard = name.startswith("*.")
-    if wildcard:
-        if not allow_wildcard:
-            raise ValidationError("Wildcard names are for administrators only.", code="wildcard")
-        name = name[2:]
-    if "*" in name:
-        raise ValidationError("A * may only stand alone as the first label (*.example.org).", code="wildcard")
 
-    if len(name) > 253:
-        raise ValidationError("A domain name can be at most 253 characters long.", code="too_long")
-    labels = name.split(".")
-    if any(not label for label in labels):
-        raise ValidationError("A domain name cannot have empty parts (.. or a leading dot).", code="empty_label")
-    if any(_mixed_script(label) or _poses_as_latin(label, labels[-1]) for label in labels):
-        raise ValidationError("This name uses letters that look like others (a look-alike); use one alphabet.", code="lookalike")
+@transaction.atomic
+def domain_add(*, actor, server, name, port=80, ssl=True, cloudflare=False, request=None):
+    """Add a domain and route it; if Caddy refuses or is down, nothing is saved."""
+    Lock.hold(Lock.PROXY)
+    server = VirtualServer.objects.select_for_update().get(pk=server.pk)
+    if server.deleted_at or server.desired_state == VirtualServer.DesiredState.DELETED:
+        raise _error("server_deleting")
+    if server.domains.count() >= settings.DOMAINS_PER_SERVER:
+        raise _error("too_many", limit=settings.DOMAINS_PER_SERVER)
     try:
-        ascii_name = idna.encode(name, uts46=True, std3_rules=True, transitional=False).decode("ascii")
-    except (idna.IDNAError, UnicodeError) as error:
-        raise ValidationError(f"This is not a valid domain name ({error}).", code="idna") from None
-
-    labels = ascii_name.split(".")
-    if len(labels) < 2:
-        raise ValidationError("Enter a full name with at least two parts, like example.org.", code="too_short")
-    for label in labels:
-        if not LABEL.match(label):
-            raise ValidationError(
-                f"“{label[:70]}” is not allowed: parts are 1–63 letters, digits or hyphens, not starting or ending with a hyphen.",
-                code="label",
+        check = check_name(user=actor, name=name)
+    except ValidationError as error:
+        raise ValidationError({"name": error}) from None
+    check_settings(name=check.name, ssl=ssl, cloudflare=cloudflare)
+    try:
+        with transaction.atomic():
+            domain = Domain.objects.create(
+                server=server, name=check.name, port=port, ssl=ssl, cloudflare=cloudflare, approved=not check.needs_approval
             )
-    if labels[-1].isdigit():
-        raise ValidationError("The last part of a domain name cannot be a number.", code="numeric_tld")
-    ascii_name = ("*." if wildcard else "") + ascii_name
-    if len(ascii_name) > 253:
-        raise ValidationError("A domain name can be at most 253 characters long.", code="too_long")
-    return ascii_name
+    except IntegrityError:  # someone took it a moment ago
+        raise _error("in_use", field="name") from None
+    pending = " (waiting for an administrator's approval)" if check.needs_approval else ""
+    activity_log(
+        action=Action.DOMAIN_ADDED, user=actor, target=domain.name, request=request,
+        message=f"Added domain {domain.display_name} → “{server.name}” port {port}{pending}",
+    )
+    if domain.approved:
+        _apply("proxy_add")
+    return domain
 
 
-def display_domain(ascii_name):
-    """The Unicode form for people; the ASCII form if it does not decode."""
-    try:
-        return idna.decode(ascii_name.removeprefix("*.")) if "xn--" in ascii_name else ascii_name
-    except (idna.IDNAError, UnicodeError):
-        return ascii_name
+@transaction.atomic
+def domain_update(*, actor, domain, port, ssl, cloudflare, request=None):
+    Lock.hold(Lock.PROXY)
+    domain = Domain.objects.select_for_update().select_related("server").get(pk=domain.pk)
+    check_settings(name=domain.name, ssl=ssl, cloudflare=cloudflare)
+    domain.port, domain.ssl, domain.cloudflare = port, ssl, cloudflare
+    domain.save(update_fields=["port", "ssl", "cloudflare"])
+    activity_log(
+        action=Action.DOMAIN_UPDATED, user=actor, target=domain.name, request=request,
+        message=f"Changed domain {domain.display_name}: port {port}, HTTPS {'on' if ssl else 'off'}, Cloudflare {'on' if cloudflare else 'off'}",
+    )
+    if domain.approved:
+        _apply("proxy_update")
+    return domain
+
+
+@transaction.atomic
+def domain_remove(*, actor, domain, request=None):
+    Lock.hold(Lock.PROXY)
+    name, display = domain.name, domain.display_name
+    domain.delete()
+    activity_log(action=Action.DOMAIN_REMOVED, user=actor, target=name, request=request, message=f"Removed domain {display}")
+    _apply("proxy_remove")
+
+
+@transaction.atomic
+def domain_approve(*, actor, domain, request=None):
+    Lock.hold(Lock.PROXY)
+    Domain.objects.filter(pk=domain.pk).update(approved=True)
+    activity_log(action=Action.DOMAIN_APPROVED, user=actor, target=domain.name, request=request, message=f"Approved domain {domain.display_name}")
+    _apply("proxy_approve")
+
+
+def server_domains_remove(server):
+    """A server being deleted loses its domains; Caddy follows after the commit
+    (or at the drift check, if it does not answer now)."""
+    if server.domains.exists():
+        server.domains.all().delete()
+        transaction.on_commit(proxy.apply_quietly)

@@ -3,7 +3,6 @@ from decimal import Decimal
 from django import forms
 from django.urls import reverse_lazy
 
-from .domains import normalize_domain
 from .models import VirtualServer, validate_server_name
 
 
@@ -29,7 +28,7 @@ class ServerFilterForm(forms.Form):
     state = forms.ChoiceField(
         label="State",
         required=False,
-        choices=[("", "Any state"), *VirtualServer.ObservedState.choices, ("busy", "Busy"), ("failed", "Failed")],
+        choices=[("", "Any state"), ("busy", "Busy (any operation)"), *VirtualServer.State.choices],
     )
 
     def filter(self, servers):
@@ -41,10 +40,8 @@ class ServerFilterForm(forms.Form):
         state = data.get("state")
         if state == "busy":
             servers = servers.exclude(operation="")
-        elif state == "failed":
-            servers = servers.exclude(last_error="")
         elif state:
-            servers = servers.filter(observed_state=state, operation="")
+            servers = servers.in_state(VirtualServer.State(state))
         return servers
 
 
@@ -66,13 +63,10 @@ class DomainForm(DomainSettingsForm):
     )
     field_order = ["name", "port", "ssl", "cloudflare"]
 
-    def __init__(self, *args, user, **kwargs):
-        self.user = user
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # What the name may be is the service's rule (hosting.domains.check_name), checked live too.
         self.fields["name"].widget.attrs["data-check-url"] = reverse_lazy("hosting:domain_check")
-
-    def clean_name(self):
-        return normalize_domain(self.cleaned_data["name"], allow_wildcard=self.user.is_admin)
 
 
 class DomainSearchForm(forms.Form):

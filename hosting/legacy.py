@@ -12,7 +12,8 @@ import re
 import sqlite3
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -23,7 +24,7 @@ from django.utils import timezone
 
 from accounts.models import ActivityLog, RegistrationCode, User, normalize_email
 
-from .domains import normalize_domain
+from .domain_names import normalize_domain
 from .models import Domain, Node, VirtualServer
 
 MARKUP = re.compile(r"[<>&]")

@@ -14,7 +14,8 @@ import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.core.cache import cache
@@ -333,14 +334,3 @@ def refresh_server(server, wait=0.0):
 def runs_purge(keep=timedelta(days=1)):
     deleted, _ = MonitorRun.objects.filter(started_at__lt=timezone.now() - keep).delete()
     return deleted
-
-
-def orphan_containers():
-    """Host containers named like virtual servers with no live row: shown to admins, never touched."""
-    pattern = re.compile(rf"^{re.escape(settings.SERVER_CONTAINER_PREFIX)}(\d+)$")
-    live = set(VirtualServer.objects.live().values_list("pk", flat=True))
-    return [
-        snapshot
-        for snapshot in ContainerSnapshot.objects.filter(server__isnull=True, name__startswith=settings.SERVER_CONTAINER_PREFIX)
-        if (match := pattern.match(snapshot.name)) and int(match.group(1)) not in live
-    ]

@@ -1,11 +1,11 @@
 from celery import shared_task
 
-from . import monitor, proxy, services
+from . import monitor, proxy, reconcile
 
 
 @shared_task(acks_late=True)
 def server_reconcile(server_id):
-    services.server_reconcile(server_id=server_id)
+    reconcile.server_reconcile(server_id=server_id)
 
 
 @shared_task(ignore_result=True)
@@ -22,4 +22,7 @@ def proxy_reapply_if_drifted():
 
 @shared_task(ignore_result=True)
 def servers_reconcile_stuck():
-    return services.servers_reconcile_stuck()
+    stuck = reconcile.stuck_servers()
+    for server_id in stuck:
+        server_reconcile.delay(server_id)
+    return stuck

@@ -9,16 +9,31 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.decorators import admin_required
-from accounts.forms import RegistrationCodeForm, add_errors
+from accounts.forms import RegistrationCodeForm
 from accounts.models import ActivityLog, RegistrationCode, User
-from controlpanel.pagination import Paginator
+from controlpanel.forms import add_errors
+from controlpanel.pagination import get_page
 
-from . import docker, monitor, proxy, services
-from .domains import normalize_domain
-from .forms import DomainForm, DomainSearchForm, DomainSettingsForm, ServerFilterForm, ServerLimitsForm, ServerNameForm
+from . import domains, services
+from .domain_names import normalize_domain
+from .forms import (
+    DomainForm,
+    DomainSearchForm,
+    DomainSettingsForm,
+    ServerFilterForm,
+    ServerLimitsForm,
+    ServerNameForm,
+)
 from .models import ContainerSnapshot, Domain, MonitorRun, VirtualServer
 
 PAGE_SIZE = 50
+State = VirtualServer.State
+
+
+@require_GET
+def home(request):
+    """The start page: admins get the dashboard, everyone else their servers."""
+    return redirect("hosting:admin_dashboard" if request.user.is_admin else "hosting:server_list")
 
 
 def _get_server_for_user(request, server_id):
@@ -78,7 +93,7 @@ CONTAINER_COLUMNS = ("docker_id", "name", "image", "state", "status", "ports", "
 
 
 def _containers_page(request, containers):
-    return Paginator(containers.only(*CONTAINER_COLUMNS), CONTAINERS_PER_PAGE).get_page(request.GET.get("cpage"))
+    return get_page(containers.only(*CONTAINER_COLUMNS), CONTAINERS_PER_PAGE, request.GET.get("cpage"))
 
 
 def _live_context(request, server):
@@ -89,7 +104,7 @@ def _detail_page(request, server, *, rename_form=None, limits_form=None, domain_
     context = {
         **_live_context(request, server),
         "domains": server.domains.all(),
-        "domain_form": domain_form or DomainForm(user=request.user),
+        "domain_form": domain_form or DomainForm(),
         "domain_limit": settings.DOMAINS_PER_SERVER,
         "rename_form": rename_form or ServerNameForm(initial={"name": server.name}),
         "limits_form": limits_form
@@ -163,8 +178,8 @@ def server_limits(request, server_id):
         return _detail_page(request, server, limits_form=form, status=400)
     try:
         services.server_set_limits(actor=request.user, server=server, request=request, **form.cleaned_data)
-    except docker.DockerError as error:
-        messages.error(request, f"The limits were not changed: {error}")
+    except ValidationError as error:
+        _error_messages(request, error)
     else:
         messages.success(request, "Limits saved and applied.")
     return redirect("hosting:server_detail", server_id=server.pk)
@@ -177,7 +192,7 @@ def admin_server_list(request):
     servers = VirtualServer.objects.live().select_related("owner", "node")
     if filters.is_valid():
         servers = filters.filter(servers)
-    page = Paginator(servers.order_by("-pk"), PAGE_SIZE).get_page(request.GET.get("page"))
+    page = get_page(servers.order_by("-pk"), PAGE_SIZE, request.GET.get("page"))
     return render(request, "hosting/admin_server_list.html", {"filters": filters, "page": page})
 
 
@@ -187,7 +202,7 @@ def admin_host(request):
     """The host daemon's containers, orphans and the monitor's health."""
     context = {
         "containers": _containers_page(request, ContainerSnapshot.objects.filter(server__isnull=True)),
-        "orphans": monitor.orphan_containers(),
+        "orphans": services.orphan_containers(),
         **_monitor_status(),
     }
     return render(request, "hosting/admin_host.html", context)
@@ -220,14 +235,12 @@ def _get_domain_for_user(request, domain_id):
 @require_POST
 def domain_add(request, server_id):
     server = _get_server_for_user(request, server_id)
-    form = DomainForm(request.POST, user=request.user)
+    form = DomainForm(request.POST)
     if form.is_valid():
         try:
-            domain = services.domain_add(actor=request.user, server=server, request=request, **form.cleaned_data)
+            domain = domains.domain_add(actor=request.user, server=server, request=request, **form.cleaned_data)
         except ValidationError as error:
             add_errors(form, error)
-        except proxy.ProxyError as error:
-            form.add_error(None, f"{error} Nothing was saved.")
         else:
             if domain.approved:
                 messages.success(request, f"{domain.display_name} now points at this server.")
@@ -243,11 +256,9 @@ def domain_edit(request, domain_id):
     form = DomainSettingsForm(request.POST or None, initial={"port": domain.port, "ssl": domain.ssl, "cloudflare": domain.cloudflare})
     if request.method == "POST" and form.is_valid():
         try:
-            services.domain_update(actor=request.user, domain=domain, request=request, **form.cleaned_data)
+            domains.domain_update(actor=request.user, domain=domain, request=request, **form.cleaned_data)
         except ValidationError as error:
             add_errors(form, error)
-        except proxy.ProxyError as error:
-            form.add_error(None, f"{error} Nothing was changed.")
         else:
             messages.success(request, f"Saved {domain.display_name}.")
             return redirect("hosting:server_detail", server_id=domain.server_id)
@@ -258,9 +269,9 @@ def domain_edit(request, domain_id):
 def domain_remove(request, domain_id):
     domain = _get_domain_for_user(request, domain_id)
     try:
-        services.domain_remove(actor=request.user, domain=domain, request=request)
-    except proxy.ProxyError as error:
-        messages.error(request, f"{error} The domain was kept.")
+        domains.domain_remove(actor=request.user, domain=domain, request=request)
+    except ValidationError as error:
+        _error_messages(request, error)
     else:
         messages.success(request, f"Removed {domain.display_name}.")
     return redirect("hosting:server_detail", server_id=domain.server_id)
@@ -268,14 +279,12 @@ def domain_remove(request, domain_id):
 
 @require_GET
 def domain_check(request):
-    """Live validation for the domain field: the message the form would give, as a fragment."""
-    form = DomainForm({"name": request.GET.get("name", ""), "port": 80}, user=request.user)
-    form.is_valid()
-    errors = form.errors.get("name")
-    if not errors and Domain.objects.filter(name=form.cleaned_data["name"]).exists():
-        errors = ["This domain is already in use."]
-    name = form.cleaned_data.get("name") if not errors else ""
-    return render(request, "hosting/domain_check.html", {"errors": errors, "name": name})
+    """Live validation for the domain field: what adding the name would say, as a fragment."""
+    try:
+        check = domains.check_name(user=request.user, name=request.GET.get("name", "")[:300])
+    except ValidationError as error:
+        return render(request, "hosting/domain_check.html", {"errors": error.messages, "check": None})
+    return render(request, "hosting/domain_check.html", {"errors": [], "check": check})
 
 
 @admin_required
@@ -292,7 +301,7 @@ def admin_domain_list(request):
             domains = domains.filter(Q(name__icontains=q) | Q(server__owner__email__icontains=q) | Q(server__name__icontains=q))
         if search.cleaned_data["pending"]:
             domains = domains.filter(approved=False)
-    page = Paginator(domains.order_by("name"), PAGE_SIZE).get_page(request.GET.get("page"))
+    page = get_page(domains.order_by("name"), PAGE_SIZE, request.GET.get("page"))
     return render(request, "hosting/admin_domain_list.html", {"search": search, "page": page})
 
 
@@ -301,9 +310,9 @@ def admin_domain_list(request):
 def domain_approve(request, domain_id):
     domain = _get_domain_for_user(request, domain_id)
     try:
-        services.domain_approve(actor=request.user, domain=domain, request=request)
-    except proxy.ProxyError as error:
-        messages.error(request, f"{error} It stays waiting.")
+        domains.domain_approve(actor=request.user, domain=domain, request=request)
+    except ValidationError as error:
+        _error_messages(request, error)
     else:
         messages.success(request, f"Approved {domain.display_name}.")
     return redirect("hosting:admin_domain_list")
@@ -311,14 +320,12 @@ def domain_approve(request, domain_id):
 
 def _dashboard_context(request):
     """The admin's overview, from the database only (host facts come from the monitor)."""
-    Observed = VirtualServer.ObservedState
     return {
         "users": User.objects.aggregate(
             total=Count("pk"), admins=Count("pk", filter=Q(is_admin=True)), enabled=Count("pk", filter=Q(is_active=True))
         ),
         "servers": VirtualServer.objects.live().aggregate(
-            total=Count("pk"),
-            running=Count("pk", filter=Q(observed_state=Observed.RUNNING, inner_failures=0, operation="")),
+            total=Count("pk"), running=Count("pk", filter=VirtualServer.state_q(State.RUNNING))
         ),
         "domain_count": Domain.objects.for_user(request.user).count(),
         "container_count": ContainerSnapshot.objects.filter(server__isnull=False, server__deleted_at__isnull=True).count(),

@@ -4,6 +4,7 @@ from django.urls import reverse
 
 from accounts import services
 from accounts.models import ActivityLog, User
+from accounts.signals import user_delete_check
 from controlpanel.testing import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -189,8 +190,18 @@ def test_admin_cannot_delete_themselves(as_admin, admin):
     assert User.objects.filter(pk=admin.pk).exists()
 
 
-def test_delete_blocked_by_a_registered_check(as_admin, alice, monkeypatch):
-    monkeypatch.setattr(services, "user_delete_checks", [lambda user: f"{user.email} still owns 2 live virtual servers."])
+@pytest.fixture
+def blocking_check():
+    """Another app answering user_delete_check with a reason."""
+    def check(sender, user, **kwargs):
+        return f"{user.email} still owns 2 live virtual servers."
+
+    user_delete_check.connect(check, dispatch_uid="test.blocking_check")
+    yield
+    user_delete_check.disconnect(dispatch_uid="test.blocking_check")
+
+
+def test_delete_blocked_by_a_registered_check(as_admin, alice, blocking_check):
     page = as_admin.get(reverse("accounts:user_delete", args=[alice.pk])).content.decode()
     assert "still owns 2 live virtual servers" in page
     response = as_admin.post(reverse("accounts:user_delete", args=[alice.pk]), follow=True)

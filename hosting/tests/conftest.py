@@ -13,7 +13,7 @@ from pathlib import Path
 import docker as docker_sdk
 import pytest
 
-from hosting import docker
+from hosting import docker, services
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_INSTANCE = "controlpanel-test"
@@ -56,6 +56,39 @@ def real_docker(docker_engine, settings):
     yield docker_sdk.from_env()
     _remove_test_objects()
     shutil.rmtree(sockets, ignore_errors=True)
+
+
+@pytest.fixture
+def make_server(alice, committed):
+    """make_server(name=..., owner=..., **fields): a virtual server made the way users make
+    one (the service, then the worker's task), with `fields` then set on its row for
+    states a test needs. Docker is whatever the test asked for: fake_docker or real_docker."""
+
+    def make(name="alice web", owner=None, **fields):
+        with committed():
+            server = services.server_create(owner=owner or alice, name=name)
+        if fields:
+            type(server).objects.filter(pk=server.pk).update(**fields)
+        server.refresh_from_db()
+        return server
+
+    return make
+
+
+@pytest.fixture
+def server(make_server, fake_docker):
+    """Alice's running virtual server, with Docker faked (fast tests)."""
+    return make_server()
+
+
+@pytest.fixture
+def running_server(make_server, real_docker):
+    """Alice's virtual server on the real engine, its inner daemon answering, the test app image loaded."""
+    server = make_server()
+    assert server.state == "running", server.last_error
+    inner_daemon_answers(server)
+    docker.image_copy_to_inner(TEST_APP_IMAGE, str(server.socket_dir))
+    return server
 
 
 def wait_until(predicate, timeout=30, interval=0.25, what="condition"):

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from django.urls import get_resolver, reverse
 
-from hosting.models import Domain, Node, VirtualServer
+from hosting.models import Domain
 
 pytestmark = pytest.mark.django_db
 
@@ -87,11 +87,11 @@ def expected(visitor, access, allowed):
 
 
 @pytest.fixture
-def world(alice, bob, admin, disabled, monkeypatch):
+def world(alice, bob, admin, disabled, make_server, fake_docker, monkeypatch):
     from hosting import proxy
 
     monkeypatch.setattr(proxy, "_admin", lambda *a, **k: "{}")  # domain changes reach no real Caddy
-    server = VirtualServer.objects.create(owner=alice, node=Node.local(), name="alice's", memory_mb=512, cpus=1, pids_limit=256)
+    server = make_server(name="alice's")
     domain = Domain.objects.create(name="alice.example.org", server=server)
     return {"user": bob, "server": server, "domain": domain, "alice": alice, "bob": bob, "admin": admin, "disabled": disabled}
 

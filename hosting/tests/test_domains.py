@@ -4,19 +4,11 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import ActivityLog
-from hosting import proxy, services
-from hosting.domains import normalize_domain
+from hosting import domains, proxy, services
+from hosting.domain_names import normalize_domain
 from hosting.models import Domain
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def server(alice, fake_docker, committed):
-    with committed():
-        server = services.server_create(owner=alice, name="site")
-    server.refresh_from_db()
-    return server
 
 
 @pytest.fixture
@@ -184,8 +176,8 @@ def test_deleting_a_server_removes_its_domains(as_alice, server, proxy_applies, 
 
 
 def test_render_routes_each_domain_to_its_servers_address_and_port(server, proxy_applies, alice):
-    services.domain_add(actor=alice, server=server, name="a.example.org", port=8080, ssl=False)
-    services.domain_add(actor=alice, server=server, name="b.example.org", ssl=True, cloudflare=True)
+    domains.domain_add(actor=alice, server=server, name="a.example.org", port=8080, ssl=False)
+    domains.domain_add(actor=alice, server=server, name="b.example.org", ssl=True, cloudflare=True)
     config = proxy.render()
     plain = config["apps"]["http"]["servers"]["plain"]["routes"]
     tls = config["apps"]["http"]["servers"]["tls"]["routes"]
@@ -203,9 +195,9 @@ def test_normalize_keeps_good_names():
 
 
 def test_admin_domain_list_search(as_admin, server, proxy_applies, alice):
-    services.domain_add(actor=alice, server=server, name="one.example.org")
-    services.domain_add(actor=alice, server=server, name="two.example.net")
+    domains.domain_add(actor=alice, server=server, name="one.example.org")
+    domains.domain_add(actor=alice, server=server, name="two.example.net")
     names = lambda q: {d.name for d in as_admin.get(reverse("hosting:admin_domain_list"), {"q": q}).context["page"]}
     assert names("example.net") == {"two.example.net"}
     assert names("alice@") == {"one.example.org", "two.example.net"}
-    assert names("site") == {"one.example.org", "two.example.net"}
+    assert names("alice web") == {"one.example.org", "two.example.net"}

@@ -5,23 +5,19 @@ import subprocess
 
 import pytest
 from django.urls import reverse
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from accounts import services as account_services
 from accounts.models import User
 from hosting import proxy
-from hosting.models import Domain, Node, VirtualServer
+from hosting.models import Domain, VirtualServer
 
 pytestmark = pytest.mark.django_db
 PROPERTY = hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 ANY_TEXT = st.text(max_size=300) | st.sampled_from(["<script>alert(1)</script>", "' OR 1=1 --", "\x00", "😀" * 40, " ", "a" * 5000])
 OK = (200, 302, 400, 429)
-
-
-@pytest.fixture
-def server(alice, monkeypatch):
-    return VirtualServer.objects.create(owner=alice, node=Node.local(), name="prop", ip_address="192.0.2.5",
-                                        memory_mb=512, cpus=1, pids_limit=256)
 
 
 @PROPERTY
@@ -100,7 +96,7 @@ def test_limits(as_admin, server, memory, cpus, pids):
 def test_every_accepted_domain_passes_caddy_validate(server, tmp_path, names):
     from django.core.exceptions import ValidationError
 
-    from hosting.domains import normalize_domain
+    from hosting.domain_names import normalize_domain
 
     accepted = set()
     for name in names:

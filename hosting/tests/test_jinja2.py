@@ -2,8 +2,9 @@
 
 from datetime import UTC, datetime
 
+from django.http import HttpResponse
 from django.test import RequestFactory, override_settings
-from django.urls import reverse, set_script_prefix
+from django.urls import path, reverse, set_script_prefix, set_urlconf
 
 from controlpanel.jinja2 import page_query, strftime, url
 
@@ -16,6 +17,22 @@ def test_url_is_djangos_reverse_under_any_script_prefix():
     finally:
         set_script_prefix("/")
     assert url("hosting:server_list") == reverse("hosting:server_list")
+
+
+# A second URLconf: this module, where "home" lives at another path.
+urlpatterns = [path("elsewhere/", lambda request: HttpResponse(), name="home")]
+
+
+def test_url_follows_a_per_request_urlconf_and_a_changed_root_urlconf():
+    assert url("home") == "/"
+    set_urlconf(__name__)  # what a middleware setting request.urlconf does
+    try:
+        assert url("home") == "/elsewhere/"
+    finally:
+        set_urlconf(None)
+    with override_settings(ROOT_URLCONF=__name__):
+        assert url("home") == "/elsewhere/"
+    assert url("home") == "/"
 
 
 @override_settings(TIME_ZONE="Europe/Berlin")

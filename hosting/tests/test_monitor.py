@@ -24,14 +24,6 @@ def entry(n, state="running", **extra):
             "Mounts": [{"Source": "/data", "Destination": "/data"}], **extra}
 
 
-@pytest.fixture
-def server(alice, fake_docker, committed):
-    with committed():
-        server = services.server_create(owner=alice, name="watched")
-    server.refresh_from_db()
-    return server
-
-
 def inner_url(server):
     return docker.inner_socket_url(server.socket_dir)
 
@@ -195,7 +187,7 @@ def test_orphans_are_shown_to_admins_and_left_alone(server, fake_docker, as_admi
     monitor.run_cycle()
     page = as_admin.get(reverse("hosting:admin_host")).content.decode()
     assert "Orphans" in page and orphan in page
-    assert [o.name for o in monitor.orphan_containers()] == [orphan]
+    assert [o.name for o in services.orphan_containers()] == [orphan]
     assert fake_docker.containers[orphan] == "running"
     assert not VirtualServer.objects.filter(pk=999999).exists()
 

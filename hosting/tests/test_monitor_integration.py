@@ -12,23 +12,19 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from hosting import docker, monitor, services
+from hosting import monitor, services
 from hosting.models import ContainerSnapshot, MonitorRun, VirtualServer
 
-from .conftest import ROOT, TEST_APP_IMAGE, TEST_INSTANCE, inner_client, inner_daemon_answers, wait_until
+from .conftest import (
+    ROOT,
+    TEST_APP_IMAGE,
+    TEST_INSTANCE,
+    inner_client,
+    inner_daemon_answers,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.docker, pytest.mark.usefixtures("eager_tasks")]
-
-
-@pytest.fixture
-def running_server(real_docker, alice, committed):
-    with committed():
-        server = services.server_create(owner=alice, name="monitored")
-    server.refresh_from_db()
-    assert server.state == "running", server.last_error
-    inner_daemon_answers(server)
-    docker.image_copy_to_inner(TEST_APP_IMAGE, str(server.socket_dir))
-    return server
 
 
 def rows(server):

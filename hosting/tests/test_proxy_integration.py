@@ -4,25 +4,28 @@ import json
 
 import pytest
 import requests
+from django.core.exceptions import ValidationError
 from django.db import connection
 
 from controlpanel.testing import run_in_threads
-from hosting import docker, proxy, services
-from hosting.models import Domain, Node, VirtualServer
+from hosting import docker, domains, proxy, services
+from hosting.models import Domain
 
-from .conftest import TEST_APP_IMAGE, _free_port, inner_client, inner_daemon_answers, wait_until
+from .conftest import (
+    TEST_APP_IMAGE,
+    _free_port,
+    inner_client,
+    inner_daemon_answers,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.docker, pytest.mark.usefixtures("eager_tasks")]
 
 
 @pytest.fixture
-def web_server(real_docker, alice, committed):
+def web_server(running_server):
     """A running virtual server with busybox httpd inside, published on the server's port 80."""
-    with committed():
-        server = services.server_create(owner=alice, name="web")
-    server.refresh_from_db()
-    inner_daemon_answers(server)
-    docker.image_copy_to_inner(TEST_APP_IMAGE, str(server.socket_dir))
+    server = running_server
     docker.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE, ["httpd", "-f", "-p", "8080", "-h", "/www"],
                                name="site", ports={"8080/tcp": 80})
     wait_until(lambda: _direct(server), what="the inner web server")
@@ -37,19 +40,19 @@ def _direct(server):
 
 
 def test_a_domain_routes_to_the_inner_web_server_then_404_after_removal(caddy, web_server, alice):
-    domain = services.domain_add(actor=alice, server=web_server, name="site.example.org", ssl=False)
+    domain = domains.domain_add(actor=alice, server=web_server, name="site.example.org", ssl=False)
     response = caddy.get("site.example.org")
     assert response.status_code == 200 and "hello from the test app" in response.text
 
     assert caddy.get("unknown.example.org").status_code == 404
     assert "No site is configured" in caddy.get("unknown.example.org").text
 
-    services.domain_remove(actor=alice, domain=domain)
+    domains.domain_remove(actor=alice, domain=domain)
     assert caddy.get("site.example.org").status_code == 404
 
 
 def test_a_stopped_server_gives_a_clear_bad_gateway_page(caddy, web_server, alice, committed):
-    services.domain_add(actor=alice, server=web_server, name="stopped.example.org", ssl=False)
+    domains.domain_add(actor=alice, server=web_server, name="stopped.example.org", ssl=False)
     with committed():
         services.server_stop(actor=alice, server=web_server)
     response = caddy.get("stopped.example.org")
@@ -58,7 +61,7 @@ def test_a_stopped_server_gives_a_clear_bad_gateway_page(caddy, web_server, alic
 
 
 def test_https_with_caddys_internal_ca(caddy, web_server, alice):
-    services.domain_add(actor=alice, server=web_server, name="secure.example.org", ssl=True)
+    domains.domain_add(actor=alice, server=web_server, name="secure.example.org", ssl=True)
     redirect = caddy.get("secure.example.org", "/x?y=1")
     assert redirect.status_code == 308
     assert redirect.headers["Location"] == f"https://secure.example.org:{caddy.https_port}/x?y=1"
@@ -76,16 +79,16 @@ def _try_https(caddy, host):
 
 
 def test_cloudflare_sites_only_answer_cloudflare(caddy, web_server, alice):
-    services.domain_add(actor=alice, server=web_server, name="cf.example.org", ssl=True, cloudflare=True)
+    domains.domain_add(actor=alice, server=web_server, name="cf.example.org", ssl=True, cloudflare=True)
     status, body = wait_until(lambda: _try_https(caddy, "cf.example.org"), timeout=20, what="a certificate")
     assert status == 403 and "only reachable through Cloudflare" in body
 
 
 def test_caddy_down_fails_cleanly_and_the_drift_task_restores_every_route(caddy, web_server, alice):
-    services.domain_add(actor=alice, server=web_server, name="one.example.org", ssl=False)
+    domains.domain_add(actor=alice, server=web_server, name="one.example.org", ssl=False)
     caddy.stop()
-    with pytest.raises(proxy.ProxyError, match="not reachable"):
-        services.domain_add(actor=alice, server=web_server, name="two.example.org", ssl=False)
+    with pytest.raises(ValidationError, match="not reachable"):
+        domains.domain_add(actor=alice, server=web_server, name="two.example.org", ssl=False)
     assert list(Domain.objects.values_list("name", flat=True)) == ["one.example.org"]
 
     caddy.start()  # comes back with its boot configuration: no sites at all
@@ -99,7 +102,7 @@ def test_caddy_down_fails_cleanly_and_the_drift_task_restores_every_route(caddy,
 
 
 def test_a_refused_configuration_changes_nothing_and_the_old_one_keeps_serving(caddy, web_server, alice, monkeypatch):
-    services.domain_add(actor=alice, server=web_server, name="keep.example.org", ssl=False)
+    domains.domain_add(actor=alice, server=web_server, name="keep.example.org", ssl=False)
     original = proxy.render
 
     def broken():
@@ -108,8 +111,8 @@ def test_a_refused_configuration_changes_nothing_and_the_old_one_keeps_serving(c
         return config
 
     monkeypatch.setattr(proxy, "render", broken)
-    with pytest.raises(proxy.ProxyError, match="refused"):
-        services.domain_add(actor=alice, server=web_server, name="new.example.org", ssl=False)
+    with pytest.raises(ValidationError, match="refused"):
+        domains.domain_add(actor=alice, server=web_server, name="new.example.org", ssl=False)
     assert not Domain.objects.filter(name="new.example.org").exists()
     assert "hello from the test app" in caddy.get("keep.example.org").text
 
@@ -118,9 +121,9 @@ def test_every_accepted_domain_passes_caddy_validate(caddy, web_server, alice, a
     import subprocess
 
     for name, user in [("plain.example.org", alice), ("bücher.example", alice), ("例え.jp", alice), ("*.wild.example.org", admin)]:
-        from hosting.domains import normalize_domain
+        from hosting.domain_names import normalize_domain
 
-        services.domain_add(actor=user, server=web_server, name=normalize_domain(name, allow_wildcard=user.is_admin), ssl=False)
+        domains.domain_add(actor=user, server=web_server, name=normalize_domain(name, allow_wildcard=user.is_admin), ssl=False)
     path = tmp_path / "rendered.json"
     path.write_text(json.dumps(proxy.render()))
     result = subprocess.run(["caddy", "validate", "--config", str(path)], capture_output=True, text=True)
@@ -140,7 +143,7 @@ def test_parallel_additions_all_end_up_in_the_final_config(caddy, web_server, al
 
     def add(n):
         try:
-            services.domain_add(actor=alice, server=web_server, name=f"p{n}.example.org", ssl=False)
+            domains.domain_add(actor=alice, server=web_server, name=f"p{n}.example.org", ssl=False)
         except Exception as error:  # noqa: BLE001 - collected and asserted below
             errors.append(error)
 
@@ -150,7 +153,7 @@ def test_parallel_additions_all_end_up_in_the_final_config(caddy, web_server, al
     assert {f"p{n}.example.org" for n in range(20)} <= hosts
 
 
-def test_caddys_admin_api_over_a_unix_socket(tmp_path, settings, alice):
+def test_caddys_admin_api_over_a_unix_socket(tmp_path, settings, alice, make_server, fake_docker):
     """Production keeps Caddy's admin API off the network: a unix socket only the panel shares."""
     import json as json_module
     import subprocess
@@ -166,9 +169,8 @@ def test_caddys_admin_api_over_a_unix_socket(tmp_path, settings, alice):
         settings.CADDY_ADMIN_LISTEN = f"unix/{socket_path}"
         settings.CADDY_LISTEN_HOST = "127.0.0.1"
         settings.CADDY_HTTP_PORT, settings.CADDY_HTTPS_PORT = _free_port(), _free_port()
-        server = VirtualServer.objects.create(owner=alice, node=Node.local(), name="row only", ip_address="192.0.2.10",
-                                              memory_mb=64, cpus=1, pids_limit=64)
-        services.domain_add(actor=alice, server=server, name="sock.example.org", ssl=False)
+        server = make_server(name="row only", ip_address="192.0.2.10")
+        domains.domain_add(actor=alice, server=server, name="sock.example.org", ssl=False)
         assert "sock.example.org" in json_module.dumps(proxy.current())
     finally:
         process.terminate()

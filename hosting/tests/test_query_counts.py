@@ -60,3 +60,10 @@ def test_server_detail_queries_stay_flat(alice, as_alice):
     pages = queries(as_alice, url)
     ContainerSnapshot.objects.bulk_create(ContainerSnapshot(server=first, docker_id=f"y{k:063x}", digest="x") for k in range(200))
     assert queries(as_alice, url) == pages == one_page + 1
+
+
+def test_the_raw_count_subqueries_name_the_real_tables():
+    from hosting.models import ContainerSnapshot, Domain, VirtualServer, VirtualServerQuerySet
+
+    assert f"FROM {Domain._meta.db_table} WHERE server_id = {VirtualServer._meta.db_table}.id" in VirtualServerQuerySet.DOMAIN_COUNT
+    assert f"FROM {ContainerSnapshot._meta.db_table} WHERE server_id = {VirtualServer._meta.db_table}.id" in VirtualServerQuerySet.CONTAINER_COUNT

@@ -20,12 +20,6 @@ def url(name, server):
     return reverse(f"hosting:{name}", args=[server.pk])
 
 
-@pytest.fixture
-def server(alice, fake_docker, committed):
-    with committed():
-        return services.server_create(owner=alice, name="alice web")
-
-
 def test_create_makes_a_running_server(as_alice, alice, fake_docker, committed, settings):
     response = create(as_alice, committed, name="  My (first) server.  ")
     server = VirtualServer.objects.get()
@@ -288,13 +282,13 @@ def test_users_list_counts_live_servers_and_delete_is_refused(as_admin, alice, s
     assert not type(alice).objects.filter(pk=alice.pk).exists()
 
 
-def test_server_names_are_escaped(as_alice, alice, fake_docker, committed):
-    server = VirtualServer.objects.create(owner=alice, node=services.Node.local(), name="<img src=x>", memory_mb=64, cpus=1, pids_limit=64)
+def test_server_names_are_escaped(as_alice, make_server, fake_docker):
+    server = make_server(name="<img src=x>")
     page = as_alice.get(url("server_detail", server)).content.decode()
     assert "<img src=x>" not in page and "&lt;img src=x&gt;" in page
 
 
-def test_a_server_stuck_in_creating_is_finished_by_the_reconciler(alice, fake_docker, settings):
+def test_a_server_stuck_in_creating_is_finished_by_the_reconciler(make_server, fake_docker, settings):
     """The worker died in the middle of a create: the periodic reconcile finishes it."""
     from datetime import timedelta
 
@@ -302,8 +296,8 @@ def test_a_server_stuck_in_creating_is_finished_by_the_reconciler(alice, fake_do
 
     from hosting import tasks
 
-    server = VirtualServer.objects.create(owner=alice, node=services.Node.local(), name="orphaned task", operation="creating",
-                                          memory_mb=512, cpus=1, pids_limit=256)
+    server = make_server(name="orphaned task", operation="creating")
+    fake_docker.containers.clear()  # its task never ran
     assert tasks.servers_reconcile_stuck.apply().get() == []  # too recent: its task may still be running
     VirtualServer.objects.filter(pk=server.pk).update(updated_at=timezone.now() - timedelta(seconds=settings.SERVER_OPERATION_TIMEOUT + 1))
     assert tasks.servers_reconcile_stuck.apply().get() == [server.pk]
@@ -312,9 +306,25 @@ def test_a_server_stuck_in_creating_is_finished_by_the_reconciler(alice, fake_do
     assert fake_docker.containers[server.container_name] == "running"
 
 
-def test_admin_server_list_rows_escape_and_link(as_admin, alice):
-    server = VirtualServer.objects.create(owner=alice, node=services.Node.local(), name="<b>bold</b>", memory_mb=512, cpus="0.5", pids_limit=128)
+def test_admin_server_list_rows_escape_and_link(as_admin, alice, make_server, fake_docker):
+    server = make_server(name="<b>bold</b>", memory_mb=512, cpus="0.5", pids_limit=128)
     page = as_admin.get(reverse("hosting:admin_server_list")).content.decode()
     assert "&lt;b&gt;bold&lt;/b&gt;" in page and "<b>bold" not in page
     assert f'href="/servers/{server.pk}/"' in page and f'href="/admin/users/{alice.pk}/"' in page
     assert "512 MB · 0.5 CPU · 128 pids" in page
+
+
+def test_every_state_filter_finds_exactly_the_servers_whose_badge_says_it(make_server, fake_docker, settings):
+    """VirtualServer.state (the badge) and state_q (the admin filter, the dashboard count) are one rule."""
+    import itertools
+
+    settings.SERVER_QUOTA_DEFAULT = 1000
+    combinations = itertools.product(
+        VirtualServer.Operation.values, VirtualServer.ObservedState.values, ["", "it broke"], [0, 2])
+    servers = [
+        make_server(name=f"s{n}", operation=op, observed_state=observed, last_error=error, inner_failures=failures)
+        for n, (op, observed, error, failures) in enumerate(combinations)
+    ]
+    for state in VirtualServer.State:
+        found = set(VirtualServer.objects.in_state(state).values_list("pk", flat=True))
+        assert found == {s.pk for s in servers if s.state == state}, state

@@ -19,7 +19,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import User
-from hosting import docker, monitor, services
+from hosting import docker, monitor, reconcile, services
 
 TEST_APP_IMAGE = "controlpanel/testapp:local"
 
@@ -45,14 +45,14 @@ class Command(BaseCommand):
             if not keep:
                 for server in made:
                     services.server_delete(actor=owner, server=server)
-                    services.server_reconcile(server_id=server.pk)
+                    reconcile.server_reconcile(server_id=server.pk)
                 self.stdout.write("benchmark servers deleted")
 
     def _servers(self, made, owner, count, containers):
         self.stdout.write(f"creating {count} servers with {containers} containers each ...")
         for n in range(count):
             server = services.server_create(owner=owner, name=f"monitor bench {n}")
-            services.server_reconcile(server_id=server.pk)
+            reconcile.server_reconcile(server_id=server.pk)
             server.refresh_from_db()
             made.append(server)
             socket_dir = str(server.socket_dir)

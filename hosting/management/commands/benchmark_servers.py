@@ -14,7 +14,7 @@ import time
 from django.core.management.base import BaseCommand
 
 from accounts.models import User
-from hosting import docker, services
+from hosting import docker, reconcile, services
 from hosting.models import VirtualServer
 
 
@@ -36,7 +36,7 @@ class Command(BaseCommand):
         for n in range(count):
             started = time.perf_counter()
             server = services.server_create(owner=owner, name=f"bench {n}")
-            services.server_reconcile(server_id=server.pk)  # what the worker does
+            reconcile.server_reconcile(server_id=server.pk)  # what the worker does
             server.refresh_from_db()
             if server.state != "running":
                 self.stderr.write(f"{server.container_name}: {server.state} {server.last_error}")
@@ -58,5 +58,5 @@ class Command(BaseCommand):
         if not keep:
             for server in VirtualServer.objects.live().filter(owner=owner):
                 services.server_delete(actor=owner, server=server)
-                services.server_reconcile(server_id=server.pk)
+                reconcile.server_reconcile(server_id=server.pk)
             self.stdout.write("benchmark servers deleted")

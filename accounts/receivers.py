@@ -1,0 +1,37 @@
+"""Login and logout are logged from Django's auth signals: the one place they all pass."""
+
+from django.contrib.auth.signals import (
+    user_logged_in,
+    user_logged_out,
+    user_login_failed,
+)
+from django.dispatch import receiver
+
+from . import services
+from .models import ActivityLog
+
+
+@receiver(user_logged_in)
+def on_login(sender, request, user, **kwargs):
+    services.session_track(request=request, user=user)
+    services.activity_log(action=ActivityLog.Action.LOGIN, user=user, message="Logged in", request=request)
+
+
+@receiver(user_logged_out)
+def on_logout(sender, request, user, **kwargs):
+    if user is None:
+        return
+    services.session_untrack(request=request)
+    services.activity_log(action=ActivityLog.Action.LOGOUT, user=user, message="Logged out", request=request)
+
+
+@receiver(user_login_failed)
+def on_login_failed(sender, credentials, request=None, **kwargs):
+    email = str(credentials.get("username", ""))[:254]
+    services.activity_log(
+        action=ActivityLog.Action.LOGIN_FAILED,
+        email=email,
+        message=f"Failed login for {email}",
+        target=email,
+        request=request,
+    )

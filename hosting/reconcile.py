@@ -1,0 +1,132 @@
+"""Virtual server work on the worker side: make each container match its row.
+
+Tasks call these after the request's commit; they talk to Docker and record
+what it shows, failures included.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.models import ActivityLog
+from accounts.services import activity_log
+
+from . import docker, monitor, proxy
+from .models import VirtualServer
+
+log = logging.getLogger(__name__)
+Op = VirtualServer.Operation
+Desired = VirtualServer.DesiredState
+Observed = VirtualServer.ObservedState
+
+
+def server_spec(server):
+    return docker.ServerSpec(
+        container_name=server.container_name,
+        hostname=server.hostname,
+        volume_name=server.volume_name,
+        socket_dir=str(server.socket_dir),
+        labels={
+            "controlpanel.instance": settings.PANEL_INSTANCE,
+            "controlpanel.server-id": str(server.pk),
+            "controlpanel.owner-id": str(server.owner_id),
+        },
+        memory_mb=server.memory_mb,
+        cpus=float(server.cpus),
+        pids_limit=server.pids_limit,
+    )
+
+
+def _remove(server, *, keep_volume):
+    spec = server_spec(server)
+    docker.server_remove(
+        spec.container_name,
+        labels=spec.labels,
+        adopt_unlabelled=server.imported,
+        volume_name=None if keep_volume else spec.volume_name,
+        socket_dir=spec.socket_dir,
+    )
+
+
+def server_reconcile(*, server_id):
+    """Make the container match the row's desired state, then record what Docker shows.
+
+    Idempotent: running it again, or after a worker died half-way, finishes
+    the job. A failure is recorded on the server and in the activity log.
+    """
+    server = VirtualServer.objects.select_related("owner").get(pk=server_id)
+    if server.deleted_at:
+        return
+    operation = server.operation
+    try:
+        if server.desired_state == Desired.DELETED:
+            _remove(server, keep_volume=settings.SERVER_KEEP_VOLUME_ON_DELETE)
+        elif server.desired_state == Desired.RUNNING:
+            if operation == Op.RESTARTING and docker.container_info(server.container_name):
+                docker.container_restart(server.container_name)
+            else:
+                docker.server_create(server_spec(server))
+                docker.container_start(server.container_name)
+        else:
+            docker.container_stop(server.container_name)
+        info = docker.container_info(server.container_name)
+    except docker.DockerError as error:
+        _record_failure(server, operation, str(error))
+        return
+    _record_result(server, info)
+    if info and info.state == Observed.RUNNING:
+        # Show what runs inside at once, not at the next monitor cycle.
+        server.refresh_from_db()
+        monitor.refresh_server(server, wait=settings.MONITOR_DAEMON_TIMEOUT)
+
+
+def _record_result(server, info):
+    now = timezone.now()
+    fields = {"operation": Op.NONE, "last_error": "", "observed_at": now}
+    fields["observed_state"] = info.state if info else Observed.MISSING
+    if info and info.ip_address:
+        fields["ip_address"] = info.ip_address
+    if server.desired_state == Desired.DELETED:
+        fields["deleted_at"] = now
+    VirtualServer.objects.filter(pk=server.pk).update(updated_at=now, **fields)
+    if fields.get("ip_address", server.ip_address) != server.ip_address:
+        proxy.apply_quietly()  # its domains follow it to the new address
+
+
+def _record_failure(server, operation, message):
+    if operation == Op.CREATING:
+        # Leave nothing half-made behind; the user can retry or delete.
+        try:
+            _remove(server, keep_volume=False)
+        except docker.DockerError:
+            log.warning("could not clean up after failed create of %s", server.container_name)
+    info = None
+    try:
+        info = docker.container_info(server.container_name)
+    except docker.DockerError:
+        pass
+    VirtualServer.objects.filter(pk=server.pk).update(
+        operation=Op.NONE,
+        last_error=message,
+        observed_state=info.state if info else (Observed.MISSING if operation == Op.CREATING else Observed.UNKNOWN),
+        observed_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+    verb = (VirtualServer.Operation(operation).label if operation else "Changing").lower()
+    activity_log(
+        action=ActivityLog.Action.SERVER_FAILED,
+        user=server.owner,
+        message=f"{verb.capitalize()} virtual server “{server.name}” failed: {message}",
+        target=server.container_name,
+    )
+
+
+def stuck_servers():
+    """Ids of servers stuck in an operation (a worker died half-way, a message was lost).
+
+    Reconciling is idempotent, so running it again finishes the job or records a clear failure.
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.SERVER_OPERATION_TIMEOUT)
+    return list(VirtualServer.objects.live().exclude(operation="").filter(updated_at__lt=cutoff).values_list("pk", flat=True))
