@@ -5,6 +5,7 @@ secret key in the data directory, DEBUG off. With PRODUCTION=true every value
 that has no safe default must be given, or start-up fails loudly.
 """
 
+import ipaddress
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -190,17 +191,29 @@ LAST_SEEN_INTERVAL = timedelta(seconds=60)
 # Hosting: virtual servers are Docker-in-Docker containers on a node.
 DOCKER_HOST_URL = env.str("DOCKER_HOST_URL", default="unix:///var/run/docker.sock")
 DOCKER_TIMEOUT = env_int("DOCKER_TIMEOUT", 30, minimum=1)
-SERVER_IMAGE = env.str("SERVER_IMAGE", default="controlpanel/dind:local-2")
+SERVER_IMAGE = env.str("SERVER_IMAGE", default="controlpanel/dind:local-3")
 SERVER_CONTAINER_PREFIX = env.str("SERVER_CONTAINER_PREFIX", default="hosting-users-dind-")
 SERVER_NETWORK = env.str("SERVER_NETWORK", default="controlpanel-users")
+# The servers' network: each server has a fixed address in it, from its id.
+SERVER_NETWORK_SUBNET = env.str("SERVER_NETWORK_SUBNET", default="10.213.0.0/16")
+try:
+    _subnet = ipaddress.ip_network(SERVER_NETWORK_SUBNET)
+except ValueError:
+    raise ImproperlyConfigured("SERVER_NETWORK_SUBNET must be a network such as 10.213.0.0/16") from None
+if _subnet.version != 4 or _subnet.num_addresses < 256:
+    raise ImproperlyConfigured("SERVER_NETWORK_SUBNET must be an IPv4 network of /24 or larger")
 # Host directory holding one folder per server with its inner Docker socket.
 # A host path: the worker and the Docker host must see it at the same place.
 SERVER_SOCKET_ROOT = Path(env.str("SERVER_SOCKET_ROOT", default=str(DATA_DIR / "servers")))
-# privileged | capabilities (every capability but SYS_RESOURCE; works where
-# --privileged does not) | runtime:<name> (e.g. runtime:sysbox-runc)
-SERVER_ISOLATION = env.str("SERVER_ISOLATION", default="capabilities")
-if not (SERVER_ISOLATION in ("privileged", "capabilities") or SERVER_ISOLATION.startswith("runtime:")):
-    raise ImproperlyConfigured("SERVER_ISOLATION must be privileged, capabilities or runtime:<name>")
+# rootless (the default: root inside a server is an unprivileged host uid) |
+# privileged | capabilities (every capability but SYS_RESOURCE) | runtime:<name>
+# (e.g. runtime:sysbox-runc). See SECURITY.md for what each exposes.
+SERVER_ISOLATION = env.str("SERVER_ISOLATION", default="rootless")
+if not (SERVER_ISOLATION in ("rootless", "privileged", "capabilities") or SERVER_ISOLATION.startswith("runtime:")):
+    raise ImproperlyConfigured("SERVER_ISOLATION must be rootless, privileged, capabilities or runtime:<name>")
+# Rootless: server N's root is host uid SERVER_UID_BASE + N * 65536, and the
+# 65,535 uids after it are its containers' users: no two servers share a uid.
+SERVER_UID_BASE = env_int("SERVER_UID_BASE", 2**30, minimum=65536)
 SERVER_KEEP_VOLUME_ON_DELETE = env_bool("SERVER_KEEP_VOLUME_ON_DELETE", False)
 SERVER_DEFAULT_MEMORY_MB = env_int("SERVER_DEFAULT_MEMORY_MB", 1024, minimum=64)
 SERVER_DEFAULT_CPUS = env_float("SERVER_DEFAULT_CPUS", 1.0, minimum=0.01)

@@ -6,10 +6,16 @@ already so (stopping a stopped container, removing a missing one) succeeds.
 """
 
 import functools
+import http.client
+import io
+import ipaddress
 import json
 import logging
 import os
 import shutil
+import socket
+import stat
+import tarfile
 import threading
 import time
 from dataclasses import dataclass
@@ -22,7 +28,14 @@ from django.conf import settings
 log = logging.getLogger(__name__)
 
 INNER_SOCKET_DIR = "/controlpanel"  # where a server's socket directory is mounted inside it
-INNER_DOCKERD_ARGS = ["--host=unix:///var/run/docker.sock", f"--host=unix://{INNER_SOCKET_DIR}/docker.sock"]
+# The image's entry point adds the server's own local socket (see images/dind).
+INNER_DOCKERD_ARGS = [f"--host=unix://{INNER_SOCKET_DIR}/docker.sock"]
+OWNER_HOME = "/home/user"  # rootless: the owner's home, in the server's volume
+# Rootless: what newuidmap/newgidmap need in the bounding set to map the
+# server's uid range. No process holds them: none runs as uid 0 on the host,
+# and the image has no other setuid program (images/dind/setup).
+ROOTLESS_BOUNDING_CAPS = ["SETUID", "SETGID", "DAC_OVERRIDE", "SYS_ADMIN"]
+UIDS_PER_SERVER = 65536  # the server's root, then 65535 ids for its containers' users
 
 
 class DockerError(Exception):
@@ -41,6 +54,8 @@ class ServerSpec:
     memory_mb: int
     cpus: float
     pids_limit: int
+    server_id: int  # its address on the servers' network follows from it
+    uid: int  # rootless: the host uid its root maps to; its containers' users follow
 
 
 @dataclass(frozen=True)
@@ -99,37 +114,49 @@ def _client(base_url=None, timeout=None):
     return client
 
 
-def forget_client(base_url):
-    """Drop cached clients of a daemon that is gone (a deleted server's socket)."""
-    with _clients_lock:
-        for key in [k for k in _clients if k[0] == base_url]:
-            _clients.pop(key).close()
-
-
-def inner_socket_url(socket_dir):
-    return f"unix://{socket_dir}/docker.sock"
-
-
 # Virtual server containers on the host --------------------------------------
 
-def _isolation_options():
-    """HostConfig options for the isolation mode chosen in settings."""
+def _isolation(spec):
+    """(create options, HostConfig options, raw HostConfig fields, data mount point)
+    for the isolation mode chosen in settings."""
     mode = settings.SERVER_ISOLATION
+    # The CLI's --security-opt systempaths=unconfined: /proc and /sys unmasked,
+    # which an inner daemon needs to mount /proc for its own containers.
+    unmasked = {"MaskedPaths": [], "ReadonlyPaths": []}
+    if mode == "rootless":
+        uid = spec.uid
+        runtime_dir = f"/run/user/{uid}"
+        create = {
+            "user": f"{uid}:{uid}",
+            "environment": {"HOME": OWNER_HOME, "XDG_RUNTIME_DIR": runtime_dir, "DOCKER_HOST": f"unix://{runtime_dir}/docker.sock"},
+            "working_dir": OWNER_HOME,
+        }
+        host = {
+            "cap_drop": ["ALL"],
+            "cap_add": ROOTLESS_BOUNDING_CAPS,
+            # unshare(CLONE_NEWUSER) and the inner daemon's mounts; AppArmor's docker-default refuses mounts.
+            "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
+            "devices": ["/dev/net/tun"],  # slirp4netns, inside the server's own network namespace
+            # rootlesskit publishes the owner's ports (80, 443 too) as this uid.
+            "sysctls": {"net.ipv4.ip_unprivileged_port_start": "0"},
+            "tmpfs": {"/run": "", runtime_dir: f"uid={uid},gid={uid},mode=0700"},
+        }
+        return create, host, unmasked, "/home"
     if mode == "privileged":
-        return {"privileged": True}
+        return {}, {"privileged": True, "tmpfs": {"/run": "", "/var/run": ""}}, {}, "/var/lib/docker"
     if mode.startswith("runtime:"):
-        return {"runtime": mode.split(":", 1)[1]}
-    # Every capability but SYS_RESOURCE (which --privileged needs and some
-    # hosts lack). A private cgroup namespace lets the image's entry point
-    # mount cgroups writable for the inner daemon without binding the host's.
-    return {
+        return {}, {"runtime": mode.split(":", 1)[1], "tmpfs": {"/run": "", "/var/run": ""}}, {}, "/var/lib/docker"
+    # capabilities: every capability but SYS_RESOURCE (which --privileged needs
+    # and some hosts lack). A private cgroup namespace lets the image's entry
+    # point mount cgroups writable for the inner daemon without binding the host's.
+    host = {
         "cap_add": ["ALL"],
         "cap_drop": ["SYS_RESOURCE"],
         "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
         "cgroupns": "private",
-        # The CLI's --security-opt systempaths=unconfined: /proc and /sys unmasked.
-        "raw": {"MaskedPaths": [], "ReadonlyPaths": []},
+        "tmpfs": {"/run": "", "/var/run": ""},
     }
+    return {}, host, unmasked, "/var/lib/docker"
 
 
 def _resources(memory_mb, cpus, pids_limit):
@@ -140,16 +167,40 @@ def _resources(memory_mb, cpus, pids_limit):
 
 @_translate_errors
 def network_ensure(name):
-    """The users' bridge network. Servers on it cannot talk to each other (no
-    inter-container traffic); the host, where Caddy runs, reaches every one."""
+    """The servers' bridge network, on SERVER_NETWORK_SUBNET, which their fixed
+    addresses come from. Returns the subnet.
+
+    Servers on it cannot talk to each other (no inter-container traffic); the
+    host, where Caddy runs, reaches every one. A network of that name on
+    another subnet (an older panel's) is made again if it is ours and empty.
+    """
     client = _client()
-    if not client.networks.list(names=[name]):
-        client.networks.create(
-            name,
-            driver="bridge",
-            options={"com.docker.network.bridge.enable_icc": "false"},
-            labels={"controlpanel.instance": settings.PANEL_INSTANCE},
-        )
+    subnet = ipaddress.ip_network(settings.SERVER_NETWORK_SUBNET)
+    for network in client.networks.list(names=[name]):
+        network.reload()
+        configs = (network.attrs.get("IPAM") or {}).get("Config") or []
+        if any(config.get("Subnet") == str(subnet) for config in configs):
+            return subnet
+        if network.attrs.get("Containers") or (network.attrs.get("Labels") or {}).get("controlpanel.instance") != settings.PANEL_INSTANCE:
+            raise DockerError(f"The network {name} is not on {subnet} (SERVER_NETWORK_SUBNET) and is in use: "
+                              "choose another SERVER_NETWORK, or move its containers off it.")
+        network.remove()
+    client.networks.create(
+        name,
+        driver="bridge",
+        ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet), gateway=str(subnet[1]))]),
+        options={"com.docker.network.bridge.enable_icc": "false"},
+        labels={"controlpanel.instance": settings.PANEL_INSTANCE},
+    )
+    return subnet
+
+
+def server_address(subnet, server_id):
+    """A server's fixed address: it is never anyone else's, so its domains can only reach it."""
+    index = server_id + 1  # .1 is the gateway
+    if index >= subnet.num_addresses - 1:
+        raise DockerError(f"No address left for server {server_id} in {subnet}: the servers' network needs a larger SERVER_NETWORK_SUBNET.")
+    return str(subnet[index])
 
 
 @_translate_errors
@@ -165,26 +216,30 @@ def server_create(spec: ServerSpec):
             return  # ours, from an earlier attempt
         # Same name, someone else's container (another panel, or by hand): never adopt it.
         raise DockerError(f"A container named {spec.container_name} already exists and does not belong to this server.")
-    network_ensure(settings.SERVER_NETWORK)
+    address = server_address(network_ensure(settings.SERVER_NETWORK), spec.server_id)
+    rootless = settings.SERVER_ISOLATION == "rootless"
+    if rootless and spec.uid + UIDS_PER_SERVER - 1 >= 2**32 - 1:
+        raise DockerError(f"No host uid range left for server {spec.server_id}: a lower SERVER_UID_BASE makes room.")
     os.makedirs(spec.socket_dir, mode=0o700, exist_ok=True)
-    options = _isolation_options()
-    raw = options.pop("raw", {})
+    if rootless:
+        os.chown(spec.socket_dir, spec.uid, spec.uid)  # its daemon makes its socket there
+    create, options, raw, data_mount = _isolation(spec)
     mounts = [
-        docker.types.Mount("/var/lib/docker", spec.volume_name, type="volume", labels=spec.labels),
+        docker.types.Mount(data_mount, spec.volume_name, type="volume", labels=spec.labels),
         docker.types.Mount(INNER_SOCKET_DIR, spec.socket_dir, type="bind"),
-        *options.pop("mounts", []),
     ]
     # The low-level API, because HostConfig fields like MaskedPaths have no
     # keyword in docker-py: the HostConfig it builds is a dict we can extend.
     host_config = client.api.create_host_config(
         mounts=mounts,
-        tmpfs={"/run": "", "/var/run": ""},
         network_mode=settings.SERVER_NETWORK,
         restart_policy={"Name": "unless-stopped"},
         **_resources(spec.memory_mb, spec.cpus, spec.pids_limit),
         **options,
     )
     host_config.update(raw)
+    networking = client.api.create_networking_config(
+        {settings.SERVER_NETWORK: client.api.create_endpoint_config(ipv4_address=address)})
     client.api.create_container(
         settings.SERVER_IMAGE,
         command=INNER_DOCKERD_ARGS,
@@ -192,7 +247,54 @@ def server_create(spec: ServerSpec):
         hostname=spec.hostname,
         labels=spec.labels,
         host_config=host_config,
+        networking_config=networking,
+        **create,
     )
+    if rootless:
+        _give_owner_an_account(client, spec)
+
+
+def _tar(entries):
+    """A tar archive of (name, uid, mode, text or None for a directory) entries."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, uid, mode, text in entries:
+            info = tarfile.TarInfo(name)
+            info.uid = info.gid = uid
+            info.mode = mode
+            data = None
+            if text is None:
+                info.type = tarfile.DIRTYPE
+            else:
+                data = text.encode()
+                info.size = len(data)
+            archive.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def _read_file(client, container, path):
+    stream, _ = client.api.get_archive(container, path)
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+        member = archive.next()
+        return archive.extractfile(member).read().decode()
+
+
+def _give_owner_an_account(client, spec):
+    """Rootless: before the first start, the server's uid gets a name, a home in the
+    server's volume and its subordinate ids (root-owned files the tenant cannot change)."""
+    uid, first_sub = spec.uid, spec.uid + 1
+    account = {
+        "passwd": f"user:x:{uid}:{uid}:server owner:{OWNER_HOME}:/bin/bash\n",
+        "group": f"user:x:{uid}:\n",
+    }
+    files = []
+    for name, line in account.items():
+        kept = [row for row in _read_file(client, spec.container_name, f"/etc/{name}").splitlines() if not row.startswith("user:")]
+        files.append((name, 0, 0o644, "\n".join(kept) + "\n" + line))
+    for name in ("subuid", "subgid"):
+        files.append((name, 0, 0o644, f"user:{first_sub}:{UIDS_PER_SERVER - 1}\n"))
+    client.api.put_archive(spec.container_name, "/etc", _tar(files))
+    client.api.put_archive(spec.container_name, "/home", _tar([("user", uid, 0o700, None)]))
 
 
 @_translate_errors
@@ -250,7 +352,6 @@ def server_remove(container_name, *, labels, adopt_unlabelled=False, volume_name
             pass
     if socket_dir:
         shutil.rmtree(socket_dir, ignore_errors=True)
-        forget_client(inner_socket_url(socket_dir))
 
 
 @_translate_errors
@@ -279,10 +380,97 @@ def container_info(name):
 
 
 # Inner daemons ----------------------------------------------------------------
+#
+# A server's daemon listens on docker.sock in its socket folder, which the
+# server can write: its owner may put anything there, a symlink to the host's
+# Docker socket or to another server's included. The panel opens that entry
+# without following links and connects only if it is a socket, through the
+# descriptor it checked, so nothing inside can re-point it; whatever answers
+# is treated as hostile (bounded, never trusted).
 
-@_translate_errors
+def inner_socket_path(socket_dir):
+    return os.path.join(socket_dir, "docker.sock")
+
+
+def inner_connect(socket_dir, timeout):
+    """A connected unix socket to the server's own daemon, or DockerError."""
+    try:
+        fd = os.open(inner_socket_path(socket_dir), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise DockerError("The server's Docker daemon is not listening.") from None
+    except OSError as error:
+        raise DockerError(f"The server's Docker socket cannot be opened ({error.strerror}).") from None
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            raise DockerError("The server's Docker socket has been replaced by something that is not a socket.")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(f"/proc/self/fd/{fd}")  # the checked inode, not the path again
+        except OSError:
+            sock.close()
+            raise DockerError("The server's Docker daemon is not answering.") from None
+        return sock
+    finally:
+        os.close(fd)
+
+
+class _InnerConnection(http.client.HTTPConnection):
+    def __init__(self, socket_dir, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_dir = socket_dir
+
+    def connect(self):
+        self.sock = inner_connect(self.socket_dir, self.timeout)
+
+
+def _inner_request(socket_dir, method, path, *, timeout, max_bytes=1024 * 1024, body=None, headers=None):
+    """(status, body bytes) of one request to a server's daemon, bounded in time and size."""
+    connection = _InnerConnection(socket_dir, timeout)
+    deadline = time.monotonic() + timeout
+    try:
+        connection.request(method, path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
+        response = connection.getresponse()
+        data = bytearray()
+        while chunk := response.read1(64 * 1024):  # what has come, so the deadline is checked often
+            data += chunk
+            if len(data) > max_bytes:
+                raise DockerError(f"The server's daemon's answer is larger than {max_bytes} bytes.")
+            if time.monotonic() > deadline:
+                raise DockerError(f"The server's daemon took longer than {timeout:g}s to answer.")
+        return response.status, bytes(data)
+    except TimeoutError:
+        raise DockerError(f"The server's daemon took longer than {timeout:g}s to answer.") from None
+    except (OSError, http.client.HTTPException):
+        raise DockerError("The server's Docker daemon did not answer properly.") from None
+    finally:
+        connection.close()
+
+
+def _inner_json(socket_dir, method, path, *, timeout, max_bytes=1024 * 1024, body=None, ok=(200, 201, 204)):
+    status, data = _inner_request(socket_dir, method, path, timeout=timeout, max_bytes=max_bytes,
+                                  body=None if body is None else json.dumps(body))
+    if status not in ok:
+        raise DockerError(f"The server's daemon refused: {_inner_message(data)}")
+    try:
+        return json.loads(data) if data else None
+    except ValueError:
+        raise DockerError("The server's daemon answered with something that is not JSON.") from None
+
+
+def _inner_message(data):
+    try:
+        message = json.loads(data).get("message", "")
+    except (ValueError, AttributeError):
+        message = data.decode("utf-8", "replace")
+    return str(message)[:300] or "no reason given"
+
+
 def inner_ping(socket_dir, timeout=5):
-    return _client(inner_socket_url(socket_dir), timeout=timeout).ping()
+    status, data = _inner_request(socket_dir, "GET", "/_ping", timeout=timeout, max_bytes=1024)
+    if status != 200:
+        raise DockerError("The server's Docker daemon is not ready.")
+    return True
 
 
 def inner_wait(socket_dir, timeout=60):
@@ -297,22 +485,65 @@ def inner_wait(socket_dir, timeout=60):
             time.sleep(0.1)
 
 
+def inner_containers_json(socket_dir, *, timeout, max_bytes):
+    """`GET /containers/json?all=1` of a server's daemon, parsed, cut off past
+    `max_bytes` or when the whole read takes longer than `timeout`."""
+    return _inner_json(socket_dir, "GET", "/containers/json?all=1", timeout=timeout, max_bytes=max_bytes)
+
+
+@_translate_errors
+def host_containers_json(*, timeout):
+    """`GET /containers/json?all=1` of the host's daemon (the panel's own: trusted)."""
+    return _client(timeout=timeout).api.containers(all=True)
+
+
 # For benchmarks and tests: acting inside a server as its owner would -------------
 
 @_translate_errors
 def image_copy_to_inner(image, socket_dir):
     """Copy an image from the host into a server's inner daemon (no registry needed)."""
-    data = _client().images.get(image).save(named=True)  # keep the tag
-    _client(inner_socket_url(socket_dir), timeout=120).images.load(b"".join(data))
+    chunks = _client().images.get(image).save(named=True)  # keep the tag
+    status, data = _inner_request(socket_dir, "POST", "/images/load?quiet=1", timeout=120, body=chunks,
+                                  headers={"Content-Type": "application/x-tar"})
+    if status != 200 or b'"error"' in data:
+        raise DockerError(f"The server's daemon did not load {image}: {_inner_message(data)}")
+
+
+def inner_container_run(socket_dir, image, command, *, name=None, ports=None):
+    """Create and start a container inside a server; `ports` maps "8080/tcp" to a published port."""
+    ports = ports or {}
+    spec = {
+        "Image": image,
+        "Cmd": command,
+        "ExposedPorts": {port: {} for port in ports},
+        "HostConfig": {"PortBindings": {port: [{"HostPort": str(published)}] for port, published in ports.items()}},
+    }
+    query = f"?name={name}" if name else ""
+    created = _inner_json(socket_dir, "POST", f"/containers/create{query}", timeout=30, body=spec)
+    _inner_json(socket_dir, "POST", f"/containers/{created['Id']}/start", timeout=30)
+    return created["Id"]
 
 
 @_translate_errors
-def inner_container_run(socket_dir, image, command, *, name=None, ports=None):
-    """Start a container inside a server (tests and benchmarks use this)."""
-    container = _client(inner_socket_url(socket_dir)).containers.run(
-        image, command, name=name, ports=ports or {}, detach=True
-    )
-    return container.id
+def container_exec(name, command):
+    """Run `command` in a server container as its configured user: (exit code, output text)."""
+    code, output = _client(timeout=300).containers.get(name).exec_run(command)
+    return code, output.decode("utf-8", "replace")
+
+
+@_translate_errors
+def container_process_memory(name):
+    """Proportional set size in bytes of the container's processes, by command name
+    (read from the host's /proc: for benchmarks run on the Docker host)."""
+    usage = {}
+    for (pid, command) in _client().api.top(name, ps_args="-eo pid,comm")["Processes"]:
+        try:
+            rollup = open(f"/proc/{pid}/smaps_rollup").read()
+        except OSError:
+            continue  # gone, or not ours to read
+        pss = next((int(line.split()[1]) * 1024 for line in rollup.splitlines() if line.startswith("Pss:")), 0)
+        usage[command] = usage.get(command, 0) + pss
+    return usage
 
 
 @_translate_errors
@@ -321,33 +552,6 @@ def container_memory_usage(name):
     stats = _client().api.stats(name, stream=False)["memory_stats"]
     cache = stats.get("stats", {}).get("inactive_file", stats.get("stats", {}).get("cache", 0))
     return stats.get("usage", 0) - cache
-
-
-@_translate_errors
-def containers_json(base_url, *, timeout, max_bytes):
-    """`GET /containers/json?all=1` of one daemon, as parsed JSON, read with limits.
-
-    The answer may come from a daemon a tenant controls: it is cut off past
-    `max_bytes` or when the whole read takes longer than `timeout`.
-    """
-    client = _client(base_url, timeout=timeout)
-    deadline = time.monotonic() + timeout
-    response = client.api._get(client.api._url("/containers/json"), params={"all": 1}, stream=True)
-    try:
-        response.raise_for_status()
-        body = bytearray()
-        for chunk in response.iter_content(64 * 1024):
-            body += chunk
-            if len(body) > max_bytes:
-                raise DockerError(f"The daemon's container list is larger than {max_bytes} bytes.")
-            if time.monotonic() > deadline:
-                raise DockerError(f"The daemon took longer than {timeout:g}s to list its containers.")
-    finally:
-        response.close()
-    try:
-        return json.loads(body)
-    except ValueError:
-        raise DockerError("The daemon answered with something that is not JSON.") from None
 
 
 @_translate_errors

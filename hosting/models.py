@@ -164,6 +164,11 @@ class VirtualServer(models.Model):
         return settings.SERVER_SOCKET_ROOT / str(self.pk)
 
     @property
+    def host_uid(self):
+        """Rootless isolation: the host uid its root maps to (the next 65,535 are its containers' users)."""
+        return settings.SERVER_UID_BASE + self.pk * 65536
+
+    @property
     def is_busy(self):
         return bool(self.operation)
 

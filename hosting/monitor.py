@@ -125,12 +125,19 @@ def _digest(fields):
 
 # Reading -----------------------------------------------------------------------
 
-def _read(server_id, base_url):
+def _read_host():
+    return _read(HOST, lambda: docker.host_containers_json(timeout=settings.MONITOR_DAEMON_TIMEOUT))
+
+
+def _read_inner(server):
+    return _read(server.pk, lambda: docker.inner_containers_json(
+        str(server.socket_dir), timeout=settings.MONITOR_DAEMON_TIMEOUT, max_bytes=settings.MONITOR_MAX_BODY_BYTES))
+
+
+def _read(server_id, fetch):
     started = time.perf_counter()
     try:
-        containers = docker.containers_json(
-            base_url, timeout=settings.MONITOR_DAEMON_TIMEOUT, max_bytes=settings.MONITOR_MAX_BODY_BYTES
-        )
+        containers = fetch()
         if not isinstance(containers, list):
             raise docker.DockerError("The daemon's container list is not a list.")
         rows = dict(filter(None, map(snapshot_fields, containers[: settings.MONITOR_MAX_CONTAINERS])))
@@ -144,7 +151,7 @@ def read_inner_daemons(servers):
     if not servers:
         return []
     with ThreadPoolExecutor(max_workers=settings.MONITOR_CONCURRENCY) as pool:
-        return list(pool.map(lambda s: _read(s.pk, docker.inner_socket_url(s.socket_dir)), servers))
+        return list(pool.map(_read_inner, servers))
 
 
 # Writing -----------------------------------------------------------------------
@@ -217,7 +224,7 @@ def _record_server_states(servers, states, now):
     changed, moved = [], False
     for server in servers:
         state, ip = states[server.pk]
-        ip = ip or server.ip_address  # a stopped container has no address: keep the last one
+        ip = ip if state == Observed.RUNNING else None  # a stopped server's address is nobody's to route to
         if (server.observed_state, server.ip_address) != (state, ip):
             moved |= server.ip_address != ip
             server.observed_state, server.ip_address = state, ip
@@ -279,7 +286,7 @@ def host_facts():
 
 def _cycle():
     started, clock = timezone.now(), time.perf_counter()
-    host_read = _read(HOST, settings.DOCKER_HOST_URL)
+    host_read = _read_host()
     servers = list(VirtualServer.objects.live().only(
         "pk", "observed_state", "ip_address", "operation", "inner_next_poll_at", "inner_failures", "created_at"))
     moved = False
@@ -323,7 +330,7 @@ def refresh_server(server, wait=0.0):
     if server.observed_state != Observed.RUNNING:
         return
     deadline = time.monotonic() + wait
-    while (read := _read(server.pk, docker.inner_socket_url(server.socket_dir))).error and time.monotonic() < deadline:
+    while (read := _read_inner(server)).error and time.monotonic() < deadline:
         time.sleep(0.2)
     if not read.error:
         now = timezone.now()

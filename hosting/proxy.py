@@ -26,6 +26,10 @@ UNAVAILABLE_PAGE = PAGE.format(
     title="This site is not available ({http.error.status_code})",
     text="The server behind this site is not answering. If it is yours, check in the control panel that it is running and that something listens on the domain's port.",
 )
+STOPPED_PAGE = PAGE.format(
+    title="This site's server is stopped",
+    text="The virtual server behind this site is not running. If it is yours, start it in the control panel.",
+)
 ERROR_PAGE = PAGE.format(title="{http.error.status_code} {http.error.status_text}", text="The request could not be served.")
 CLOUDFLARE_ONLY_PAGE = PAGE.format(title="Forbidden", text="This site is only reachable through Cloudflare.")
 
@@ -44,8 +48,9 @@ def _html(status, body):
 
 
 def _upstream(domain, server):
+    # The monitor and the worker keep an address only while the server runs.
     if not server.ip_address:
-        return _html(502, UNAVAILABLE_PAGE.replace("{http.error.status_code}", "502"))
+        return _html(503, STOPPED_PAGE)
     return {"handler": "reverse_proxy", "upstreams": [{"dial": f"{server.ip_address}:{domain.port}"}]}
 
 
@@ -92,13 +97,18 @@ def _issuer():
     return issuer
 
 
+def _route_order(domain):
+    """Caddy takes the first route that matches: exact names first, then
+    wildcards, the most specific (most labels) first."""
+    wildcard = domain.name.startswith("*.")
+    return (wildcard, -domain.name.count(".") if wildcard else 0, domain.name)
+
+
 def render():
     """The whole Caddy configuration for every routed domain, as a dict."""
-    domains = list(
-        Domain.objects.routed()
-        .select_related("server")
-        .only("name", "port", "ssl", "cloudflare", "server__ip_address")
-        .order_by("name")
+    domains = sorted(
+        Domain.objects.routed().select_related("server").only("name", "port", "ssl", "cloudflare", "server__ip_address"),
+        key=_route_order,
     )
     plain_routes, tls_routes = [], []
     for domain in domains:

@@ -36,6 +36,8 @@ def server_spec(server):
         memory_mb=server.memory_mb,
         cpus=float(server.cpus),
         pids_limit=server.pids_limit,
+        server_id=server.pk,
+        uid=server.host_uid,
     )
 
 
@@ -86,13 +88,17 @@ def _record_result(server, info):
     now = timezone.now()
     fields = {"operation": Op.NONE, "last_error": "", "observed_at": now}
     fields["observed_state"] = info.state if info else Observed.MISSING
-    if info and info.ip_address:
-        fields["ip_address"] = info.ip_address
+    fields["ip_address"] = _address(info)
     if server.desired_state == Desired.DELETED:
         fields["deleted_at"] = now
     VirtualServer.objects.filter(pk=server.pk).update(updated_at=now, **fields)
-    if fields.get("ip_address", server.ip_address) != server.ip_address:
-        proxy.apply_quietly()  # its domains follow it to the new address
+    if fields["ip_address"] != server.ip_address:
+        proxy.apply_quietly()  # its domains follow it: to its address, or to the "stopped" page
+
+
+def _address(info):
+    """Only a running server has an address its domains may reach."""
+    return (info.ip_address or None) if info and info.state == Observed.RUNNING else None
 
 
 def _record_failure(server, operation, message):
@@ -102,18 +108,16 @@ def _record_failure(server, operation, message):
             _remove(server, keep_volume=False)
         except docker.DockerError:
             log.warning("could not clean up after failed create of %s", server.container_name)
-    info = None
+    fields = {"operation": Op.NONE, "last_error": message, "observed_at": timezone.now(), "updated_at": timezone.now()}
     try:
         info = docker.container_info(server.container_name)
-    except docker.DockerError:
-        pass
-    VirtualServer.objects.filter(pk=server.pk).update(
-        operation=Op.NONE,
-        last_error=message,
-        observed_state=info.state if info else (Observed.MISSING if operation == Op.CREATING else Observed.UNKNOWN),
-        observed_at=timezone.now(),
-        updated_at=timezone.now(),
-    )
+    except docker.DockerError:  # the engine is away: what runs is unknown, its address kept
+        fields["observed_state"] = Observed.MISSING if operation == Op.CREATING else Observed.UNKNOWN
+    else:
+        fields.update(observed_state=info.state if info else Observed.MISSING, ip_address=_address(info))
+    VirtualServer.objects.filter(pk=server.pk).update(**fields)
+    if fields.get("ip_address", server.ip_address) != server.ip_address:
+        proxy.apply_quietly()
     verb = (VirtualServer.Operation(operation).label if operation else "Changing").lower()
     activity_log(
         action=ActivityLog.Action.SERVER_FAILED,

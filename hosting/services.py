@@ -162,3 +162,20 @@ def user_live_servers_check(sender, user, **kwargs):
     if count:
         return f"{user.email} still owns {count} virtual server{'s' if count != 1 else ''}; delete them first."
     return None
+
+
+# What each isolation mode exposes, for the admin pages (SECURITY.md has the whole table).
+ISOLATION = {
+    "rootless": "Root inside a virtual server is an unprivileged uid on this host, with no capability here.",
+    "capabilities": "Root inside a virtual server is root on this host (every capability but one): for trusted tenants only.",
+    "privileged": "Root inside a virtual server is root on this host, with every device: for trusted tenants only.",
+    "runtime": "Servers run under the {runtime} runtime: what root inside can do on this host is that runtime's promise.",
+}
+
+
+def isolation_summary():
+    """(mode, what it exposes, whether it is for trusted tenants only)."""
+    mode = settings.SERVER_ISOLATION
+    if mode.startswith("runtime:"):
+        return mode, ISOLATION["runtime"].format(runtime=mode.split(":", 1)[1]), False
+    return mode, ISOLATION[mode], mode != "rootless"

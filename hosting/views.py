@@ -203,6 +203,7 @@ def admin_host(request):
     context = {
         "containers": _containers_page(request, ContainerSnapshot.objects.filter(server__isnull=True)),
         "orphans": services.orphan_containers(),
+        "isolation": services.isolation_summary(),
         **_monitor_status(),
     }
     return render(request, "hosting/admin_host.html", context)
@@ -342,6 +343,7 @@ def admin_dashboard(request):
         "code_form": RegistrationCodeForm(),
         "code_ttl_minutes": int(settings.REGISTRATION_CODE_TTL.total_seconds() // 60),
         "activity": ActivityLog.objects.all()[:10],
+        "isolation": services.isolation_summary(),
     }
     return render(request, "hosting/admin_dashboard.html", context)
 

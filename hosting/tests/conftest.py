@@ -49,6 +49,7 @@ def real_docker(docker_engine, settings):
     settings.SERVER_CONTAINER_PREFIX = "cptest-dind-"
     settings.PANEL_INSTANCE = TEST_INSTANCE
     settings.SERVER_NETWORK = "controlpanel-test-users"
+    settings.SERVER_NETWORK_SUBNET = "10.214.0.0/16"  # beside a panel's own network on the same engine
     settings.SERVER_SOCKET_ROOT = Path(sockets)
     settings.SERVER_DEFAULT_MEMORY_MB = 512
     settings.SERVER_DEFAULT_CPUS = 1.0
@@ -102,7 +103,7 @@ def wait_until(predicate, timeout=30, interval=0.25, what="condition"):
 
 def inner_client(server):
     """The docker SDK on a server's inner daemon, for tests to act inside it."""
-    return docker_sdk.DockerClient(base_url=docker.inner_socket_url(server.socket_dir))
+    return docker_sdk.DockerClient(base_url=f"unix://{docker.inner_socket_path(server.socket_dir)}")
 
 
 def inner_daemon_answers(server):

@@ -8,8 +8,7 @@ class FakeDocker:
         self.containers = {}  # name -> state
         self.calls = []
         self.fail_with = None  # a message: every call raises DockerError
-        self.inner = {}  # inner socket url -> /containers/json answer
-        self.host_url = "unix:///var/run/docker.sock"
+        self.inner = {}  # a server's socket folder (str) -> its /containers/json answer
 
     def _call(self, name, *args):
         self.calls.append((name, *args))
@@ -41,15 +40,17 @@ class FakeDocker:
     def container_update_limits(self, name, **limits):
         self._call("container_update_limits", name, limits)
 
-    def containers_json(self, base_url, *, timeout, max_bytes):
-        """Host: the server containers; an inner daemon: what the test put in `inner`."""
+    def host_containers_json(self, *, timeout):
+        """The server containers, as the host lists them."""
         if self.fail_with:
             raise docker.DockerError(self.fail_with)
-        if base_url in self.inner:
-            return self.inner[base_url]
-        if base_url.endswith("/docker.sock") and base_url != self.host_url:
-            return []
         return [{"Id": f"{n:0>12}", "Names": [f"/{name}"], "State": state} for n, (name, state) in enumerate(self.containers.items())]
+
+    def inner_containers_json(self, socket_dir, *, timeout, max_bytes):
+        """What the test put in `inner` for this server (nothing by default)."""
+        if self.fail_with:
+            raise docker.DockerError(self.fail_with)
+        return self.inner.get(socket_dir, [])
 
     def engine_facts(self):
         return {"cpus": 2, "memory_bytes": 24 * 2**30, "docker_version": "20.10.24"}
@@ -64,6 +65,6 @@ class FakeDocker:
 def install(monkeypatch):
     fake = FakeDocker()
     for attr in ("server_create", "container_start", "container_stop", "container_restart", "server_remove",
-                 "container_update_limits", "container_info", "containers_json", "engine_facts"):
+                 "container_update_limits", "container_info", "host_containers_json", "inner_containers_json", "engine_facts"):
         monkeypatch.setattr(docker, attr, getattr(fake, attr))
     return fake

@@ -16,7 +16,7 @@ def test_admin_dashboard_counts_come_from_observed_state(as_admin, alice, fake_d
         stopped = services.server_create(owner=alice, name="down")
     # Intent says running, but the host shows it exited: the dashboard believes the host.
     fake_docker.containers[stopped.container_name] = "exited"
-    fake_docker.inner[f"unix://{running.socket_dir}/docker.sock"] = [{"Id": "a" * 64, "Names": ["/x"], "State": "running"}]
+    fake_docker.inner[str(running.socket_dir)] = [{"Id": "a" * 64, "Names": ["/x"], "State": "running"}]
     monitor.run_cycle()
     assert VirtualServer.objects.get(pk=stopped.pk).desired_state == "running"
 
@@ -53,3 +53,12 @@ def test_user_dashboard_shows_state_domains_and_containers(as_alice, alice, fake
     [row] = response.context["servers"]
     assert (row.domain_count, row.container_count) == (1, 3)
     assert "Running" in response.content.decode()
+
+
+def test_admin_pages_say_plainly_what_the_isolation_mode_exposes(as_admin, fake_docker, settings):
+    host = as_admin.get(reverse("hosting:admin_host")).content.decode()
+    assert "rootless" in host and "unprivileged uid on this host" in host
+    assert "Isolation:" not in as_admin.get(reverse("hosting:admin_dashboard")).content.decode()
+    settings.SERVER_ISOLATION = "capabilities"
+    dashboard = as_admin.get(reverse("hosting:admin_dashboard")).content.decode()
+    assert "Isolation: capabilities" in dashboard and "root on this host" in dashboard

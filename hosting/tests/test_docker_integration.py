@@ -33,8 +33,10 @@ def test_create_runs_a_limited_labelled_dind_with_a_working_inner_daemon(real_do
     assert attrs["Config"]["Labels"]["controlpanel.instance"] == "controlpanel-test"
     assert "controlpanel-test-users" in attrs["NetworkSettings"]["Networks"]
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
-    assert mounts["/var/lib/docker"]["Type"] == "volume"
-    assert mounts["/var/lib/docker"]["Name"] == f"cptest-dind-{server.pk}-docker"
+    assert mounts["/home"]["Type"] == "volume"  # rootless: the owner's home, with the inner daemon's data
+    assert mounts["/home"]["Name"] == f"cptest-dind-{server.pk}-docker"
+    assert attrs["Config"]["User"] == f"{server.host_uid}:{server.host_uid}"
+    assert host["CapDrop"] == ["ALL"] and not host["Privileged"]
     assert mounts["/controlpanel"]["Source"] == str(server.socket_dir)
     assert not host.get("PortBindings"), "no port of a virtual server is published on the host"
 

@@ -201,3 +201,27 @@ def test_admin_domain_list_search(as_admin, server, proxy_applies, alice):
     assert names("example.net") == {"two.example.net"}
     assert names("alice@") == {"one.example.org", "two.example.net"}
     assert names("alice web") == {"one.example.org", "two.example.net"}
+
+
+def test_exact_names_come_before_wildcards_and_the_most_specific_wildcard_first(admin, server, proxy_applies, settings, make_server, fake_docker):
+    settings.CADDY_TLS_ISSUER = "internal"
+    other = make_server(name="catch-all")
+    for name, target in [("*.example.org", other), ("*.apps.example.org", other), ("alice.apps.example.org", server),
+                         ("zeta.example.org", server)]:
+        domains.domain_add(actor=admin, server=target, name=name, ssl=False)
+    routes = proxy.render()["apps"]["http"]["servers"]["plain"]["routes"]
+    hosts = [route["match"][0]["host"][0] for route in routes if route.get("match")]
+    assert hosts == ["alice.apps.example.org", "zeta.example.org", "*.apps.example.org", "*.example.org"]
+
+
+def test_a_server_that_is_not_running_has_no_address_and_its_domains_say_it_is_stopped(server, fake_docker, proxy_applies, alice):
+    from hosting import monitor
+
+    domains.domain_add(actor=alice, server=server, name="gone.example.org", ssl=False)
+    assert server.ip_address  # running: its domains reach it
+    fake_docker.containers[server.container_name] = "exited"  # stopped from outside the panel
+    monitor.run_cycle()
+    server.refresh_from_db()
+    assert server.ip_address is None
+    handler = proxy.render()["apps"]["http"]["servers"]["plain"]["routes"][0]["handle"][0]
+    assert handler["status_code"] == 503 and "server is stopped" in handler["body"]

@@ -25,7 +25,7 @@ def entry(n, state="running", **extra):
 
 
 def inner_url(server):
-    return docker.inner_socket_url(server.socket_dir)
+    return str(server.socket_dir)
 
 
 def test_cycle_writes_host_and_inner_snapshots(server, fake_docker):
@@ -87,14 +87,14 @@ def test_failing_daemon_keeps_its_rows_and_backs_off(server, fake_docker, alice,
     url = inner_url(server)
     fake_docker.inner[url] = [entry(1)]
     monitor.run_cycle()
-    original = fake_docker.containers_json
+    original = fake_docker.inner_containers_json
 
-    def broken(base_url, **kwargs):
-        if base_url == url:
+    def broken(socket_dir, **kwargs):
+        if socket_dir == url:
             raise docker.DockerError("The daemon took longer than 5s to list its containers.")
-        return original(base_url, **kwargs)
+        return original(socket_dir, **kwargs)
 
-    monkeypatch.setattr(docker, "containers_json", broken)
+    monkeypatch.setattr(docker, "inner_containers_json", broken)
     run = monitor.run_cycle()
     assert run.daemons_failed == 1 and "longer than 5s" in run.failures[0]["error"]
     assert ContainerSnapshot.objects.filter(server=server).count() == 1
@@ -143,14 +143,14 @@ def test_two_cycles_started_together_one_runs_one_skips(fake_docker, monkeypatch
     if not settings.REDIS_URL:
         # The file cache of a local run has no atomic add; production's Redis does, as does this.
         settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    original = fake_docker.containers_json
+    original = fake_docker.host_containers_json
     gate = threading.Event()
 
-    def slow(base_url, **kwargs):
+    def slow(**kwargs):
         gate.wait(5)
-        return original(base_url, **kwargs)
+        return original(**kwargs)
 
-    monkeypatch.setattr(docker, "containers_json", slow)
+    monkeypatch.setattr(docker, "host_containers_json", slow)
     results = []
 
     threading.Timer(0.5, gate.set).start()  # both cycles are under way before either reads a daemon
@@ -202,7 +202,8 @@ def test_monitor_status_panel(as_admin, fake_docker, server):
 
 
 def test_live_partials_read_the_database_only(as_alice, server, fake_docker, monkeypatch, django_assert_max_num_queries):
-    monkeypatch.setattr(docker, "containers_json", lambda *a, **k: pytest.fail("a page called Docker"))
+    monkeypatch.setattr(docker, "host_containers_json", lambda *a, **k: pytest.fail("a page called Docker"))
+    monkeypatch.setattr(docker, "inner_containers_json", lambda *a, **k: pytest.fail("a page called Docker"))
     monkeypatch.setattr(docker, "container_info", lambda *a, **k: pytest.fail("a page called Docker"))
     response = as_alice.get(reverse("hosting:server_live", args=[server.pk]))
     assert response.status_code == 200 and b'data-live-url' in response.content and b"<html" not in response.content

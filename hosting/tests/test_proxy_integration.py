@@ -51,13 +51,15 @@ def test_a_domain_routes_to_the_inner_web_server_then_404_after_removal(caddy, w
     assert caddy.get("site.example.org").status_code == 404
 
 
-def test_a_stopped_server_gives_a_clear_bad_gateway_page(caddy, web_server, alice, committed):
+def test_a_stopped_server_gives_a_clear_server_stopped_page(caddy, web_server, alice, committed):
     domains.domain_add(actor=alice, server=web_server, name="stopped.example.org", ssl=False)
     with committed():
         services.server_stop(actor=alice, server=web_server)
+    web_server.refresh_from_db()
+    assert web_server.ip_address is None  # nobody's address to route to
     response = caddy.get("stopped.example.org")
-    assert response.status_code == 502
-    assert "not available" in response.text and "control panel" in response.text
+    assert response.status_code == 503
+    assert "server is stopped" in response.text and "control panel" in response.text
 
 
 def test_https_with_caddys_internal_ca(caddy, web_server, alice):

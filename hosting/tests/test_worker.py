@@ -28,6 +28,7 @@ def celery_worker(real_docker):
         "SERVER_CONTAINER_PREFIX": settings.SERVER_CONTAINER_PREFIX,
         "PANEL_INSTANCE": TEST_INSTANCE,
         "SERVER_NETWORK": settings.SERVER_NETWORK,
+        "SERVER_NETWORK_SUBNET": settings.SERVER_NETWORK_SUBNET,
         "SERVER_SOCKET_ROOT": str(settings.SERVER_SOCKET_ROOT),
         "SERVER_DEFAULT_MEMORY_MB": "512",
     }

@@ -73,8 +73,9 @@ class Command(BaseCommand):
             queries.append(len(context.captured_queries))
         writes = sum(1 for q in context.captured_queries if q["sql"].split()[0].upper() in ("INSERT", "UPDATE", "DELETE"))
 
-        raw = [self._raw_seconds(settings.DOCKER_HOST_URL)]
-        raw += [self._raw_seconds(docker.inner_socket_url(s.socket_dir)) for s in servers]
+        raw = [self._raw_seconds(lambda: docker.host_containers_json(timeout=5))]
+        raw += [self._raw_seconds(lambda s=s: docker.inner_containers_json(
+            str(s.socket_dir), timeout=5, max_bytes=settings.MONITOR_MAX_BODY_BYTES)) for s in servers]
 
         daemons = run.daemons_polled
         wall = statistics.median(walls)
@@ -86,8 +87,8 @@ class Command(BaseCommand):
         self.stdout.write(f"raw containers/json, one by one:   sum {sum(raw) * 1000:.0f} ms, median {statistics.median(raw) * 1000:.2f} ms")
         self.stdout.write(f"cycle wall / sum of raw calls:     {wall / sum(raw):.2f}")
 
-    def _raw_seconds(self, base_url):
-        docker.containers_json(base_url, timeout=5, max_bytes=settings.MONITOR_MAX_BODY_BYTES)  # warm the client
+    def _raw_seconds(self, read):
+        read()  # warm the client
         started = time.perf_counter()
-        docker.containers_json(base_url, timeout=5, max_bytes=settings.MONITOR_MAX_BODY_BYTES)
+        read()
         return time.perf_counter() - started
