@@ -73,11 +73,8 @@ class SignupForm(NewPasswordMixin, forms.Form):
     def clean_code(self):
         return self.cleaned_data["code"].strip().upper()
 
-    def clean_email(self):
-        email = self.cleaned_data["email"]
-        if User.objects.filter(email=email).exists():
-            raise forms.ValidationError("A user with this email already exists.", code="duplicate_email")
-        return email
+    # Whether the email has an account is the service's to say, after the code
+    # is found valid: nobody without a code learns who has an account.
 
 
 class PasswordChangeForm(NewPasswordMixin, forms.Form):
@@ -117,7 +114,11 @@ class UserCreateForm(NewPasswordMixin, forms.Form):
     password1 = _password_field("Password")
     password2 = _password_field("Password again")
 
-    clean_email = SignupForm.clean_email
+    def clean_email(self):
+        email = self.cleaned_data["email"]
+        if User.objects.filter(email=email).exists():
+            raise forms.ValidationError("A user with this email already exists.", code="duplicate_email")
+        return email
 
 
 class UserUpdateForm(forms.Form):

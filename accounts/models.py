@@ -1,3 +1,4 @@
+import idna
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.db import models
@@ -6,8 +7,16 @@ from django.utils import timezone
 
 
 def normalize_email(email):
-    """The one canonical form of an email: trimmed and lowercased."""
-    return (email or "").strip().lower()
+    """The one canonical form of an email: trimmed, lowercased, its domain in
+    ASCII (punycode), so zed@bücher.example and zed@xn--bcher-kva.example are one."""
+    email = (email or "").strip().lower()
+    local, at, domain = email.rpartition("@")
+    if not at or domain.isascii():
+        return email
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except (idna.IDNAError, UnicodeError):
+        return email  # not a domain: the email validator says so
 
 
 class UserManager(BaseUserManager):
@@ -115,6 +124,8 @@ class ActivityLog(models.Model):
         DOMAIN_UPDATED = "domain_updated", "Domain changed"
         DOMAIN_REMOVED = "domain_removed", "Domain removed"
         DOMAIN_APPROVED = "domain_approved", "Domain approved"
+        DOMAIN_VERIFIED = "domain_verified", "Domain proved by DNS"
+        SIGNUP_FAILED = "signup_failed", "Failed sign-up"
         LEGACY = "legacy", "From the old platform"
 
     # The FK is nulled when the user is deleted; the copied email survives.
@@ -127,6 +138,8 @@ class ActivityLog(models.Model):
     target = models.CharField(max_length=255, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Visitors' repeated failures are one row per client network and window, counted here.
+    count = models.PositiveIntegerField(default=1)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -156,3 +169,14 @@ class UserSession(models.Model):
 
     def __str__(self):
         return f"{self.user} {self.session_key[:6]}…"
+
+
+class ThrottleCount(models.Model):
+    """Attempts counted against one key (a hash of what is counted) until `expires_at`."""
+
+    key = models.CharField(max_length=64, primary_key=True)
+    count = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self):
+        return f"{self.key[:12]}…: {self.count}"

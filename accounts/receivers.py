@@ -27,11 +27,4 @@ def on_logout(sender, request, user, **kwargs):
 
 @receiver(user_login_failed)
 def on_login_failed(sender, credentials, request=None, **kwargs):
-    email = str(credentials.get("username", ""))[:254]
-    services.activity_log(
-        action=ActivityLog.Action.LOGIN_FAILED,
-        email=email,
-        message=f"Failed login for {email}",
-        target=email,
-        request=request,
-    )
+    services.visitor_activity(action=ActivityLog.Action.LOGIN_FAILED, request=request, typed=credentials.get("username", ""))

@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from . import throttling
 from .models import ActivityLog, RegistrationCode, User, UserSession, normalize_email
 from .signals import user_delete_check
 
@@ -57,6 +58,32 @@ def activity_log(*, action, message, user=None, email="", target="", request=Non
         target=_storable(target, 255),
         ip=client_ip(request),
     )
+
+
+def _typed(text):
+    """What a visitor typed, as we keep it: printable, at most 100 characters."""
+    return "".join(c if c.isprintable() else "\ufffd" for c in str(text))[:100]
+
+
+@transaction.atomic
+def visitor_activity(*, action, request, typed=""):
+    """What anonymous visitors cause (failed logins, refused sign-ups), in few rows:
+    repeats from one client network within THROTTLE_WINDOW add to one row's
+    count, which keeps only the last thing typed (bounded)."""
+    client = throttling.client_key(client_ip(request))
+    typed = _typed(typed)
+    label = ActivityLog.Action(action).label
+    since = timezone.now() - timedelta(seconds=settings.THROTTLE_WINDOW)
+    row = (ActivityLog.objects.select_for_update().filter(action=action, user=None, target=client, created_at__gte=since)
+           .order_by("-created_at").first())
+    if row is None:
+        return activity_log(action=action, email=typed, target=client, request=request,
+                            message=f"{label} for “{typed}” from {client}")
+    row.count += 1
+    row.email, row.created_at, row.ip = _storable(typed), timezone.now(), client_ip(request)
+    row.message = f"{label} ×{row.count} from {client}, the last for “{_storable(typed)}”"
+    row.save(update_fields=["count", "email", "created_at", "ip", "message"])
+    return row
 
 
 def activity_purge():
@@ -122,10 +149,15 @@ def registration_codes_purge():
     return deleted
 
 
+def _unspent(codes):
+    """Codes with time and uses left: columns of the code's own row only, so a
+    conditional UPDATE re-checks them on the row it waited for."""
+    return codes.filter(expires_at__gt=timezone.now()).filter(Q(max_uses__isnull=True) | Q(use_count__lt=F("max_uses")))
+
+
 def _usable_codes():
-    return RegistrationCode.objects.filter(expires_at__gt=timezone.now()).filter(
-        Q(max_uses__isnull=True) | Q(use_count__lt=F("max_uses"))
-    )
+    """Codes that sign people up: unspent, made by an enabled administrator."""
+    return _unspent(RegistrationCode.objects.filter(created_by__is_active=True, created_by__is_admin=True))
 
 
 def registration_code_find(code):
@@ -144,7 +176,7 @@ def user_signup(*, code, email, password, request=None):
     sign-ups can never use a limited code more often than allowed.
     """
     registration = registration_code_find(code)
-    if registration is None or not _usable_codes().filter(pk=registration.pk).update(use_count=F("use_count") + 1):
+    if registration is None or not _unspent(RegistrationCode.objects.filter(pk=registration.pk)).update(use_count=F("use_count") + 1):
         raise ValidationError({"code": INVALID_CODE})
     user = _user_create(email=email, password=password)
     admin = registration.created_by
@@ -219,6 +251,8 @@ def user_update(*, actor, user, email, is_admin, is_active, server_quota=None, r
     user.save(update_fields=["email", "is_admin", "is_active", "server_quota"])
     if not is_active:
         sessions_end(user=user)
+    if not (is_admin and is_active) and RegistrationCode.objects.filter(created_by=user).delete()[0]:
+        changes.append("their registration code revoked")
     activity_log(
         action=Action.USER_UPDATED,
         user=actor,

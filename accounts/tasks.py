@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from . import services
+from . import services, throttling
 
 
 @shared_task
@@ -16,3 +16,8 @@ def activity_purge():
 @shared_task
 def sessions_purge():
     return services.sessions_purge()
+
+
+@shared_task
+def throttle_counts_purge():
+    return throttling.purge()

@@ -23,7 +23,7 @@ def _page(request, queryset):
 
 
 class LoginView(auth_views.LoginView):
-    """Email + password, with failures counted per account and client (see throttling)."""
+    """Email + password; every attempt is counted before it is tried (see throttling)."""
 
     form_class = forms.LoginForm
     template_name = "accounts/login.html"
@@ -32,16 +32,13 @@ class LoginView(auth_views.LoginView):
 
     def post(self, request, *args, **kwargs):
         email = normalize_email(request.POST.get("username", ""))[:254]
-        who = (email, services.client_ip(request))
-        if throttling.is_blocked("login", *who, limit=settings.LOGIN_FAILURE_LIMIT):
-            services.activity_log(action=ActivityLog.Action.LOGIN_THROTTLED, email=email, target=email, request=request,
-                                  message=f"Login for {email} refused: too many failed attempts")
-            return _too_many(request, "Too many failed logins for this account from your address. Wait a few minutes and try again.")
+        client = throttling.client_key(services.client_ip(request))
+        if not throttling.login_allowed(request, email, client):
+            services.visitor_activity(action=ActivityLog.Action.LOGIN_THROTTLED, request=request, typed=email)
+            return _too_many(request, "Too many failed logins for this account. Wait a few minutes and try again.")
         response = super().post(request, *args, **kwargs)
         if request.user.is_authenticated:
-            throttling.clear("login", *who)
-        else:
-            throttling.record_failure("login", *who, window=settings.THROTTLE_WINDOW)
+            throttling.login_succeeded(request, response, email, client)
         return response
 
 
@@ -55,10 +52,12 @@ def signup(request):
     if request.user.is_authenticated:
         return redirect("home")
     form = forms.SignupForm(request.POST or None, initial={"code": request.GET.get("code", "")})
-    client = services.client_ip(request)
-    if request.method == "POST" and throttling.is_blocked("signup", client, limit=settings.SIGNUP_FAILURE_LIMIT):
-        return _too_many(request, "Too many wrong registration codes from your address. Wait a few minutes and try again.")
-    if request.method == "POST" and form.is_valid():
+    if request.method == "GET":
+        return render(request, "accounts/signup.html", {"form": form})
+    client = throttling.client_key(services.client_ip(request))
+    if throttling.count("signup", client) >= settings.SIGNUP_FAILURE_LIMIT:
+        return _too_many(request, "Too many wrong registration codes or refused sign-ups from your address. Wait a few minutes and try again.")
+    if form.is_valid():
         try:
             user = services.user_signup(
                 code=form.cleaned_data["code"],
@@ -69,12 +68,12 @@ def signup(request):
         except ValidationError as error:
             add_errors(form, error)
         else:
-            throttling.clear("signup", client)
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             messages.success(request, "Welcome! Your account is ready.")
             return redirect("home")
-    if request.method == "POST" and "code" in form.errors:
-        throttling.record_failure("signup", client, window=settings.THROTTLE_WINDOW)
+    # Every refusal counts, whatever it was for: the code is checked before the email.
+    throttling.hit("signup", client, window=settings.THROTTLE_WINDOW)
+    services.visitor_activity(action=ActivityLog.Action.SIGNUP_FAILED, request=request, typed=request.POST.get("code", ""))
     return render(request, "accounts/signup.html", {"form": form})
 
 

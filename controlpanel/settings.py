@@ -137,6 +137,15 @@ FORM_RENDERER = "django.forms.renderers.Jinja2"
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The local run: several processes write at once. Writers take the lock at
+    # the start of a transaction (no upgrade deadlock), wait for it instead of
+    # failing, and readers never block them (WAL).
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    })
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis is the cache and the Celery broker. Without REDIS_URL (a local run)
@@ -156,8 +165,8 @@ LOGOUT_REDIRECT_URL = "accounts:login"
 # bcrypt-SHA256 first: no 72-byte truncation. Raw bcrypt stays readable for
 # imported legacy hashes, which are upgraded at the next login.
 PASSWORD_HASHERS = [
-    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
-    "django.contrib.auth.hashers.BCryptPasswordHasher",
+    "accounts.hashers.BCryptSHA256PasswordHasher",
+    "accounts.hashers.BCryptPasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
     "django.contrib.auth.hashers.ScryptPasswordHasher",
 ]
@@ -174,10 +183,17 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 
-# Guessing is slowed down per account and client (login) and per client (codes).
+# A stored bcrypt hash costing more rounds than this never matches (each round doubles the work).
+BCRYPT_MAX_COST = env_int("BCRYPT_MAX_COST", 12, minimum=4)
+# Guessing is slowed down per account and client (IPv6: its /64), per account
+# from any client (a browser that logged in to it before is exempt), and per
+# client for sign-ups; each count lasts THROTTLE_WINDOW from its first attempt.
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_ACCOUNT_FAILURE_LIMIT = env_int("LOGIN_ACCOUNT_FAILURE_LIMIT", 20, minimum=1)
+LOGIN_CLIENT_FAILURE_LIMIT = env_int("LOGIN_CLIENT_FAILURE_LIMIT", 50, minimum=1)
 SIGNUP_FAILURE_LIMIT = env_int("SIGNUP_FAILURE_LIMIT", 10, minimum=1)
 THROTTLE_WINDOW = env_int("THROTTLE_WINDOW_SECONDS", 15 * 60, minimum=1)
+KNOWN_BROWSER_DAYS = env_int("KNOWN_BROWSER_DAYS", 90, minimum=1)
 # A session ends after this long without a request, and this long after login whatever happens.
 SESSION_IDLE_TIMEOUT = env_int("SESSION_IDLE_TIMEOUT", 2 * 60 * 60, minimum=60)
 SESSION_ABSOLUTE_TIMEOUT = env_int("SESSION_ABSOLUTE_TIMEOUT", 12 * 60 * 60, minimum=60)
@@ -248,10 +264,17 @@ if CADDY_TLS_ISSUER not in ("acme", "internal"):
 CADDY_ACME_EMAIL = env.str("CADDY_ACME_EMAIL", default="")
 PROXY_DRIFT_INTERVAL = env_int("PROXY_DRIFT_INTERVAL", 60, minimum=5)
 PLATFORM_DOMAIN = env.str("PLATFORM_DOMAIN", default="").strip().lower().rstrip(".")
-# Names outside the platform domain: allowed | approval (an admin approves each)
-DOMAIN_OWNERSHIP = env.str("DOMAIN_OWNERSHIP", default="allowed")
-if DOMAIN_OWNERSHIP not in ("allowed", "approval"):
-    raise ImproperlyConfigured("DOMAIN_OWNERSHIP must be allowed or approval")
+# Names outside the platform domain: dns (its owner proves it with a TXT
+# record) | approval (an admin approves each) | allowed (closed installations:
+# anyone may route any name).
+DOMAIN_OWNERSHIP = env.str("DOMAIN_OWNERSHIP", default="dns")
+if DOMAIN_OWNERSHIP not in ("dns", "approval", "allowed"):
+    raise ImproperlyConfigured("DOMAIN_OWNERSHIP must be dns, approval or allowed")
+# A claim still waiting (for its TXT record or an admin) after this long expires.
+DOMAIN_CLAIM_HOURS = env_int("DOMAIN_CLAIM_HOURS", 72, minimum=1)
+DOMAIN_DNS_SERVERS = env.list("DOMAIN_DNS_SERVERS", default=[])  # ip or ip:port; empty: the system's
+DOMAIN_DNS_TIMEOUT = env_float("DOMAIN_DNS_TIMEOUT", 5.0, minimum=0.1)
+DOMAIN_CHECK_INTERVAL = env_int("DOMAIN_CHECK_INTERVAL", 60, minimum=10)  # seconds between TXT look-ups
 DOMAINS_PER_SERVER = env_int("DOMAINS_PER_SERVER", 10, minimum=1)
 # Cloudflare's published proxy ranges (https://www.cloudflare.com/ips/).
 CLOUDFLARE_IP_RANGES = env.list("CLOUDFLARE_IP_RANGES", default=[
@@ -341,6 +364,11 @@ CELERY_BEAT_SCHEDULE = {
         # so a slow or absent worker never finds a pile of queued cycles.
         "options": {"expires": MONITOR_INTERVAL},
     },
+    "domains-check-claims": {
+        "task": "hosting.tasks.domains_check_claims",
+        "schedule": timedelta(seconds=DOMAIN_CHECK_INTERVAL),
+        "options": {"expires": DOMAIN_CHECK_INTERVAL},
+    },
     "proxy-drift": {
         "task": "hosting.tasks.proxy_reapply_if_drifted",
         "schedule": timedelta(seconds=PROXY_DRIFT_INTERVAL),
@@ -350,6 +378,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "hosting.tasks.servers_reconcile_stuck",
         "schedule": timedelta(seconds=60),
         "options": {"expires": 60},
+    },
+    "throttle-counts-purge": {
+        "task": "accounts.tasks.throttle_counts_purge",
+        "schedule": timedelta(hours=1),
     },
     "sessions-purge": {
         "task": "accounts.tasks.sessions_purge",

@@ -95,12 +95,14 @@ def normalize_domain(value, *, allow_wildcard=False):
     labels = name.split(".")
     if any(not label for label in labels):
         raise _error("empty_label")
-    if any(_mixed_script(label) or _poses_as_latin(label, labels[-1]) for label in labels):
-        raise _error("lookalike")
     try:
         ascii_name = idna.encode(name, uts46=True, std3_rules=True, transitional=False).decode("ascii")
+        # Look-alikes are judged on the letters a reader sees, however the name was typed (punycode too).
+        shown = idna.decode(ascii_name).split(".")
     except (idna.IDNAError, UnicodeError) as error:
         raise _error("idna", reason=error) from None
+    if any(_mixed_script(label) or _poses_as_latin(label, shown[-1]) for label in shown):
+        raise _error("lookalike")
 
     labels = ascii_name.split(".")
     if len(labels) < 2:

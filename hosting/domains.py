@@ -1,26 +1,34 @@
-"""Domain work: the rules a name must meet on this panel, and adding, changing,
-removing and approving domains. Every change is applied to Caddy inside the
-same transaction: if Caddy refuses it or is down, nothing is saved.
+"""Domain work: the rules a name must meet on this panel, and adding, proving,
+changing, removing and approving domains. Every change to what is routed is
+applied to Caddy inside the same transaction: if Caddy refuses it or is
+down, nothing is saved.
 
-What a name may look like is in domain_names; every other message about a
-domain is in ERRORS, under the code it is raised with.
+A name outside the platform domain is a claim until it is proven
+(DOMAIN_OWNERSHIP=dns: a TXT record the worker looks up) or approved
+(=approval); claims expire after DOMAIN_CLAIM_HOURS, and several people may
+claim one name: the first proven wins. What a name may look like is in
+domain_names; every other message about a domain is in ERRORS, under its code.
 """
 
+import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from accounts.models import ActivityLog
 from accounts.services import activity_log
 
-from . import proxy
+from . import dns, proxy
 from .domain_names import ERRORS as NAME_ERRORS
 from .domain_names import normalize_domain
 from .models import Domain, Lock, VirtualServer
 
 Action = ActivityLog.Action
+Status = Domain.Status
 
 ERRORS = {
     "in_use": NAME_ERRORS["in_use"],
@@ -30,6 +38,9 @@ ERRORS = {
         "turn HTTPS off or use Cloudflare."
     ),
     "too_many": "A server can have at most {limit} domains.",
+    "claimed_here": "This server already has this domain.",
+    "no_record": "No TXT record {txt_name} saying {txt_value} yet.",
+    "taken": "Someone else proved this name first.",
     "server_deleting": "This virtual server is being deleted.",
     "proxy_add": "{error} Nothing was saved.",
     "proxy_update": "{error} Nothing was changed.",
@@ -46,24 +57,31 @@ def _error(code, field=None, **params):
 @dataclass(frozen=True)
 class NameCheck:
     name: str  # the stored (ASCII) form
-    needs_approval: bool
+    status: str  # what adding it makes: active, or a claim waiting for DNS or an admin
+
+    @property
+    def needs_proof(self):
+        return self.status != Status.ACTIVE
 
 
-def check_name(*, user, name, exclude=None):
-    """Whether `user` may route `name`: a NameCheck, or a ValidationError saying why not.
+def check_name(*, user, name, server=None):
+    """Whether `user` may add `name` (to `server`): a NameCheck, or a ValidationError saying why not.
 
     The live check on the page and every add run this same rule.
     """
     name = normalize_domain(name, allow_wildcard=user.is_admin)
-    if Domain.objects.filter(name=name).exclude(pk=exclude).exists():
+    if Domain.objects.filter(name=name, status=Status.ACTIVE).exists():
         raise _error("in_use")
+    if server is not None and server.domains.filter(name=name).exists():
+        raise _error("claimed_here")
     platform = settings.PLATFORM_DOMAIN
     under_platform = bool(platform) and name.endswith("." + platform)
     on_platform = under_platform and name.count(".") == platform.count(".") + 1
     if name == platform or (under_platform and not on_platform):
         raise _error("platform_name", platform=platform)
-    needs_approval = not (on_platform or user.is_admin or settings.DOMAIN_OWNERSHIP == "allowed")
-    return NameCheck(name=name, needs_approval=needs_approval)
+    if on_platform or user.is_admin or settings.DOMAIN_OWNERSHIP == "allowed":
+        return NameCheck(name=name, status=Status.ACTIVE)
+    return NameCheck(name=name, status=Status.DNS if settings.DOMAIN_OWNERSHIP == "dns" else Status.APPROVAL)
 
 
 def check_settings(*, name, ssl, cloudflare):
@@ -82,7 +100,7 @@ def _apply(code):
 
 @transaction.atomic
 def domain_add(*, actor, server, name, port=80, ssl=True, cloudflare=False, request=None):
-    """Add a domain and route it; if Caddy refuses or is down, nothing is saved."""
+    """Add a domain; a name that needs proof waits as a claim. If Caddy refuses or is down, nothing is saved."""
     Lock.hold(Lock.PROXY)
     server = VirtualServer.objects.select_for_update().get(pk=server.pk)
     if server.deleted_at or server.desired_state == VirtualServer.DesiredState.DELETED:
@@ -90,23 +108,27 @@ def domain_add(*, actor, server, name, port=80, ssl=True, cloudflare=False, requ
     if server.domains.count() >= settings.DOMAINS_PER_SERVER:
         raise _error("too_many", limit=settings.DOMAINS_PER_SERVER)
     try:
-        check = check_name(user=actor, name=name)
+        check = check_name(user=actor, name=name, server=server)
     except ValidationError as error:
         raise ValidationError({"name": error}) from None
     check_settings(name=check.name, ssl=ssl, cloudflare=cloudflare)
+    claim = {}
+    if check.needs_proof:
+        claim = {"pending_until": timezone.now() + timedelta(hours=settings.DOMAIN_CLAIM_HOURS),
+                 "token": secrets.token_urlsafe(24) if check.status == Status.DNS else ""}
     try:
         with transaction.atomic():
             domain = Domain.objects.create(
-                server=server, name=check.name, port=port, ssl=ssl, cloudflare=cloudflare, approved=not check.needs_approval
+                server=server, name=check.name, port=port, ssl=ssl, cloudflare=cloudflare, status=check.status, **claim
             )
     except IntegrityError:  # someone took it a moment ago
         raise _error("in_use", field="name") from None
-    pending = " (waiting for an administrator's approval)" if check.needs_approval else ""
+    waiting = {Status.DNS: " (waiting for its DNS record)", Status.APPROVAL: " (waiting for an administrator's approval)"}
     activity_log(
         action=Action.DOMAIN_ADDED, user=actor, target=domain.name, request=request,
-        message=f"Added domain {domain.display_name} → “{server.name}” port {port}{pending}",
+        message=f"Added domain {domain.display_name} → “{server.name}” port {port}{waiting.get(domain.status, '')}",
     )
-    if domain.approved:
+    if domain.is_active:
         _apply("proxy_add")
     return domain
 
@@ -122,7 +144,7 @@ def domain_update(*, actor, domain, port, ssl, cloudflare, request=None):
         action=Action.DOMAIN_UPDATED, user=actor, target=domain.name, request=request,
         message=f"Changed domain {domain.display_name}: port {port}, HTTPS {'on' if ssl else 'off'}, Cloudflare {'on' if cloudflare else 'off'}",
     )
-    if domain.approved:
+    if domain.is_active:
         _apply("proxy_update")
     return domain
 
@@ -136,12 +158,66 @@ def domain_remove(*, actor, domain, request=None):
     _apply("proxy_remove")
 
 
+def _activate(domain, *, actor=None, action, message, error_code, request=None):
+    """Route a proven or approved claim; the other claims on its name lose.
+    Raises ValidationError (and changes nothing) if Caddy refuses, or if the
+    name was proven by someone else first."""
+    Lock.hold(Lock.PROXY)
+    domain = Domain.objects.select_for_update(of=("self",)).select_related("server__owner").get(pk=domain.pk)
+    if Domain.objects.filter(name=domain.name, status=Status.ACTIVE).exclude(pk=domain.pk).exists():
+        raise _error("taken")
+    losers = list(Domain.objects.filter(name=domain.name).exclude(pk=domain.pk).select_related("server__owner"))
+    Domain.objects.filter(pk__in=[d.pk for d in losers]).delete()
+    for lost in losers:
+        activity_log(action=Action.DOMAIN_REMOVED, user=lost.server.owner, target=lost.name,
+                     message=f"Claim for {lost.display_name} ended: someone else proved the name first")
+    Domain.objects.filter(pk=domain.pk).update(status=Status.ACTIVE, pending_until=None, check_error="", checked_at=timezone.now())
+    activity_log(action=action, user=actor or domain.server.owner, target=domain.name, request=request, message=message.format(name=domain.display_name))
+    _apply(error_code)
+
+
 @transaction.atomic
 def domain_approve(*, actor, domain, request=None):
-    Lock.hold(Lock.PROXY)
-    Domain.objects.filter(pk=domain.pk).update(approved=True)
-    activity_log(action=Action.DOMAIN_APPROVED, user=actor, target=domain.name, request=request, message=f"Approved domain {domain.display_name}")
-    _apply("proxy_approve")
+    _activate(domain, actor=actor, action=Action.DOMAIN_APPROVED, message="Approved domain {name}", error_code="proxy_approve", request=request)
+
+
+def domain_check_claim(*, domain_id):
+    """Look up a DNS claim's TXT record; route the name once it is there. The worker
+    does this for every claim each DOMAIN_CHECK_INTERVAL; its owner may ask at once.
+    Returns whether the name is now routed."""
+    domain = Domain.objects.filter(pk=domain_id, status=Status.DNS).first()
+    if domain is None:
+        return False
+    try:
+        found = domain.txt_value in dns.txt_records(domain.txt_name)
+        problem = "" if found else ERRORS["no_record"].format(txt_name=domain.txt_name, txt_value=domain.txt_value)
+    except dns.DnsError as error:
+        found, problem = False, str(error)
+    if found:
+        try:
+            with transaction.atomic():
+                _activate(domain, action=Action.DOMAIN_VERIFIED, message="Proved domain {name} with its DNS record", error_code="proxy_add")
+            return True
+        except ValidationError as error:
+            problem = " ".join(error.messages)
+    Domain.objects.filter(pk=domain.pk).update(checked_at=timezone.now(), check_error=problem[:255])
+    return False
+
+
+def domains_expire_claims():
+    """Claims that waited longer than DOMAIN_CLAIM_HOURS end, so nobody holds a name forever."""
+    expired = list(Domain.objects.pending().filter(pending_until__lt=timezone.now()).select_related("server__owner"))
+    for domain in expired:
+        domain.delete()
+        activity_log(action=Action.DOMAIN_REMOVED, user=domain.server.owner, target=domain.name,
+                     message=f"Claim for {domain.display_name} expired: it was not proven within {settings.DOMAIN_CLAIM_HOURS} hours")
+    return len(expired)
+
+
+def dns_claims_due():
+    """Ids of the claims whose TXT record to look up this round (oldest look-up first)."""
+    claims = Domain.objects.filter(status=Status.DNS).order_by("checked_at", "pk")
+    return list(claims.values_list("pk", flat=True)[:500])
 
 
 def server_domains_remove(server):

@@ -1,3 +1,4 @@
+import re
 from decimal import Decimal
 
 from django import forms
@@ -34,7 +35,9 @@ class ServerFilterForm(forms.Form):
     def filter(self, servers):
         data = self.cleaned_data
         if q := data.get("q", "").strip():
-            servers = servers.filter(name__icontains=q) if not q.isdigit() else servers.filter(pk=int(q))
+            # An id is ASCII digits that fit a bigint ("²" is a digit to str.isdigit, not to int()).
+            is_id = re.fullmatch(r"[0-9]{1,18}", q)
+            servers = servers.filter(pk=int(q)) if is_id else servers.filter(name__icontains=q)
         if owner := data.get("owner", "").strip():
             servers = servers.filter(owner__email__icontains=owner)
         state = data.get("state")
@@ -71,4 +74,4 @@ class DomainForm(DomainSettingsForm):
 
 class DomainSearchForm(forms.Form):
     q = forms.CharField(label="Search", required=False, max_length=253)
-    pending = forms.BooleanField(label="Waiting for approval", required=False)
+    pending = forms.BooleanField(label="Waiting (for DNS or approval)", required=False)

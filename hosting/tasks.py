@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from . import monitor, proxy, reconcile
+from . import domains, monitor, proxy, reconcile
 
 
 @shared_task(acks_late=True)
@@ -26,3 +26,10 @@ def servers_reconcile_stuck():
     for server_id in stuck:
         server_reconcile.delay(server_id)
     return stuck
+
+
+@shared_task(ignore_result=True)
+def domains_check_claims():
+    """Expire old claims, then look up the TXT record of every DNS claim."""
+    domains.domains_expire_claims()
+    return sum(domains.domain_check_claim(domain_id=pk) for pk in domains.dns_claims_due())

@@ -20,6 +20,7 @@ urlpatterns = [
     path("domains/check/", views.domain_check, name="domain_check"),
     path("domains/<int:domain_id>/edit/", views.domain_edit, name="domain_edit"),
     path("domains/<int:domain_id>/remove/", views.domain_remove, name="domain_remove"),
+    path("domains/<int:domain_id>/check/", views.domain_check_claim, name="domain_check_claim"),
     path("admin/domains/", views.admin_domain_list, name="admin_domain_list"),
     path("admin/domains/<int:domain_id>/approve/", views.domain_approve, name="domain_approve"),
     path("admin/", views.admin_dashboard, name="admin_dashboard"),

@@ -243,8 +243,10 @@ def domain_add(request, server_id):
         except ValidationError as error:
             add_errors(form, error)
         else:
-            if domain.approved:
+            if domain.is_active:
                 messages.success(request, f"{domain.display_name} now points at this server.")
+            elif domain.status == Domain.Status.DNS:
+                messages.info(request, f"To prove {domain.display_name} is yours, add its TXT record below; it is routed once the record is found.")
             else:
                 messages.info(request, f"{domain.display_name} is waiting for an administrator's approval.")
             return redirect("hosting:server_detail", server_id=server.pk)
@@ -301,9 +303,23 @@ def admin_domain_list(request):
                 pass
             domains = domains.filter(Q(name__icontains=q) | Q(server__owner__email__icontains=q) | Q(server__name__icontains=q))
         if search.cleaned_data["pending"]:
-            domains = domains.filter(approved=False)
+            domains = domains.pending()
     page = get_page(domains.order_by("name"), PAGE_SIZE, request.GET.get("page"))
     return render(request, "hosting/admin_domain_list.html", {"search": search, "page": page})
+
+
+@require_POST
+def domain_check_claim(request, domain_id):
+    """The owner asks for their claim's TXT record to be looked up now."""
+    domain = _get_domain_for_user(request, domain_id)
+    if domain.status != Domain.Status.DNS:
+        messages.info(request, f"{domain.display_name} is not waiting for a DNS record.")
+    elif domains.domain_check_claim(domain_id=domain.pk):
+        messages.success(request, f"Found the record: {domain.display_name} now points at this server.")
+    else:
+        domain.refresh_from_db()
+        messages.error(request, domain.check_error)
+    return redirect("hosting:server_detail", server_id=domain.server_id)
 
 
 @admin_required

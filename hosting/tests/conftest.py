@@ -59,6 +59,13 @@ def real_docker(docker_engine, settings):
     shutil.rmtree(sockets, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def domains_need_no_proof(settings):
+    """Most tests route names at once, as a closed installation does (DOMAIN_OWNERSHIP=allowed);
+    the tests of ownership proof (the default, dns) and approval say so."""
+    settings.DOMAIN_OWNERSHIP = "allowed"
+
+
 @pytest.fixture
 def make_server(alice, committed):
     """make_server(name=..., owner=..., **fields): a virtual server made the way users make

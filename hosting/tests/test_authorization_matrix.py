@@ -47,6 +47,7 @@ ACCESS = {
     "hosting:domain_check": ("user", GET, None),
     "hosting:domain_edit": ("owner", BOTH, "domain"),
     "hosting:domain_remove": ("owner", POST, "domain"),
+    "hosting:domain_check_claim": ("owner", POST, "domain"),
     "hosting:admin_domain_list": ("admin", GET, None),
     "hosting:domain_approve": ("admin", POST, "domain"),
     "hosting:admin_dashboard": ("admin", GET, None),

@@ -113,7 +113,7 @@ def test_platform_domain_is_free_and_other_names_wait_for_approval(as_alice, as_
     settings.DOMAIN_OWNERSHIP = "approval"
     add(as_alice, server, name="mine.apps.example.org")
     add(as_alice, server, name="www.elsewhere.org")
-    assert dict(Domain.objects.values_list("name", "approved")) == {"mine.apps.example.org": True, "www.elsewhere.org": False}
+    assert dict(Domain.objects.values_list("name", "status")) == {"mine.apps.example.org": "active", "www.elsewhere.org": "approval"}
     assert "www.elsewhere.org" not in str(proxy.render())
     response = add(as_alice, server, name="a.b.apps.example.org")
     assert "single name directly under apps.example.org" in response.content.decode()
@@ -123,7 +123,7 @@ def test_platform_domain_is_free_and_other_names_wait_for_approval(as_alice, as_
     assert "www.elsewhere.org" in page and "mine.apps" not in page
     as_admin.post(reverse("hosting:domain_approve", args=[pending.pk]))
     pending.refresh_from_db()
-    assert pending.approved and "www.elsewhere.org" in str(proxy.render())
+    assert pending.is_active and "www.elsewhere.org" in str(proxy.render())
 
 
 def test_caddy_down_means_nothing_is_saved(as_alice, server):

@@ -110,3 +110,16 @@ def test_every_accepted_domain_passes_caddy_validate(server, tmp_path, names):
     path.write_text(json.dumps(proxy.render()))
     result = subprocess.run(["caddy", "validate", "--config", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, (accepted, result.stderr[-1000:])
+
+
+LIST_PAGES = ["hosting:admin_server_list", "hosting:admin_domain_list", "accounts:user_list", "accounts:activity_list",
+              "accounts:account", "hosting:server_list", "hosting:domain_check", "hosting:admin_host", "hosting:admin_dashboard"]
+QUERY_KEYS = ["q", "page", "cpage", "state", "owner", "sort", "user", "action", "date_from", "date_to", "pending", "name"]
+QUERY_VALUES = ANY_TEXT | st.sampled_from(["²", "٣", "-5", "0", "9" * 30, "1e9", "busy", "failed", "2026-02-30", "on"])
+
+
+@PROPERTY
+@given(page=st.sampled_from(LIST_PAGES), query=st.dictionaries(st.sampled_from(QUERY_KEYS), QUERY_VALUES, max_size=5))
+def test_any_query_string_on_any_page(as_admin, server, page, query):
+    assert as_admin.get(reverse(page), query).status_code in (200, 400)
+    assert as_admin.get(reverse("hosting:server_detail", args=[server.pk]), query).status_code == 200

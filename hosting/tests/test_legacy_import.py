@@ -1,13 +1,15 @@
-"""Moving over from the legacy platform: the real sample database and a crafted dirty one."""
+"""Moving over from the legacy platform: a sample database built from its schema,
+a crafted dirty one, and random hostile rows."""
 
 import io
 import shutil
 import sqlite3
 from datetime import datetime, timedelta, timezone as dt_timezone
-from pathlib import Path
 
 import pytest
 from django.contrib.auth import authenticate
+from django.db import transaction
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
@@ -17,8 +19,9 @@ from hosting import proxy, services
 from hosting.legacy import import_legacy
 from hosting.models import Domain, VirtualServer
 
+from .legacy_sample import SCHEMA, build_sample
+
 pytestmark = pytest.mark.django_db
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "legacy" / "database.db"
 
 
 def legacy(path, sql):
@@ -28,12 +31,15 @@ def legacy(path, sql):
     return rows
 
 
+@pytest.fixture(scope="session")
+def built_sample(tmp_path_factory):
+    return build_sample(tmp_path_factory.mktemp("legacy") / "database.db", now=timezone.now())
+
+
 @pytest.fixture
-def sample(tmp_path):
-    if not SAMPLE.exists():
-        pytest.fail(f"the legacy sample database is missing at {SAMPLE}")
+def sample(tmp_path, built_sample):
     copy = tmp_path / "database.db"
-    shutil.copy(SAMPLE, copy)
+    shutil.copy(built_sample, copy)
     return copy
 
 
@@ -119,10 +125,8 @@ def test_not_a_legacy_database_is_a_clear_error(tmp_path):
 def crafted(tmp_path):
     """A small legacy database with every kind of dirt the import must survive."""
     path = tmp_path / "dirty.db"
-    shutil.copy(SAMPLE, path)
     db = sqlite3.connect(path)
-    for table in ("System_Users", "System_RegistrationCodes", "Hosting_VirtualServers", "Hosting_DomainNames", "System_RecentActivity", "Hosting_DockerContainers"):
-        db.execute(f"DELETE FROM {table}")
+    db.executescript(SCHEMA)
     import bcrypt
 
     def hashed(password):
@@ -207,3 +211,119 @@ def test_a_failure_half_way_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         import_legacy(crafted(tmp_path))
     assert not User.objects.exists() and not VirtualServer.objects.exists() and not Domain.objects.exists()
+
+
+def hostile(tmp_path, rows, typed=False):
+    """A legacy file with these rows ({table: [dict]}); untyped, so any value can be stored."""
+    path = tmp_path / "hostile.db"
+    db = sqlite3.connect(path)
+    columns = {table: [line.split()[0] for line in body.strip().splitlines() if line.split()[0].isidentifier() and line.split()[0] not in ("UNIQUE",)]
+               for table, body in (part.split("(", 1) for part in SCHEMA.replace("CREATE TABLE", "\0").split("\0")[1:])}
+    for table, names in columns.items():
+        table = table.strip()
+        db.execute(f"CREATE TABLE {table} ({', '.join(names)})")
+        for row in rows.get(table, []):
+            db.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+    db.commit()
+    db.close()
+    return path
+
+
+def _bcrypt(password, cost=4):
+    import bcrypt
+
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(cost)).decode()
+
+
+def notes_of(report):
+    return "\n".join(f"{table} #{legacy_id}: {text}" for table, legacy_id, text in report.notes)
+
+
+def test_hostile_values_are_reported_rows(tmp_path):
+    forever = int((timezone.now() + timedelta(days=3650)).timestamp())
+    path = hostile(tmp_path, {
+        "System_Users": [
+            {"ID": 1, "Email": "boss@example.com", "Password": _bcrypt("boss-pass"), "Admin": 1, "Enabled": 1, "LastLogin": ""},
+            {"ID": 2, "Email": "sneaky@example.com", "Password": _bcrypt("x-pass"), "Admin": "0 ", "Enabled": 1, "LastLogin": ""},
+            {"ID": 3, "Email": "costly@example.com", "Password": _bcrypt("c-pass").replace("$2b$04$", "$2b$14$"), "Admin": 0, "Enabled": 1, "LastLogin": ""},
+            {"ID": 3, "Email": "twin@example.com", "Password": "", "Admin": 0, "Enabled": 1, "LastLogin": ""},
+        ],
+        "System_RegistrationCodes": [
+            {"ID": 1, "UserID": 1, "Code": "A", "ValidUntil": forever},
+            {"ID": 2, "UserID": 1, "Code": "K7PQ2XMZ", "ValidUntil": forever},
+            {"ID": 3, "UserID": 1, "Code": "ZZZZZZZZ", "ValidUntil": "tomorrow"},
+            {"ID": 4, "UserID": 1, "Code": "YYYYYYYY", "ValidUntil": 2**62},
+        ],
+        "Hosting_VirtualServers": [
+            {"ID": "seven", "OwnerID": 1, "Name": "text id", "Enabled": 1, "Deleted": 0, "CreatedAt": "", "UpdatedAt": ""},
+            {"ID": 8, "OwnerID": 1, "Name": "first", "Enabled": 1, "Deleted": 0, "CreatedAt": "", "UpdatedAt": ""},
+            {"ID": 8, "OwnerID": 1, "Name": "second", "Enabled": 1, "Deleted": 0, "CreatedAt": "", "UpdatedAt": ""},
+            {"ID": -5, "OwnerID": 1, "Name": "negative", "Enabled": 1, "Deleted": 0, "CreatedAt": "", "UpdatedAt": ""},
+            {"ID": 2**63 - 1, "OwnerID": 1, "Name": "bigint", "Enabled": 1, "Deleted": 0, "CreatedAt": "", "UpdatedAt": ""},
+            {"ID": 9, "OwnerID": 1, "Name": "nul\x00name", "Enabled": 1, "Deleted": "no", "CreatedAt": "", "UpdatedAt": ""},
+        ],
+    })
+    report = import_legacy(path)
+    notes = notes_of(report)
+    assert not User.objects.get(email="sneaky@example.com").is_admin and "Admin '0 ' is not 0 or 1" in notes
+    costly = User.objects.get(email="costly@example.com")
+    assert not costly.has_usable_password() and "costs 14 rounds" in notes
+    assert "users #3: skipped: a second row with the same ID" in notes
+
+    code = RegistrationCode.objects.get()
+    assert code.code == "K7PQ2XMZ" and code.expires_at <= timezone.now() + timedelta(minutes=31)
+    assert "registration codes #1: skipped: code 'A' is not 8 letters and digits" in notes
+    assert "registration codes #3: skipped: ValidUntil 'tomorrow' is not a whole number" in notes
+    assert "registration codes #4: skipped: ValidUntil" in notes and "out of range" in notes
+
+    assert "virtual servers #'seven': skipped: its ID is not a whole number" in notes
+    assert "virtual servers #8: skipped: a second row with the same ID" in notes
+    assert VirtualServer.objects.get(pk=8).name == "first"
+    assert "virtual servers #-5: skipped" in notes and f"virtual servers #{2**63 - 1}: skipped" in notes
+    nine = VirtualServer.objects.get(pk=9)
+    assert nine.deleted_at is not None, "a Deleted flag that is neither 0 nor 1 never brings a server back"
+    # The panel still makes servers, and lists them.
+    boss = User.objects.get(email="boss@example.com")
+    assert services.server_create(owner=boss, name="after").pk == 10
+
+
+def test_a_legacy_id_taken_by_a_native_server_is_refused_never_merged(tmp_path, make_server, fake_docker, bob):
+    native = make_server(name="bob's own", owner=bob)
+    path = hostile(tmp_path, {
+        "System_Users": [{"ID": 1, "Email": "mallory@example.com", "Password": _bcrypt("m-pass"), "Admin": 0, "Enabled": 1, "LastLogin": ""}],
+        "Hosting_VirtualServers": [{"ID": native.pk, "OwnerID": 1, "Name": "legacy", "Enabled": 1, "Deleted": 0, "CreatedAt": "", "UpdatedAt": ""}],
+        "Hosting_DomainNames": [{"ID": 1, "VirtualServerID": native.pk, "DomainName": "mallory.example.org", "IsCloudflare": 0, "SSL": 0}],
+    })
+    report = import_legacy(path)
+    assert f"virtual servers #{native.pk}: skipped: its id is taken by a server made on this panel" in notes_of(report)
+    native.refresh_from_db()
+    assert native.owner == bob and native.name == "bob's own" and not native.domains.exists()
+    assert not Domain.objects.filter(name="mallory.example.org").exists()
+
+
+VALUES = (st.none() | st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.floats(allow_nan=True)
+          | st.text(max_size=50) | st.binary(max_size=20) | st.sampled_from(["\x00", "0 ", "1", "2026-11-20 10:00:00", "a@b.co", "x" * 10_000]))
+COLUMNS = {
+    "System_Users": ["ID", "Email", "Password", "Admin", "Enabled", "LastLogin"],
+    "System_RegistrationCodes": ["ID", "UserID", "Code", "ValidUntil"],
+    "Hosting_VirtualServers": ["ID", "OwnerID", "Name", "Enabled", "Deleted", "CreatedAt", "UpdatedAt"],
+    "Hosting_DomainNames": ["ID", "VirtualServerID", "DomainName", "IsCloudflare", "SSL"],
+    "System_RecentActivity": ["ID", "UserID", "Message", "Time"],
+}
+ROWS = st.fixed_dictionaries({
+    table: st.lists(st.fixed_dictionaries({column: VALUES for column in columns}), max_size=4) for table, columns in COLUMNS.items()
+})
+
+
+@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(rows=ROWS)
+def test_random_hostile_rows_never_raise_outside_a_reported_row(tmp_path_factory, rows):
+    path = hostile(tmp_path_factory.mktemp("hostile"), rows)
+    with transaction.atomic():
+        report = import_legacy(path)
+        for table, label in [("System_Users", "users"), ("System_RegistrationCodes", "registration codes"),
+                             ("Hosting_DomainNames", "domains"), ("System_RecentActivity", "activity")]:
+            counts = report.counts[label]
+            assert counts["read"] == len(rows[table])
+            assert counts["imported"] + counts["skipped"] <= counts["read"]
+        transaction.set_rollback(True)

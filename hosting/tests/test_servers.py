@@ -328,3 +328,16 @@ def test_every_state_filter_finds_exactly_the_servers_whose_badge_says_it(make_s
     for state in VirtualServer.State:
         found = set(VirtualServer.objects.in_state(state).values_list("pk", flat=True))
         assert found == {s.pk for s in servers if s.state == state}, state
+
+
+@pytest.mark.parametrize("q", ["²", "٣", "99999999999999999999999", "7"])
+def test_the_admin_server_search_takes_any_text(as_admin, q):
+    """str.isdigit() is true for "²", which int() refuses; a huge number overflows a bigint."""
+    assert as_admin.get(reverse("hosting:admin_server_list"), {"q": q}).status_code == 200
+
+
+def test_a_server_id_is_always_positive(alice):
+    from django.db import IntegrityError
+
+    with pytest.raises(IntegrityError):
+        VirtualServer.objects.create(pk=-5, owner=alice, node=services.Node.local(), name="negative", memory_mb=64, cpus=1, pids_limit=64)
