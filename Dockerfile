@@ -1,5 +1,16 @@
-# The panel's image: web, worker and beat all run from it (docker-compose.yml).
-FROM python:3.13-slim-bookworm
+# The panel's image: web, gateway, worker and beat all run from it (docker-compose.yml).
+ARG PYTHON_IMAGE=python:3.13-slim-bookworm
+
+# The front-end libraries, from the npm registry as package-lock.json pins them.
+FROM ${PYTHON_IMAGE} AS assets
+RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY .ci/assets .ci/assets
+RUN mkdir static && .ci/assets
+
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     DATA_DIR=/data PRODUCTION=true
@@ -11,6 +22,7 @@ COPY accounts accounts
 COPY hosting hosting
 COPY templates templates
 COPY static static
+COPY --from=assets /src/static/vendor static/vendor
 COPY manage.py ./
 RUN pip install . && \
     useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin panel && \

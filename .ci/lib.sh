@@ -89,3 +89,15 @@ ensure_docker() {
     setsid nohup dockerd >/var/log/dockerd.log 2>&1 < /dev/null &
     wait_for 60 docker info
 }
+
+# Front-end libraries: npm installs what package-lock.json pins, then the files
+# the pages load are copied into static/vendor/ (neither is committed).
+ensure_assets() {
+    command -v npm >/dev/null || apt_install nodejs npm
+    local stamp="$ROOT/node_modules/.installed-$(sha256sum "$ROOT/package-lock.json" | cut -c1-16)"
+    if [ ! -e "$stamp" ]; then
+        echo "Installing front-end packages (npm ci) ..." >&2
+        (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error >&2) && touch "$stamp"
+    fi
+    "$ROOT/.ci/assets"
+}
