@@ -126,6 +126,10 @@ class ActivityLog(models.Model):
         DOMAIN_APPROVED = "domain_approved", "Domain approved"
         DOMAIN_VERIFIED = "domain_verified", "Domain proved by DNS"
         SIGNUP_FAILED = "signup_failed", "Failed sign-up"
+        TERMINAL_OPENED = "terminal_opened", "Terminal opened"
+        TERMINAL_CLOSED = "terminal_closed", "Terminal closed"
+        TERMINAL_WATCHED = "terminal_watched", "Terminal watched"
+        TERMINAL_ENDED = "terminal_ended", "Terminal ended by an administrator"
         LEGACY = "legacy", "From the old platform"
 
     # The FK is nulled when the user is deleted; the copied email survives.

@@ -31,10 +31,15 @@ def client_ip(request):
     """
     if request is None:
         return None
-    address = request.META.get("REMOTE_ADDR", "")
+    return forwarded_client_ip(request.META.get("REMOTE_ADDR", ""), request.META.get("HTTP_X_FORWARDED_FOR", ""))
+
+
+def forwarded_client_ip(remote_addr, forwarded_for):
+    """client_ip() from the peer's address and the X-Forwarded-For header (for non-HTTP callers too)."""
+    address = remote_addr
     hops = settings.TRUSTED_PROXY_COUNT
     if hops:
-        forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
+        forwarded = [a.strip() for a in forwarded_for.split(",") if a.strip()]
         if len(forwarded) >= hops:
             address = forwarded[-hops]
     try:

@@ -240,6 +240,20 @@ SERVER_OPERATION_TIMEOUT = env_int("SERVER_OPERATION_TIMEOUT", 180, minimum=30)
 PANEL_INSTANCE = env.str("PANEL_INSTANCE", default="controlpanel")
 NODE_NAME = env.str("NODE_NAME", default="local")
 
+# The gateway: browser terminals into servers (manage.py gateway), reached at
+# GATEWAY_URL (ws:// or wss://; empty: the page's own origin, a reverse proxy
+# sending /ws/ to the gateway).
+GATEWAY_BIND = env.str("GATEWAY_BIND", default="127.0.0.1:8001")
+GATEWAY_URL = env.str("GATEWAY_URL", default="").rstrip("/")
+if GATEWAY_URL and not GATEWAY_URL.startswith(("ws://", "wss://")):
+    raise ImproperlyConfigured("GATEWAY_URL must start with ws:// or wss://")
+GATEWAY_PING_SECONDS = env_float("GATEWAY_PING_SECONDS", 20.0, minimum=1)
+TERMINALS_PER_USER = env_int("TERMINALS_PER_USER", 5, minimum=1)
+TERMINAL_IDLE_SECONDS = env_int("TERMINAL_IDLE_SECONDS", 30 * 60, minimum=1)
+TERMINAL_REATTACH_SECONDS = env_int("TERMINAL_REATTACH_SECONDS", 5 * 60, minimum=0)
+TERMINAL_SCROLLBACK_BYTES = env_int("TERMINAL_SCROLLBACK_BYTES", 64 * 1024, minimum=0)
+TERMINAL_CHECK_SECONDS = env_float("TERMINAL_CHECK_SECONDS", 2.0, minimum=0.1)
+
 # Monitor: Celery beat polls every daemon; snapshots unseen this long are pruned.
 MONITOR_INTERVAL = env_int("MONITOR_INTERVAL", 60, minimum=1)
 MONITOR_CONCURRENCY = env_int("MONITOR_CONCURRENCY", 8, minimum=1)
@@ -248,6 +262,8 @@ MONITOR_STALE_AFTER = timedelta(seconds=env_int("MONITOR_STALE_AFTER", 300, mini
 MONITOR_MAX_BODY_BYTES = env_int("MONITOR_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024)
 MONITOR_MAX_CONTAINERS = env_int("MONITOR_MAX_CONTAINERS", 500, minimum=1)
 MONITOR_LOCK_TIMEOUT = env_int("MONITOR_LOCK_TIMEOUT", 300, minimum=5)
+# While someone looks at a server's page, its inner daemon is re-read at most this often.
+SERVER_REFRESH_SECONDS = env_int("SERVER_REFRESH_SECONDS", 3, minimum=1)
 
 # Domains, routed by the users' Caddy (configured through its admin API).
 CADDY_ADMIN_URL = env.str("CADDY_ADMIN_URL", default="http://127.0.0.1:2019")
@@ -313,6 +329,7 @@ WHITENOISE_USE_FINDERS = not PRODUCTION
 # Security headers: everything from our own origin, nothing inline.
 SECURE_CSP = {
     "default-src": [CSP.SELF],
+    "connect-src": [CSP.SELF, *([GATEWAY_URL] if GATEWAY_URL else [])],
     "script-src": [CSP.SELF],
     "style-src": [CSP.SELF],
     "img-src": [CSP.SELF, "data:"],

@@ -5,6 +5,7 @@ and raise DockerError with a message a person can read. Asking for what is
 already so (stopping a stopped container, removing a missing one) succeeds.
 """
 
+import asyncio
 import functools
 import http.client
 import io
@@ -19,6 +20,7 @@ import tarfile
 import threading
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import docker
 import docker.errors
@@ -377,6 +379,57 @@ def container_info(name):
     ip = (networks.get(settings.SERVER_NETWORK) or {}).get("IPAddress", "")
     state = attrs.get("State", {})
     return ContainerInfo(name=name, state=state.get("Status", "unknown"), ip_address=ip, started_at=state.get("StartedAt", ""))
+
+
+# Processes in a server (the terminal and SSH) -------------------------------------
+#
+# A `docker exec` into the server container, through the host's engine: it
+# runs as the container's user (in rootless mode the server's unprivileged
+# uid, never root), so the owner gets no more than a shell of their own.
+
+@_translate_errors
+def exec_create(container, command, *, tty, env=None):
+    """An exec, not started yet; its id. stdin is always attached."""
+    return _client().api.exec_create(container, command, stdin=True, tty=tty, environment=env or {})["Id"]
+
+
+@_translate_errors
+def exec_resize(exec_id, *, rows, cols):
+    _client().api.exec_resize(exec_id, height=rows, width=cols)
+
+
+@_translate_errors
+def exec_inspect(exec_id):
+    """(running, exit code) of an exec."""
+    info = _client().api.exec_inspect(exec_id)
+    return info.get("Running", False), info.get("ExitCode")
+
+
+async def exec_stream(exec_id, *, tty, timeout=10):
+    """Start an exec and return its raw stream (asyncio reader, writer): what is
+    written is its stdin; with a TTY what is read is the terminal's output,
+    without one Docker's multiplexed frames. Closing the writer is, for the
+    process, its stdin ending."""
+    url = urlsplit(settings.DOCKER_HOST_URL)
+    try:
+        if url.scheme == "unix":
+            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(url.path), timeout)
+        else:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(url.hostname, url.port or 2375), timeout)
+        body = json.dumps({"Detach": False, "Tty": tty}).encode()
+        writer.write(
+            f"POST /exec/{exec_id}/start HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n"
+            f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        raise DockerError("The Docker engine did not start the process in the server.") from None
+    status = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b""
+    if status not in (b"101", b"200"):
+        writer.close()
+        raise DockerError(f"Docker refused to start the process in the server ({status.decode(errors='replace')}).")
+    return reader, writer
 
 
 # Inner daemons ----------------------------------------------------------------

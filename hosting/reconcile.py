@@ -127,6 +127,12 @@ def _record_failure(server, operation, message):
     )
 
 
+def server_refresh(*, server_id):
+    server = VirtualServer.objects.filter(pk=server_id, deleted_at__isnull=True).first()
+    if server is not None:
+        monitor.refresh_server(server)
+
+
 def stuck_servers():
     """Ids of servers stuck in an operation (a worker died half-way, a message was lost).
 

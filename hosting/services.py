@@ -7,16 +7,18 @@ work to the worker (tasks → reconcile) after the commit.
 import re
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import ActivityLog, User
 from accounts.services import activity_log
 
 from . import docker
 from .domains import server_domains_remove
-from .models import ContainerSnapshot, Node, VirtualServer
-from .tasks import server_reconcile
+from .models import ContainerSnapshot, Node, TerminalSession, VirtualServer
+from .tasks import server_reconcile, server_refresh
 
 Action = ActivityLog.Action
 Op = VirtualServer.Operation
@@ -145,6 +147,13 @@ def server_set_limits(*, actor, server, memory_mb, cpus, pids_limit, request=Non
     return server
 
 
+def server_watched(server):
+    """Someone is looking at the server's page: have the worker re-read what runs inside
+    it, at most every SERVER_REFRESH_SECONDS, so the list follows what they do in it."""
+    if server.state == State.RUNNING and cache.add(f"hosting:refresh:{server.pk}", 1, timeout=settings.SERVER_REFRESH_SECONDS):
+        transaction.on_commit(lambda: server_refresh.delay(server.pk))
+
+
 def orphan_containers():
     """Host containers named like virtual servers with no live row: shown to admins, never touched."""
     pattern = re.compile(rf"{re.escape(settings.SERVER_CONTAINER_PREFIX)}([0-9]+)")
@@ -179,3 +188,16 @@ def isolation_summary():
     if mode.startswith("runtime:"):
         return mode, ISOLATION["runtime"].format(runtime=mode.split(":", 1)[1]), False
     return mode, ISOLATION[mode], mode != "rootless"
+
+
+def terminals_open():
+    """Open terminals as the database knows them (the gateway keeps the rows up to date)."""
+    return TerminalSession.objects.filter(closed_at__isnull=True).select_related("user", "server")
+
+
+@transaction.atomic
+def terminal_end(*, actor, terminal, request=None):
+    """An admin ends someone's terminal: the gateway sees the request within TERMINAL_CHECK_SECONDS."""
+    TerminalSession.objects.filter(pk=terminal.pk, end_requested_at__isnull=True).update(end_requested_at=timezone.now())
+    _log(action=Action.TERMINAL_ENDED, actor=actor, server=terminal.server, request=request,
+         message=f"Asked to end {terminal.user.email if terminal.user else 'someone'}'s terminal on “{terminal.server.name}”")

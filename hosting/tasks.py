@@ -8,6 +8,12 @@ def server_reconcile(server_id):
     reconcile.server_reconcile(server_id=server_id)
 
 
+@shared_task(ignore_result=True, expires=30)
+def server_refresh(server_id):
+    """Read one server's inner daemon now (someone is looking at its page)."""
+    reconcile.server_refresh(server_id=server_id)
+
+
 @shared_task(ignore_result=True)
 def monitor_cycle():
     run = monitor.run_cycle()

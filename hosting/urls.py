@@ -28,4 +28,7 @@ urlpatterns = [
     path("admin/servers/", views.admin_server_list, name="admin_server_list"),
     path("admin/host/", views.admin_host, name="admin_host"),
     path("admin/host/monitor/", views.admin_monitor_status, name="admin_monitor_status"),
+    path("admin/terminals/", views.admin_terminals, name="admin_terminals"),
+    path("admin/terminals/<int:terminal_id>/watch/", views.terminal_watch, name="terminal_watch"),
+    path("admin/terminals/<int:terminal_id>/end/", views.terminal_end, name="terminal_end"),
 ]

@@ -1,4 +1,5 @@
 from datetime import timedelta
+from functools import wraps
 
 from django.conf import settings
 from django.contrib import messages
@@ -6,6 +7,8 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.csp import CSP
+from django.views.decorators.csp import csp_override
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.decorators import admin_required
@@ -28,6 +31,17 @@ from .models import ContainerSnapshot, Domain, MonitorRun, VirtualServer
 
 PAGE_SIZE = 50
 State = VirtualServer.State
+
+
+def terminal_page(view):
+    """Pages with terminals: xterm.js draws its colours and sizes with <style> elements it
+    writes from script, which a style-src of 'self' alone refuses. Scripts stay 'self'."""
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        policy = {**settings.SECURE_CSP, "style-src": [*settings.SECURE_CSP.get("style-src", []), CSP.UNSAFE_INLINE]}
+        return csp_override(policy)(view)(request, *args, **kwargs)
+
+    return wrapper
 
 
 @require_GET
@@ -100,9 +114,16 @@ def _live_context(request, server):
     return {"server": server, "containers": _containers_page(request, server.containers.all())}
 
 
+def _gateway_url(path):
+    """Where the browser opens a gateway WebSocket: GATEWAY_URL, or the page's own origin."""
+    return settings.GATEWAY_URL + path
+
+
 def _detail_page(request, server, *, rename_form=None, limits_form=None, domain_form=None, status=200):
     context = {
         **_live_context(request, server),
+        "terminal_url": _gateway_url(f"/ws/servers/{server.pk}/terminal/"),
+        "terminal_grace_minutes": settings.TERMINAL_REATTACH_SECONDS // 60,
         "domains": server.domains.all(),
         "domain_form": domain_form or DomainForm(),
         "domain_limit": settings.DOMAINS_PER_SERVER,
@@ -113,15 +134,19 @@ def _detail_page(request, server, *, rename_form=None, limits_form=None, domain_
     return render(request, "hosting/server_detail.html", context, status=status)
 
 
+@terminal_page
 @require_GET
 def server_detail(request, server_id):
-    return _detail_page(request, _get_server_for_user(request, server_id))
+    server = _get_server_for_user(request, server_id)
+    services.server_watched(server)
+    return _detail_page(request, server)
 
 
 @require_GET
 def server_live(request, server_id):
     """The part of the server page that refreshes itself: state and containers, from the database."""
     server = _get_server_for_user(request, server_id)
+    services.server_watched(server)
     return render(request, "hosting/partials/server_live.html", _live_context(request, server))
 
 
@@ -147,6 +172,7 @@ server_stop = _server_action(services.server_stop, "Stopping “{name}”.")
 server_restart = _server_action(services.server_restart, "Restarting “{name}”.")
 
 
+@terminal_page
 @require_POST
 def server_rename(request, server_id):
     server = _get_server_for_user(request, server_id)
@@ -170,6 +196,7 @@ def server_delete(request, server_id):
 
 
 @admin_required
+@terminal_page
 @require_POST
 def server_limits(request, server_id):
     server = _get_server_for_user(request, server_id)
@@ -233,6 +260,7 @@ def _get_domain_for_user(request, domain_id):
     return get_object_or_404(Domain.objects.for_user(request.user).select_related("server", "server__owner"), pk=domain_id)
 
 
+@terminal_page
 @require_POST
 def domain_add(request, server_id):
     server = _get_server_for_user(request, server_id)
@@ -368,3 +396,34 @@ def admin_dashboard(request):
 @require_GET
 def admin_dashboard_live(request):
     return render(request, "hosting/partials/dashboard_stats.html", _dashboard_context(request))
+
+
+# Terminals (the gateway serves them; these pages only show and end them) -------------
+
+@admin_required
+@require_GET
+def admin_terminals(request):
+    page = get_page(services.terminals_open(), PAGE_SIZE, request.GET.get("page"))
+    return render(request, "hosting/admin_terminals.html", {"page": page})
+
+
+def _open_terminal(terminal_id):
+    return get_object_or_404(services.terminals_open(), pk=terminal_id)
+
+
+@admin_required
+@terminal_page
+@require_GET
+def terminal_watch(request, terminal_id):
+    terminal = _open_terminal(terminal_id)
+    url = _gateway_url(f"/ws/terminals/{terminal.pk}/watch/")
+    return render(request, "hosting/terminal_watch.html", {"terminal": terminal, "watch_url": url})
+
+
+@admin_required
+@require_POST
+def terminal_end(request, terminal_id):
+    terminal = _open_terminal(terminal_id)
+    services.terminal_end(actor=request.user, terminal=terminal, request=request)
+    messages.success(request, "The terminal ends in a few seconds.")
+    return redirect("hosting:admin_terminals")

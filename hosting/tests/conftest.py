@@ -5,7 +5,9 @@ prefix, so cleaning up never touches a panel running on the same engine.
 """
 
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -99,6 +101,30 @@ def running_server(make_server, real_docker):
     return server
 
 
+def panel_env(settings, **extra):
+    """The environment of a second panel process (a worker, the gateway) that shares this
+    test's database, Redis, secret key and Docker settings. Needs PostgreSQL: the test's
+    rows must be committed (django_db(transaction=True)) for it to see them."""
+    import os
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql" or not settings.REDIS_URL:
+        pytest.fail("This test runs a second panel process on PostgreSQL and Redis: run it with .ci/test")
+    return {
+        **os.environ,
+        "DATABASE_URL": f"postgres:///{connection.settings_dict['NAME']}",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "SERVER_CONTAINER_PREFIX": settings.SERVER_CONTAINER_PREFIX,
+        "PANEL_INSTANCE": settings.PANEL_INSTANCE,
+        "SERVER_NETWORK": settings.SERVER_NETWORK,
+        "SERVER_NETWORK_SUBNET": settings.SERVER_NETWORK_SUBNET,
+        "SERVER_SOCKET_ROOT": str(settings.SERVER_SOCKET_ROOT),
+        "SERVER_DEFAULT_MEMORY_MB": str(settings.SERVER_DEFAULT_MEMORY_MB),
+        **{key: str(value) for key, value in extra.items()},
+    }
+
+
 def wait_until(predicate, timeout=30, interval=0.25, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -118,11 +144,88 @@ def inner_daemon_answers(server):
 
 
 def _free_port():
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class Gateway:
+    """The gateway (manage.py gateway) as its own process, on a free loopback port."""
+
+    def __init__(self, settings, **env):
+        self.port = _free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "gateway", "--bind", f"127.0.0.1:{self.port}"], cwd=ROOT,
+            env=panel_env(settings, ALLOWED_HOSTS="testserver,localhost,127.0.0.1", TERMINAL_CHECK_SECONDS="0.5", **env),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait_until(self._answers, timeout=30, what="the gateway")
+
+    def _answers(self):
+        if self.process.poll() is not None:
+            raise AssertionError(f"the gateway exited: {self.process.stdout.read()[-3000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def url(self, server_id, terminal=""):
+        return f"ws://127.0.0.1:{self.port}/ws/servers/{server_id}/terminal/" + (f"?terminal={terminal}" if terminal else "")
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+            raise AssertionError("the gateway did not stop within 20 s of SIGTERM") from None
+        finally:
+            print(self.process.stdout.read()[-3000:])  # shown when a test fails
+
+
+@pytest.fixture
+def gateway(real_docker, settings):
+    gateways = []
+
+    def start(**env):
+        gateways.append(Gateway(settings, **env))
+        return gateways[-1]
+
+    yield start
+    for started in gateways:
+        started.stop()
+
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SHOTS = ROOT / "artifacts" / "e2e"
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    """Debian's Chromium, driven by Playwright (never its own downloaded browser)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is not installed: .ci/test installs it (apt-get install chromium)")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes are still synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from django.db import connections
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+        # With Playwright's loop running, the test's ORM calls got a connection of their own:
+        # close it here, or the test database cannot be dropped at the end of the run.
+        connections.close_all()
+
+
+def shot(page, name):
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 class Caddy:

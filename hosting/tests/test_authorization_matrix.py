@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from django.urls import get_resolver, reverse
 
-from hosting.models import Domain
+from hosting.models import Domain, TerminalSession
 
 pytestmark = pytest.mark.django_db
 
@@ -55,6 +55,9 @@ ACCESS = {
     "hosting:admin_server_list": ("admin", GET, None),
     "hosting:admin_host": ("admin", GET, None),
     "hosting:admin_monitor_status": ("admin", GET, None),
+    "hosting:admin_terminals": ("admin", GET, None),
+    "hosting:terminal_watch": ("admin", GET, "terminal"),
+    "hosting:terminal_end": ("admin", POST, "terminal"),
 }
 VISITORS = ["anonymous", "owner", "other", "admin", "disabled"]
 
@@ -94,7 +97,9 @@ def world(alice, bob, admin, disabled, make_server, fake_docker, monkeypatch):
     monkeypatch.setattr(proxy, "_admin", lambda *a, **k: "{}")  # domain changes reach no real Caddy
     server = make_server(name="alice's")
     domain = Domain.objects.create(name="alice.example.org", server=server)
-    return {"user": bob, "server": server, "domain": domain, "alice": alice, "bob": bob, "admin": admin, "disabled": disabled}
+    terminal = TerminalSession.objects.create(user=alice, server=server)
+    return {"user": bob, "server": server, "domain": domain, "terminal": terminal,
+            "alice": alice, "bob": bob, "admin": admin, "disabled": disabled}
 
 
 def client_for(visitor, world):

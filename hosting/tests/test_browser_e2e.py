@@ -5,46 +5,18 @@ Celery tasks run in-process. Screenshots of the key pages go to artifacts/e2e/.
 """
 
 import os
-from pathlib import Path
 
 import pytest
-from django.db import connections
 from django.urls import reverse
 
 from hosting import docker, monitor
 from hosting.models import VirtualServer
 
-from .conftest import ROOT, TEST_APP_IMAGE, inner_daemon_answers, wait_until
+from .conftest import SHOTS, TEST_APP_IMAGE, inner_daemon_answers, shot, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker, pytest.mark.usefixtures("eager_tasks")]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SHOTS = ROOT / "artifacts" / "e2e"
 ADMIN_PASSWORD = "admin-Browser-pass-1"
 USER_PASSWORD = "student-Browser-pass-1"
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is not installed: .ci/test installs it (apt-get install chromium)")
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes are still synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
-        # With Playwright's loop running, the test's ORM calls got a connection of their own:
-        # close it here, or the test database cannot be dropped at the end of the run.
-        connections.close_all()
-
-
-def shot(page, name):
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def test_admin_invites_a_student_who_hosts_a_site_until_disabled(browser, live_server, real_docker, caddy, django_user_model):

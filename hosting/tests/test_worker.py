@@ -1,37 +1,24 @@
 """The real path: service → on_commit → Redis → a Celery worker process → Docker."""
 
-import os
 import subprocess
 import sys
 
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
 
 from hosting import services
 from hosting.models import VirtualServer
 
-from .conftest import ROOT, TEST_INSTANCE, wait_until
+from .conftest import panel_env, ROOT, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]
 
 
 @pytest.fixture
 def celery_worker(real_docker):
-    if not settings.REDIS_URL or connection.vendor != "postgresql":
-        pytest.fail("The worker test needs REDIS_URL and PostgreSQL (shared with a second process): run it with .ci/test")
     redis.Redis.from_url(settings.REDIS_URL).delete("celery")  # leftovers of earlier runs
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres:///{connection.settings_dict['NAME']}",
-        "SERVER_CONTAINER_PREFIX": settings.SERVER_CONTAINER_PREFIX,
-        "PANEL_INSTANCE": TEST_INSTANCE,
-        "SERVER_NETWORK": settings.SERVER_NETWORK,
-        "SERVER_NETWORK_SUBNET": settings.SERVER_NETWORK_SUBNET,
-        "SERVER_SOCKET_ROOT": str(settings.SERVER_SOCKET_ROOT),
-        "SERVER_DEFAULT_MEMORY_MB": "512",
-    }
+    env = panel_env(settings)
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "controlpanel", "worker", "--pool", "solo", "--loglevel", "INFO"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -1,0 +1,163 @@
+"""The gateway's WebSockets (Django Channels): a terminal in a server, and an admin watching one.
+
+The panel's session cookie authenticates them (Channels' AuthMiddlewareStack);
+the Origin must be one of ALLOWED_HOSTS (a cross-site page cannot open one);
+someone else's server is refused exactly like one that does not exist.
+
+Messages: binary frames are the terminal's bytes (typing one way, output the
+other); text frames are JSON: {"type": "resize", "rows", "cols"} and
+{"type": "ping"} from the browser; {"type": "hello", "terminal"},
+{"type": "status", "watchers"}, {"type": "pong"} and {"type": "closed",
+"reason"} from the gateway.
+"""
+
+import asyncio
+import json
+from urllib.parse import parse_qs
+
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from accounts.models import ActivityLog
+from accounts.services import activity_log, forwarded_client_ip
+
+from . import terminals
+from .models import TerminalSession, VirtualServer
+
+CLOSED = 4000  # the close code of a terminal that ended (the reason comes first, as a message)
+WATCH_BACKLOG = 64  # output messages a watcher may lag behind before it is let go
+
+
+@sync_to_async
+def _server_for(user, server_id):
+    if not (user.is_authenticated and user.is_active):
+        return None
+    return VirtualServer.objects.for_user(user).filter(pk=server_id).first()
+
+
+def _client_ip(scope):
+    headers = dict(scope.get("headers", []))
+    return forwarded_client_ip((scope.get("client") or ("",))[0], headers.get(b"x-forwarded-for", b"").decode("latin1"))
+
+
+class _Reader(AsyncWebsocketConsumer):
+    async def send_output(self, data):
+        await self.send(bytes_data=data)
+
+    async def send_status(self, status):
+        await self.send(text_data=json.dumps({"type": "status", **status}))
+
+    async def close_with(self, reason):
+        try:
+            await self.send(text_data=json.dumps({"type": "closed", "reason": reason}))
+            await self.close(code=CLOSED)
+        except Exception:  # noqa: BLE001 - the browser is already gone
+            pass
+
+
+class TerminalConsumer(_Reader):
+    """ws/servers/<id>/terminal/[?terminal=<id>&rows=&cols=]: a shell in the server, new or reattached."""
+
+    terminal = None
+
+    async def connect(self):
+        user = self.scope["user"]
+        server = await _server_for(user, self.scope["url_route"]["kwargs"]["server_id"])
+        if server is None:
+            await self.close()  # before accepting: the handshake is refused, the same for every reason
+            return
+        await self.accept()
+        if server.state != VirtualServer.State.RUNNING:
+            await self.close_with(f"The server is {server.state.label.lower()}: start it to open a terminal.")
+            return
+        query = {key: values[-1] for key, values in parse_qs(self.scope["query_string"].decode("latin1")).items()}
+        self.terminal = terminals.find(query.get("terminal", ""), user=user)
+        if self.terminal is None or self.terminal.server_id != server.pk:
+            try:
+                self.terminal = await terminals.open_terminal(
+                    user=user, server=server, session_key=self.scope["session"].session_key, client_ip=_client_ip(self.scope),
+                    rows=_number(query.get("rows"), 24), cols=_number(query.get("cols"), 80))
+            except terminals.TerminalError as error:
+                self.terminal = None
+                await self.close_with(str(error))
+                return
+        await self.send(text_data=json.dumps({"type": "hello", "terminal": self.terminal.id}))
+        await self.terminal.attach(self)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.terminal is None:
+            return
+        if bytes_data is not None:
+            await self.terminal.write(bytes_data)
+            return
+        try:
+            message = json.loads(text_data)
+        except ValueError:
+            return
+        if not isinstance(message, dict):
+            return
+        if message.get("type") == "resize":
+            await self.terminal.resize(_number(message.get("rows"), 24), _number(message.get("cols"), 80))
+        elif message.get("type") == "ping":
+            await self.send(text_data=json.dumps({"type": "pong"}))
+
+    async def disconnect(self, code):
+        if self.terminal is not None:
+            self.terminal.detach(self)
+
+
+class WatchConsumer(_Reader):
+    """ws/terminals/<row id>/watch/: an admin watches a terminal, read-only; its owner is told."""
+
+    terminal = None
+    queue = None
+
+    async def connect(self):
+        user = self.scope["user"]
+        if not (user.is_authenticated and user.is_active and user.is_admin):
+            await self.close()
+            return
+        await self.accept()
+        self.terminal = terminals.find_by_row(self.scope["url_route"]["kwargs"]["row_id"])
+        if self.terminal is None:
+            await self.close_with("This terminal has ended.")
+            return
+        self.queue = asyncio.Queue(WATCH_BACKLOG)
+        self.sender = asyncio.create_task(self._send_queued())
+        await self.send(text_data=json.dumps({"type": "hello", "terminal": self.terminal.id}))
+        await _log_watch(user, self.terminal)
+        await self.terminal.watch(self)
+
+    def offer_output(self, data):
+        try:
+            self.queue.put_nowait(data)
+        except asyncio.QueueFull:
+            self.terminal.watchers.discard(self)
+            asyncio.create_task(self.close_with("You fell too far behind this terminal: watch it again."))
+
+    async def _send_queued(self):
+        while True:
+            await self.send(bytes_data=await self.queue.get())
+
+    async def receive(self, text_data=None, bytes_data=None):
+        pass  # read-only
+
+    async def disconnect(self, code):
+        if self.queue is not None:
+            self.sender.cancel()
+        if self.terminal is not None:
+            await self.terminal.unwatch(self)
+
+
+def _number(value, default):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+@sync_to_async
+def _log_watch(admin, terminal):
+    row = TerminalSession.objects.select_related("user").get(pk=terminal.row_id)
+    activity_log(action=ActivityLog.Action.TERMINAL_WATCHED, user=admin, target=terminal.container,
+                 message=f"Watched {row.user.email if row.user else 'someone'}'s terminal on “{terminal.server_name}”")

@@ -1,0 +1,44 @@
+"""The gateway: the browser terminals' WebSockets (ASGI, served by uvicorn), one process.
+
+    .venv/bin/python manage.py gateway --bind 127.0.0.1:8001
+
+Like the worker, it holds the Docker socket (the web tier never does). A
+reverse proxy sends /ws/ to it (README: Deployment). On SIGTERM or Ctrl-C it
+ends its terminals and stops; if it is killed, each terminal's guard ends the
+shell in its server.
+"""
+
+import asyncio
+
+import uvicorn
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from hosting import terminals
+
+
+class Command(BaseCommand):
+    help = "Run the gateway: WebSocket terminals into virtual servers."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--bind", default=settings.GATEWAY_BIND, help="host:port for the WebSockets (default GATEWAY_BIND)")
+
+    def handle(self, *args, bind, **options):
+        host, _, port = bind.rpartition(":")
+        asyncio.run(self.serve(host.strip("[]") or "127.0.0.1", int(port)))
+
+    async def serve(self, host, port):
+        left = await terminals.close_leftovers()
+        if left:
+            self.stdout.write(f"{left} terminals of an earlier gateway marked closed")
+        config = uvicorn.Config("controlpanel.asgi:application", host=host, port=port, lifespan="off",
+                                ws_ping_interval=settings.GATEWAY_PING_SECONDS, ws_ping_timeout=settings.GATEWAY_PING_SECONDS,
+                                ws_max_size=2**20, proxy_headers=False, log_level="info",
+                                timeout_graceful_shutdown=5)  # then the terminals end, below
+        sweeper = asyncio.create_task(terminals.sweep_forever())
+        try:
+            await uvicorn.Server(config).serve()
+        finally:
+            sweeper.cancel()
+            for terminal in list(terminals.terminals.values()):
+                await terminal.end("The gateway stopped.")

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from . import consumers
+
+websocket_urlpatterns = [
+    path("ws/servers/<int:server_id>/terminal/", consumers.TerminalConsumer.as_asgi(), name="terminal"),
+    path("ws/terminals/<int:row_id>/watch/", consumers.WatchConsumer.as_asgi(), name="terminal_watch"),
+]

@@ -1,0 +1,269 @@
+"""Terminals inside virtual servers: the gateway's shells, and who reads them.
+
+A Terminal is one shell (`controlpanel-shell` under `docker exec` with a
+TTY) with its guard (a second exec, `controlpanel-guard`, whose stdin is
+this process: when the gateway lets go of it, or dies, the guard ends the
+shell). Its owner's browser may come and go: the shell waits
+TERMINAL_REATTACH_SECONDS for it to come back, keeping its last
+TERMINAL_SCROLLBACK_BYTES of output to show again. Output is read only while
+the owner's side takes it, so a flood waits in the server, not in this
+process; admins may watch read-only, and the owner is told.
+
+Every few seconds `sweep()` checks each terminal against the database and
+ends those whose user was disabled or logged out, whose server went, that an
+admin ended, that sat idle too long or that nobody came back to. Each open
+and close is a TerminalSession row and an activity entry.
+
+One gateway process per panel: the terminals live in its memory.
+"""
+
+import asyncio
+import logging
+import secrets
+import time
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.models import ActivityLog, UserSession
+from accounts.services import activity_log
+
+from . import docker
+from .models import TerminalSession, VirtualServer
+
+log = logging.getLogger(__name__)
+Action = ActivityLog.Action
+READ_CHUNK = 64 * 1024
+MAX_INPUT = 64 * 1024  # one message of typing or pasting
+
+terminals = {}  # terminal id -> Terminal, in this gateway
+
+
+class TerminalError(Exception):
+    """A terminal cannot be opened or reached; str() is fit for people."""
+
+
+class Terminal:
+    def __init__(self, *, user, server, session_key, client_ip, kind=TerminalSession.Kind.BROWSER):
+        self.id = secrets.token_hex(16)
+        self.user_id, self.user_email = user.pk, user.email
+        self.server_id, self.server_name, self.container = server.pk, server.name, server.container_name
+        self.session_key, self.client_ip, self.kind = session_key, client_ip, kind
+        self.scrollback = bytearray()
+        self.owner = None  # what the shell's output goes to: an object with `async send_output(bytes)` and `async close_with(reason)`
+        self.watchers = set()
+        self.opened = time.monotonic()
+        self.last_input = self.opened
+        self.detached_at = self.opened
+        self.bytes_in = self.bytes_out = 0
+        self.closed = False
+        self.attached = asyncio.Event()  # output is read only while someone takes it
+        self.row_id = self.exec_id = self.reader = self.writer = self.guard = self.pump = None
+
+    # Opening and ending -----------------------------------------------------
+
+    async def start(self, rows=24, cols=80):
+        env = {"TERM": "xterm-256color", "CONTROLPANEL_TERMINAL": self.id}
+        self.exec_id = await asyncio.to_thread(docker.exec_create, self.container, ["controlpanel-shell"], tty=True, env=env)
+        self.reader, self.writer = await docker.exec_stream(self.exec_id, tty=True)
+        guard_id = await asyncio.to_thread(docker.exec_create, self.container, ["controlpanel-guard", self.id], tty=False)
+        _, self.guard = await docker.exec_stream(guard_id, tty=False)
+        await self.resize(rows, cols)
+        self.row_id = await _opened(self)
+        terminals[self.id] = self
+        self.pump = asyncio.create_task(self._pump(), name=f"terminal {self.id}")
+
+    async def end(self, reason, *, by_admin=False):
+        if self.closed:
+            return
+        self.closed = True
+        terminals.pop(self.id, None)
+        for reader in [self.owner, *self.watchers]:
+            if reader is not None:
+                await reader.close_with(reason)
+        self.owner, self.watchers = None, set()
+        for stream in (self.guard, self.writer):  # the guard first: its end ends the shell
+            if stream is not None:
+                stream.close()
+        if self.pump and self.pump is not asyncio.current_task():
+            self.pump.cancel()
+        await _closed(self, reason, by_admin)
+
+    # Readers ---------------------------------------------------------------
+
+    async def attach(self, owner):
+        """The owner's side (again): it gets the recent output, then what follows."""
+        previous, self.owner = self.owner, owner
+        if previous is not None:
+            await previous.close_with("This terminal was opened again elsewhere.")
+        if self.scrollback:
+            await owner.send_output(bytes(self.scrollback))
+        await self._tell_watchers()
+        self.attached.set()
+
+    def detach(self, owner):
+        if self.owner is owner:
+            self.owner = None
+            self.attached.clear()
+            self.detached_at = time.monotonic()
+
+    async def watch(self, watcher):
+        self.watchers.add(watcher)
+        if self.scrollback:
+            await watcher.send_output(bytes(self.scrollback))
+        await self._tell_watchers()
+
+    async def unwatch(self, watcher):
+        self.watchers.discard(watcher)
+        await self._tell_watchers()
+
+    async def _tell_watchers(self):
+        if self.owner is not None:
+            await self.owner.send_status({"watchers": len(self.watchers)})
+
+    # Traffic ---------------------------------------------------------------
+
+    async def write(self, data):
+        if self.closed or not data:
+            return
+        data = data[:MAX_INPUT]
+        self.writer.write(data)
+        await self.writer.drain()
+        self.bytes_in += len(data)
+        self.last_input = time.monotonic()
+
+    async def resize(self, rows, cols):
+        rows, cols = max(2, min(int(rows), 500)), max(10, min(int(cols), 1000))
+        try:
+            await asyncio.to_thread(docker.exec_resize, self.exec_id, rows=rows, cols=cols)
+        except docker.DockerError:
+            pass  # the shell has just ended; the pump says so
+
+    async def _pump(self):
+        try:
+            while True:
+                await self.attached.wait()
+                data = await self.reader.read(READ_CHUNK)
+                if not data:
+                    break
+                self.bytes_out += len(data)
+                self.scrollback += data
+                del self.scrollback[: max(0, len(self.scrollback) - settings.TERMINAL_SCROLLBACK_BYTES)]
+                for watcher in list(self.watchers):
+                    watcher.offer_output(data)  # never waits: a slow watcher is dropped
+                owner = self.owner
+                if owner is not None:
+                    await owner.send_output(data)  # waits while the browser is slow: the shell waits too
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        # The shell ends by itself (exit), or because its server went: say which.
+        reason, by_admin = (await _reasons_to_end([self])).get(self.id, ("The shell has ended.", False))
+        await self.end(reason, by_admin=by_admin)
+
+
+async def open_terminal(*, user, server, session_key, client_ip, rows=24, cols=80, kind=TerminalSession.Kind.BROWSER):
+    mine = [t for t in terminals.values() if t.user_id == user.pk and not t.closed]
+    if len(mine) >= settings.TERMINALS_PER_USER:
+        raise TerminalError(f"You have {len(mine)} terminals open, the most allowed: close one first.")
+    terminal = Terminal(user=user, server=server, session_key=session_key, client_ip=client_ip, kind=kind)
+    try:
+        await terminal.start(rows, cols)
+    except docker.DockerError as error:
+        for stream in (terminal.guard, terminal.writer):
+            if stream is not None:
+                stream.close()
+        raise TerminalError(f"The terminal could not be opened: {error}") from None
+    return terminal
+
+
+def find(terminal_id, *, user):
+    """The user's open terminal of that id, or None."""
+    terminal = terminals.get(terminal_id)
+    return terminal if terminal and not terminal.closed and terminal.user_id == user.pk else None
+
+
+def find_by_row(row_id):
+    return next((t for t in terminals.values() if t.row_id == row_id and not t.closed), None)
+
+
+# The sweeper ------------------------------------------------------------------
+
+async def sweep():
+    """End every terminal that may no longer live (see the module's docstring)."""
+    now = time.monotonic()
+    reasons = await _reasons_to_end(list(terminals.values()))
+    for terminal in list(terminals.values()):
+        reason, by_admin = reasons.get(terminal.id, (None, False))
+        if reason is None and now - terminal.last_input > settings.TERMINAL_IDLE_SECONDS:
+            reason = f"Closed after {settings.TERMINAL_IDLE_SECONDS // 60} minutes without typing."
+        if reason is None and terminal.owner is None and now - terminal.detached_at > settings.TERMINAL_REATTACH_SECONDS:
+            reason = "Nobody came back to this terminal."
+        if reason:
+            await terminal.end(reason, by_admin=by_admin)
+
+
+async def sweep_forever():
+    while True:
+        await asyncio.sleep(settings.TERMINAL_CHECK_SECONDS)
+        try:
+            await sweep()
+        except Exception:  # a database hiccup must not stop the sweeping
+            log.exception("terminal sweep failed")
+
+
+@sync_to_async
+def _reasons_to_end(open_terminals):
+    """terminal id -> (why it must end, whether an admin asked), from one look at the database."""
+    if not open_terminals:
+        return {}
+    rows = {row.pk: row for row in TerminalSession.objects.filter(pk__in=[t.row_id for t in open_terminals]).select_related("user", "server")}
+    sessions = set(UserSession.objects.filter(session_key__in=[t.session_key for t in open_terminals if t.session_key])
+                   .values_list("session_key", flat=True))
+    reasons = {}
+    for terminal in open_terminals:
+        row = rows.get(terminal.row_id)
+        server = row.server if row else None
+        if row is None or row.user is None or not row.user.is_active:
+            reasons[terminal.id] = ("Your account was disabled.", False)
+        elif terminal.session_key and terminal.session_key not in sessions:
+            reasons[terminal.id] = ("You logged out.", False)
+        elif server.deleted_at or server.desired_state == VirtualServer.DesiredState.DELETED:
+            reasons[terminal.id] = ("The server was deleted.", False)
+        elif server.observed_state != VirtualServer.ObservedState.RUNNING:
+            reasons[terminal.id] = ("The server is not running.", False)
+        elif row.end_requested_at:
+            reasons[terminal.id] = ("An administrator ended this terminal.", True)
+    return reasons
+
+
+# The database's part --------------------------------------------------------------
+
+@sync_to_async
+def _opened(terminal):
+    row = TerminalSession.objects.create(user_id=terminal.user_id, server_id=terminal.server_id, kind=terminal.kind,
+                                         client_ip=terminal.client_ip)
+    activity_log(action=Action.TERMINAL_OPENED, user=row.user, target=terminal.container,
+                 message=f"Opened a {row.get_kind_display().lower()} terminal on “{terminal.server_name}”")
+    return row.pk
+
+
+@sync_to_async
+def _closed(terminal, reason, by_admin):
+    if terminal.row_id is None:
+        return
+    row = TerminalSession.objects.select_related("user").get(pk=terminal.row_id)
+    row.closed_at, row.close_reason = timezone.now(), reason[:255]
+    row.bytes_in, row.bytes_out = terminal.bytes_in, terminal.bytes_out
+    row.save(update_fields=["closed_at", "close_reason", "bytes_in", "bytes_out"])
+    minutes = (row.closed_at - row.opened_at).total_seconds() / 60
+    activity_log(action=Action.TERMINAL_ENDED if by_admin else Action.TERMINAL_CLOSED, user=row.user, target=terminal.container,
+                 message=f"Terminal on “{terminal.server_name}” closed after {minutes:.1f} min, "
+                         f"{terminal.bytes_in} bytes in, {terminal.bytes_out} bytes out: {reason}")
+
+
+@sync_to_async
+def close_leftovers():
+    """At start-up: the rows of terminals a previous gateway left open end (their guards ended the shells)."""
+    return TerminalSession.objects.filter(closed_at__isnull=True).update(
+        closed_at=timezone.now(), close_reason="The gateway restarted.")
