@@ -130,6 +130,12 @@ class ActivityLog(models.Model):
         TERMINAL_CLOSED = "terminal_closed", "Terminal closed"
         TERMINAL_WATCHED = "terminal_watched", "Terminal watched"
         TERMINAL_ENDED = "terminal_ended", "Terminal ended by an administrator"
+        CONTAINER_ACTION = "container_action", "Container action"
+        APP_CREATED = "app_created", "App created"
+        APP_DEPLOYED = "app_deployed", "App deployed"
+        APP_STOPPED = "app_stopped", "App stopped"
+        APP_REMOVED = "app_removed", "App removed"
+        APP_FAILED = "app_failed", "App deploy failed"
         LEGACY = "legacy", "From the old platform"
 
     # The FK is nulled when the user is deleted; the copied email survives.

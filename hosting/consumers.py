@@ -1,4 +1,5 @@
-"""The gateway's WebSockets (Django Channels): a terminal in a server, and an admin watching one.
+"""The gateway's WebSockets (Django Channels): a terminal in a server, an admin watching
+one, and a container's log.
 
 The panel's session cookie authenticates them (Channels' AuthMiddlewareStack);
 the Origin must be one of ALLOWED_HOSTS (a cross-site page cannot open one);
@@ -21,7 +22,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from accounts.models import ActivityLog
 from accounts.services import activity_log, forwarded_client_ip
 
-from . import terminals
+from . import docker, logs, terminals
 from .models import TerminalSession, VirtualServer
 
 CLOSED = 4000  # the close code of a terminal that ended (the reason comes first, as a message)
@@ -161,3 +162,51 @@ def _log_watch(admin, terminal):
     row = TerminalSession.objects.select_related("user").get(pk=terminal.row_id)
     activity_log(action=ActivityLog.Action.TERMINAL_WATCHED, user=admin, target=terminal.container,
                  message=f"Watched {row.user.email if row.user else 'someone'}'s terminal on “{terminal.server_name}”")
+
+
+@sync_to_async
+def _container_for(user, server_id, container_id):
+    if not (user.is_authenticated and user.is_active):
+        return None
+    server = VirtualServer.objects.for_user(user).filter(pk=server_id).first()
+    return server and server.containers.filter(pk=container_id).first()
+
+
+class LogConsumer(AsyncWebsocketConsumer):
+    """ws/servers/<id>/containers/<row>/logs/[?tail=N]: a container's last lines, then what it prints.
+
+    Text frames: {"type": "lines", "lines": [[stream, time, text], ...], "skipped": n},
+    then {"type": "ended", "reason"} when the log ends (the container stopped, or went)."""
+
+    task = None
+
+    async def connect(self):
+        kwargs = self.scope["url_route"]["kwargs"]
+        container = await _container_for(self.scope["user"], kwargs["server_id"], kwargs["container_id"])
+        if container is None:
+            await self.close()
+            return
+        await self.accept()
+        query = {key: values[-1] for key, values in parse_qs(self.scope["query_string"].decode("latin1")).items()}
+        tail = max(0, min(_number(query.get("tail"), 500), 5000))
+        self.task = asyncio.create_task(self._follow(container, tail))
+
+    async def _follow(self, container, tail):
+        reason = "The log has ended: the container stopped."
+        try:
+            await logs.follow(str(container.server.socket_dir), container.docker_id, tail=tail,
+                              send=lambda batch: self.send(text_data=json.dumps({"type": "lines", **batch})))
+        except docker.DockerError as error:
+            reason = str(error)
+        try:
+            await self.send(text_data=json.dumps({"type": "ended", "reason": reason}))
+            await self.close(code=CLOSED)
+        except Exception:  # noqa: BLE001 - the browser is already gone
+            pass
+
+    async def receive(self, text_data=None, bytes_data=None):
+        pass
+
+    async def disconnect(self, code):
+        if self.task is not None:
+            self.task.cancel()

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import stat
@@ -180,10 +181,15 @@ def network_ensure(name):
     subnet = ipaddress.ip_network(settings.SERVER_NETWORK_SUBNET)
     for network in client.networks.list(names=[name]):
         network.reload()
+        owner = (network.attrs.get("Labels") or {}).get("controlpanel.instance")
+        if owner != settings.PANEL_INSTANCE:
+            # Addresses come from server ids: two panels on one network would hand out the same ones.
+            raise DockerError(f"The network {name} belongs to {'the panel ' + repr(owner) if owner else 'someone else'}: "
+                              "give this panel a SERVER_NETWORK (and SERVER_NETWORK_SUBNET) of its own.")
         configs = (network.attrs.get("IPAM") or {}).get("Config") or []
         if any(config.get("Subnet") == str(subnet) for config in configs):
             return subnet
-        if network.attrs.get("Containers") or (network.attrs.get("Labels") or {}).get("controlpanel.instance") != settings.PANEL_INSTANCE:
+        if network.attrs.get("Containers"):
             raise DockerError(f"The network {name} is not on {subnet} (SERVER_NETWORK_SUBNET) and is in use: "
                               "choose another SERVER_NETWORK, or move its containers off it.")
         network.remove()
@@ -279,6 +285,31 @@ def _read_file(client, container, path):
     with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
         member = archive.next()
         return archive.extractfile(member).read().decode()
+
+
+@_translate_errors
+def container_put_files(container, folder, files, *, uid):
+    """Write text files into a server container: {relative path: text}, owned by `uid`,
+    in folders of theirs (made as needed) below `folder`, which must exist."""
+    parts = [str(path).split("/")[:-1] for path in files]
+    folders = sorted({"/".join(folder[:depth]) for folder in parts for depth in range(1, len(folder) + 1)})
+    entries = [(name, uid, 0o755, None) for name in folders] + [(name, uid, 0o644, text) for name, text in files.items()]
+    _client().api.put_archive(container, folder, _tar(entries))
+
+
+@_translate_errors
+def container_exec(name, command, *, on_output=None, timeout=300):
+    """Run `command` in a server container, as its user: (exit code, output text, its last MiB).
+    With on_output, each piece of output is also handed to it as it comes (bytes)."""
+    api = _client(timeout=settings.DOCKER_TIMEOUT + timeout).api
+    exec_id = api.exec_create(name, command, stdout=True, stderr=True)["Id"]
+    output = bytearray()
+    for chunk in api.exec_start(exec_id, stream=True):
+        if on_output is not None:
+            on_output(chunk)
+        output += chunk
+        del output[: max(0, len(output) - 2**20)]
+    return api.exec_inspect(exec_id).get("ExitCode"), output.decode("utf-8", "replace")
 
 
 def _give_owner_an_account(client, spec):
@@ -519,6 +550,51 @@ def _inner_message(data):
     return str(message)[:300] or "no reason given"
 
 
+CONTAINER_ID = re.compile(r"[0-9a-f]{12,64}")
+
+
+def _container_path(docker_id):
+    if not CONTAINER_ID.fullmatch(docker_id or ""):
+        raise DockerError("That is not a container id.")
+    return f"/containers/{docker_id}"
+
+
+def inner_container_action(socket_dir, docker_id, action):
+    """start, stop, restart or remove (forcibly) a container inside a server."""
+    path = _container_path(docker_id)
+    if action == "remove":
+        _inner_json(socket_dir, "DELETE", f"{path}?force=1", timeout=30, ok=(204, 404))
+    elif action in ("start", "stop", "restart"):
+        wait = "?t=10" if action != "start" else ""
+        _inner_json(socket_dir, "POST", f"{path}/{action}{wait}", timeout=40, ok=(204, 304))
+    else:
+        raise DockerError(f"Unknown container action {action!r}.")
+
+
+def inner_container_tty(socket_dir, docker_id):
+    """Whether a container inside a server has a TTY (its logs then come without stream headers)."""
+    info = _inner_json(socket_dir, "GET", f"{_container_path(docker_id)}/json", timeout=10, max_bytes=4 * 1024 * 1024)
+    return bool(isinstance(info, dict) and isinstance(info.get("Config"), dict) and info["Config"].get("Tty"))
+
+
+async def inner_stream(socket_dir, path, *, timeout=10):
+    """An HTTP/1.0 GET to a server's daemon, for a body that streams (a log that follows):
+    (status, asyncio reader of the body, writer). HTTP/1.0: the body is not chunked,
+    it ends when the daemon closes the connection."""
+    sock = inner_connect(socket_dir, timeout)
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_unix_connection(sock=sock, limit=2**20)
+    writer.write(f"GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
+    await writer.drain()
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+    except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        writer.close()
+        raise DockerError("The server's Docker daemon did not answer properly.") from None
+    parts = head.split(b" ", 2)
+    return (int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0), reader, writer
+
+
 def inner_ping(socket_dir, timeout=5):
     status, data = _inner_request(socket_dir, "GET", "/_ping", timeout=timeout, max_bytes=1024)
     if status != 200:
@@ -575,13 +651,6 @@ def inner_container_run(socket_dir, image, command, *, name=None, ports=None):
     created = _inner_json(socket_dir, "POST", f"/containers/create{query}", timeout=30, body=spec)
     _inner_json(socket_dir, "POST", f"/containers/{created['Id']}/start", timeout=30)
     return created["Id"]
-
-
-@_translate_errors
-def container_exec(name, command):
-    """Run `command` in a server container as its configured user: (exit code, output text)."""
-    code, output = _client(timeout=300).containers.get(name).exec_run(command)
-    return code, output.decode("utf-8", "replace")
 
 
 @_translate_errors

@@ -4,7 +4,8 @@ from decimal import Decimal
 from django import forms
 from django.urls import reverse_lazy
 
-from .models import VirtualServer, validate_server_name
+from .models import VirtualServer, validate_app_name, validate_server_name
+from .services import COMPOSE_MAX_BYTES, compose_file_check
 
 
 class ServerNameForm(forms.Form):
@@ -75,3 +76,49 @@ class DomainForm(DomainSettingsForm):
 class DomainSearchForm(forms.Form):
     q = forms.CharField(label="Search", required=False, max_length=253)
     pending = forms.BooleanField(label="Waiting (for DNS or approval)", required=False)
+
+
+class AppForm(forms.Form):
+    """A compose app: its name and its file, typed or pasted, or uploaded."""
+
+    name = forms.CharField(label="Name", max_length=40, validators=[validate_app_name],
+                           help_text="The compose project's name: lowercase letters, digits, - and _.")
+    compose_file = forms.CharField(
+        label="Compose file", required=False,  # its size is compose_file_check's to judge
+        widget=forms.Textarea(attrs={"rows": 16, "spellcheck": "false", "class": "mono", "placeholder": "services:\n  web:\n    image: nginx\n    ports: ['80:80']"}),
+    )
+    upload = forms.FileField(label="…or upload it", required=False, help_text=f"At most {COMPOSE_MAX_BYTES // 1024} KiB.")
+
+    def __init__(self, *args, renaming=True, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not renaming:
+            del self.fields["name"]
+
+    def clean_upload(self):
+        upload = self.cleaned_data.get("upload")
+        if upload is None:
+            return ""
+        if upload.size > COMPOSE_MAX_BYTES:
+            raise forms.ValidationError(f"A compose file can be at most {COMPOSE_MAX_BYTES // 1024} KiB.", code="too_big")
+        try:
+            return upload.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise forms.ValidationError("The file is not text (UTF-8).", code="not_text") from None
+
+    def clean(self):
+        data = super().clean()
+        text = data.get("upload") or data.get("compose_file") or ""
+        if not text.strip() and not self.errors:
+            raise forms.ValidationError("Paste a compose file, or upload one.", code="required")
+        try:
+            data["compose_file"] = compose_file_check(text)
+        except forms.ValidationError as error:
+            self.add_error("compose_file", error)
+        return data
+
+    def compose(self):
+        """What the app services take."""
+        values = {"compose_file": self.cleaned_data["compose_file"]}
+        if "name" in self.fields:
+            values["name"] = self.cleaned_data["name"]
+        return values

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from . import domains, monitor, proxy, reconcile
+from . import domains, monitor, proxy, reconcile, workloads
 
 
 @shared_task(acks_late=True)
@@ -12,6 +12,16 @@ def server_reconcile(server_id):
 def server_refresh(server_id):
     """Read one server's inner daemon now (someone is looking at its page)."""
     reconcile.server_refresh(server_id=server_id)
+
+
+@shared_task(acks_late=True)
+def container_action(container_id):
+    workloads.container_action(container_id=container_id)
+
+
+@shared_task(acks_late=True)
+def app_run(deployment_id):
+    workloads.app_run(deployment_id=deployment_id)
 
 
 @shared_task(ignore_result=True)

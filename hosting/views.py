@@ -20,6 +20,7 @@ from controlpanel.pagination import get_page
 from . import domains, services
 from .domain_names import normalize_domain
 from .forms import (
+    AppForm,
     DomainForm,
     DomainSearchForm,
     DomainSettingsForm,
@@ -27,7 +28,7 @@ from .forms import (
     ServerLimitsForm,
     ServerNameForm,
 )
-from .models import ContainerSnapshot, Domain, MonitorRun, VirtualServer
+from .models import App, ContainerSnapshot, Domain, MonitorRun, VirtualServer
 
 PAGE_SIZE = 50
 State = VirtualServer.State
@@ -103,7 +104,7 @@ def server_create(request):
 
 CONTAINERS_PER_PAGE = 50
 # What the container table shows: the other columns are JSON or long text, costly to load.
-CONTAINER_COLUMNS = ("docker_id", "name", "image", "state", "status", "ports", "labels", "created")
+CONTAINER_COLUMNS = ("docker_id", "name", "image", "state", "status", "ports", "labels", "created", "action", "action_error", "server_id")
 
 
 def _containers_page(request, containers):
@@ -111,7 +112,14 @@ def _containers_page(request, containers):
 
 
 def _live_context(request, server):
-    return {"server": server, "containers": _containers_page(request, server.containers.all())}
+    containers = _containers_page(request, server.containers.all())
+    apps = {app.name: app for app in server.apps.all()}
+    # Grouped by compose project (an app deployed here, or one made in the terminal), the rest last.
+    groups = {}
+    for container in sorted(containers, key=lambda c: (not c.project, c.project, c.name)):
+        groups.setdefault(container.project, []).append(container)
+    busy_inside = any(c.action for c in containers) or any(app.is_busy for app in apps.values())
+    return {"server": server, "containers": containers, "container_groups": list(groups.items()), "apps": apps, "busy_inside": busy_inside}
 
 
 def _gateway_url(path):
@@ -427,3 +435,125 @@ def terminal_end(request, terminal_id):
     services.terminal_end(actor=request.user, terminal=terminal, request=request)
     messages.success(request, "The terminal ends in a few seconds.")
     return redirect("hosting:admin_terminals")
+
+
+# Containers and apps inside a server ------------------------------------------------
+
+def _get_container_for_user(request, container_id):
+    return get_object_or_404(ContainerSnapshot.objects.for_user(request.user).select_related("server", "server__owner"), pk=container_id)
+
+
+def _get_app_for_user(request, app_id):
+    return get_object_or_404(App.objects.for_user(request.user).select_related("server", "server__owner"), pk=app_id)
+
+
+@require_GET
+def container_logs(request, container_id):
+    container = _get_container_for_user(request, container_id)
+    url = _gateway_url(f"/ws/servers/{container.server_id}/containers/{container.pk}/logs/")
+    return render(request, "hosting/container_logs.html", {"container": container, "server": container.server, "logs_url": url})
+
+
+def _container_action(action, done):
+    @require_POST
+    def view(request, container_id):
+        container = _get_container_for_user(request, container_id)
+        try:
+            services.container_act(actor=request.user, server=container.server, container=container, action=action, request=request)
+        except ValidationError as error:
+            _error_messages(request, error)
+        else:
+            messages.success(request, done.format(name=container.name))
+        return redirect("hosting:server_detail", server_id=container.server_id)
+
+    return view
+
+
+container_start = _container_action(ContainerSnapshot.Action.START, "Starting “{name}”.")
+container_stop = _container_action(ContainerSnapshot.Action.STOP, "Stopping “{name}”.")
+container_restart = _container_action(ContainerSnapshot.Action.RESTART, "Restarting “{name}”.")
+_container_remove = _container_action(ContainerSnapshot.Action.REMOVE, "Removing “{name}”.")
+
+
+@require_http_methods(["GET", "POST"])
+def container_remove(request, container_id):
+    if request.method == "POST":
+        return _container_remove(request, container_id)
+    container = _get_container_for_user(request, container_id)
+    return render(request, "hosting/container_remove.html", {"container": container, "server": container.server})
+
+
+def _app_form_page(request, server, form, app=None, status=200):
+    context = {"server": server, "app": app, "form": form,
+               "deployments": app.deployments.all()[:20] if app else [], "latest": app.deployments.first() if app else None}
+    return render(request, "hosting/app_detail.html" if app else "hosting/app_new.html", context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+def app_new(request, server_id):
+    server = _get_server_for_user(request, server_id)
+    form = AppForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            app = services.app_create(actor=request.user, server=server, request=request, **form.compose())
+        except ValidationError as error:
+            add_errors(form, error)
+        else:
+            messages.success(request, f"Deploying “{app.name}”: compose's output follows below.")
+            return redirect("hosting:app_detail", app_id=app.pk)
+    return _app_form_page(request, server, form, status=400 if form.errors else 200)
+
+
+@require_GET
+def app_detail(request, app_id):
+    app = _get_app_for_user(request, app_id)
+    form = AppForm(initial={"name": app.name, "compose_file": services.app_latest_file(app)}, renaming=False)
+    return _app_form_page(request, app.server, form, app=app)
+
+
+@require_GET
+def app_live(request, app_id):
+    app = _get_app_for_user(request, app_id)
+    return render(request, "hosting/partials/app_live.html", {"app": app, "latest": app.deployments.first()})
+
+
+@require_POST
+def app_deploy(request, app_id):
+    app = _get_app_for_user(request, app_id)
+    form = AppForm(request.POST, request.FILES, renaming=False)
+    if form.is_valid():
+        try:
+            services.app_deploy(actor=request.user, app=app, compose_file=form.compose()["compose_file"], request=request)
+        except ValidationError as error:
+            add_errors(form, error)
+        else:
+            messages.success(request, f"Deploying “{app.name}” again.")
+            return redirect("hosting:app_detail", app_id=app.pk)
+    return _app_form_page(request, app.server, form, app=app, status=400)
+
+
+def _app_action(service, done):
+    @require_POST
+    def view(request, app_id):
+        app = _get_app_for_user(request, app_id)
+        try:
+            service(actor=request.user, app=app, request=request)
+        except ValidationError as error:
+            _error_messages(request, error)
+        else:
+            messages.success(request, done.format(name=app.name))
+        return redirect("hosting:app_detail", app_id=app.pk)
+
+    return view
+
+
+app_stop = _app_action(services.app_stop, "Stopping “{name}”.")
+_app_remove = _app_action(services.app_remove, "Removing “{name}”: its containers and networks go; its volumes stay.")
+
+
+@require_http_methods(["GET", "POST"])
+def app_remove(request, app_id):
+    if request.method == "POST":
+        return _app_remove(request, app_id)
+    app = _get_app_for_user(request, app_id)
+    return render(request, "hosting/app_remove.html", {"app": app, "server": app.server})

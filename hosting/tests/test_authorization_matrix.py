@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from django.urls import get_resolver, reverse
 
-from hosting.models import Domain, TerminalSession
+from hosting.models import App, ContainerSnapshot, Domain, TerminalSession
 
 pytestmark = pytest.mark.django_db
 
@@ -45,6 +45,17 @@ ACCESS = {
     "hosting:server_limits": ("admin", POST, "server"),
     "hosting:domain_add": ("owner", POST, "server"),
     "hosting:domain_check": ("user", GET, None),
+    "hosting:app_new": ("owner", BOTH, "server"),
+    "hosting:app_detail": ("owner", GET, "app"),
+    "hosting:app_live": ("owner", GET, "app"),
+    "hosting:app_deploy": ("owner", POST, "app"),
+    "hosting:app_stop": ("owner", POST, "app"),
+    "hosting:app_remove": ("owner", BOTH, "app"),
+    "hosting:container_logs": ("owner", GET, "container"),
+    "hosting:container_start": ("owner", POST, "container"),
+    "hosting:container_stop": ("owner", POST, "container"),
+    "hosting:container_restart": ("owner", POST, "container"),
+    "hosting:container_remove": ("owner", BOTH, "container"),
     "hosting:domain_edit": ("owner", BOTH, "domain"),
     "hosting:domain_remove": ("owner", POST, "domain"),
     "hosting:domain_check_claim": ("owner", POST, "domain"),
@@ -98,7 +109,9 @@ def world(alice, bob, admin, disabled, make_server, fake_docker, monkeypatch):
     server = make_server(name="alice's")
     domain = Domain.objects.create(name="alice.example.org", server=server)
     terminal = TerminalSession.objects.create(user=alice, server=server)
-    return {"user": bob, "server": server, "domain": domain, "terminal": terminal,
+    app = App.objects.create(server=server, name="blog")
+    container = ContainerSnapshot.objects.create(server=server, docker_id="a" * 64, name="web", state="running", digest="x")
+    return {"user": bob, "server": server, "domain": domain, "terminal": terminal, "app": app, "container": container,
             "alice": alice, "bob": bob, "admin": admin, "disabled": disabled}
 
 

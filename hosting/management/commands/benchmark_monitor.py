@@ -1,6 +1,7 @@
 """Time one full monitor cycle over N real virtual servers with K containers each.
 
-    export DATA_DIR=/tmp/bench SERVER_CONTAINER_PREFIX=bench-dind- PANEL_INSTANCE=benchmark
+    export DATA_DIR=/tmp/bench SERVER_CONTAINER_PREFIX=bench-dind- PANEL_INSTANCE=benchmark \
+           SERVER_NETWORK=bench-servers SERVER_NETWORK_SUBNET=10.216.0.0/16
     .venv/bin/python manage.py migrate
     .venv/bin/python manage.py benchmark_monitor --servers 20 --containers 3
 

@@ -1,6 +1,7 @@
 """Create N real virtual servers per isolation mode and report what each costs.
 
-    export DATA_DIR=/tmp/bench SERVER_CONTAINER_PREFIX=bench-dind- PANEL_INSTANCE=benchmark
+    export DATA_DIR=/tmp/bench SERVER_CONTAINER_PREFIX=bench-dind- PANEL_INSTANCE=benchmark \
+           SERVER_NETWORK=bench-servers SERVER_NETWORK_SUBNET=10.216.0.0/16
     .venv/bin/python manage.py migrate
     .venv/bin/python manage.py benchmark_servers --count 10 --modes rootless,capabilities
 

@@ -1,6 +1,7 @@
 """Terminals through the gateway, measured.
 
-    export DATA_DIR=/tmp/bench SERVER_CONTAINER_PREFIX=bench-dind- PANEL_INSTANCE=benchmark
+    export DATA_DIR=/tmp/bench SERVER_CONTAINER_PREFIX=bench-dind- PANEL_INSTANCE=benchmark \
+           SERVER_NETWORK=bench-servers SERVER_NETWORK_SUBNET=10.216.0.0/16
     .venv/bin/python manage.py migrate
     .venv/bin/python manage.py benchmark_terminals --terminals 50
 
@@ -14,14 +15,9 @@ throughput of 50 MB of output. The server is deleted at the end.
 import asyncio
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.test import Client
 from websockets.sync.client import connect
@@ -29,13 +25,7 @@ from websockets.sync.client import connect
 from accounts.models import User
 from hosting import docker, reconcile, services
 
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ._panel_processes import free_port, start, stop
 
 
 def _rss_kib(pid):
@@ -72,31 +62,17 @@ class Command(BaseCommand):
         client = Client()
         client.force_login(owner)
         self.cookie = client.cookies["sessionid"].value
-        port = _free_port()
-        env = {**os.environ, "ALLOWED_HOSTS": "127.0.0.1", "TERMINALS_PER_USER": str(terminals + 5), "SECRET_KEY": settings.SECRET_KEY}
-        gateway = subprocess.Popen([sys.executable, "manage.py", "gateway", "--bind", f"127.0.0.1:{port}"], cwd=ROOT, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port = free_port()
+        gateway = start("gateway", port, TERMINALS_PER_USER=terminals + 5)
         self.url = f"ws://127.0.0.1:{port}/ws/servers/{server.pk}/terminal/"
         try:
-            self._wait_for(port)
             self.echo(server, echoes)
             self.many(gateway.pid, terminals)
             self.throughput(megabytes)
         finally:
-            gateway.terminate()
-            gateway.wait(30)
+            stop(gateway)
             services.server_delete(actor=owner, server=server)
             reconcile.server_reconcile(server_id=server.pk)
-
-    def _wait_for(self, port):
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise CommandError("the gateway did not start")
 
     def _open(self):
         ws = connect(self.url, additional_headers={"Cookie": f"sessionid={self.cookie}", "Origin": "http://127.0.0.1"},

@@ -1,0 +1,121 @@
+"""A container's log inside a server, as the gateway streams it to the page.
+
+The server's daemon says what its containers printed (`GET
+/containers/<id>/logs?follow=1&timestamps=1`): stdout and stderr in
+Docker's frames (a TTY container: one plain stream). Everything in it is the
+tenant's: lines are cut to LINE_LIMIT characters, and at most
+LINES_PER_SECOND go to the browser; the rest is counted, not kept, so a
+container printing ten thousand lines a second neither fills memory here
+nor freezes the page.
+"""
+
+import asyncio
+import struct
+import time
+
+from . import docker
+
+LINE_LIMIT = 4096
+LINES_PER_SECOND = 2000
+BATCH_SECONDS = 0.1
+STREAMS = {1: "out", 2: "err"}
+
+
+class LineSplitter:
+    """Bytes of one stream to whole lines (a line too long is cut, the rest of it dropped)."""
+
+    def __init__(self):
+        self.pending = bytearray()
+        self.cutting = False
+
+    def feed(self, data):
+        lines = []
+        for piece in data.splitlines(keepends=True):
+            if self.cutting:
+                if piece.endswith((b"\n", b"\r")):
+                    self.cutting = False
+                continue
+            self.pending += piece
+            if piece.endswith((b"\n", b"\r")):
+                lines.append(bytes(self.pending).rstrip(b"\r\n"))
+                self.pending.clear()
+            elif len(self.pending) > LINE_LIMIT * 4:
+                lines.append(bytes(self.pending))
+                self.pending.clear()
+                self.cutting = True
+        return lines
+
+
+def parse_line(raw):
+    """A log line with Docker's timestamp in front: (timestamp, text)."""
+    text = raw.decode("utf-8", "replace")
+    stamp, space, rest = text.partition(" ")
+    if space and len(stamp) >= 20 and stamp[4] == "-" and stamp[10] == "T":
+        return stamp[:19].replace("T", " "), rest[:LINE_LIMIT]
+    return "", text[:LINE_LIMIT]
+
+
+async def frames(reader, tty):
+    """(stream name, bytes) pieces of a log body: Docker's 8-byte frame headers, or one plain stream."""
+    if tty:
+        while data := await reader.read(65536):
+            yield "out", data
+        return
+    while True:
+        try:
+            header = await reader.readexactly(8)
+        except asyncio.IncompleteReadError:
+            return
+        stream, size = header[0], struct.unpack(">I", header[4:])[0]
+        remaining = size
+        while remaining:  # a frame's payload, in pieces, never all at once (it may be huge)
+            data = await reader.read(min(remaining, 65536))
+            if not data:
+                return
+            remaining -= len(data)
+            yield STREAMS.get(stream, "out"), data
+
+
+async def follow(socket_dir, docker_id, *, tail, send):
+    """Stream a container's log to `send(batch)` until it ends or the caller stops listening.
+
+    A batch is {"lines": [[stream, time, text], ...], "skipped": n}, sent every
+    BATCH_SECONDS while there is something to say. `send` may wait (a slow
+    browser): lines go on being read meanwhile, but no more than
+    LINES_PER_SECOND are ever waiting; the rest are counted as skipped."""
+    tty = await asyncio.to_thread(docker.inner_container_tty, socket_dir, docker_id)
+    status, reader, writer = await docker.inner_stream(
+        socket_dir, f"/containers/{docker_id}/logs?follow=1&stdout=1&stderr=1&timestamps=1&tail={int(tail)}")
+    if status != 200:
+        writer.close()
+        raise docker.DockerError("The server's daemon has no log for that container.")
+    waiting = {"lines": [], "skipped": 0, "ended": False}
+
+    async def read():
+        splitters = {"out": LineSplitter(), "err": LineSplitter()}
+        second, this_second = time.monotonic(), 0
+        async for stream, data in frames(reader, tty):
+            if time.monotonic() - second >= 1:
+                second, this_second = time.monotonic(), 0
+            for raw in splitters[stream].feed(data):
+                if this_second < LINES_PER_SECOND and len(waiting["lines"]) < LINES_PER_SECOND:
+                    waiting["lines"].append([stream, *parse_line(raw)])
+                    this_second += 1
+                else:
+                    waiting["skipped"] += 1
+        waiting["ended"] = True
+
+    reading = asyncio.create_task(read())
+    try:
+        while True:
+            await asyncio.sleep(BATCH_SECONDS)
+            ended = waiting["ended"] or reading.done()
+            if waiting["lines"] or waiting["skipped"]:
+                batch = {"lines": waiting["lines"], "skipped": waiting["skipped"]}
+                waiting["lines"], waiting["skipped"] = [], 0
+                await send(batch)
+            if ended:
+                return
+    finally:
+        reading.cancel()
+        writer.close()

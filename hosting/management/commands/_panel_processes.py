@@ -1,0 +1,47 @@
+"""Panel processes for benchmarks to measure against: the gateway and the web server,
+on free loopback ports, sharing this process's database and settings."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import CommandError
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(kind, port, **env):
+    """`kind` is "gateway" or "web"; returns the process once its port answers."""
+    command = {
+        "gateway": [sys.executable, "manage.py", "gateway", "--bind", f"127.0.0.1:{port}"],
+        "web": [sys.executable, "-m", "gunicorn", "controlpanel.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+    }[kind]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={
+        **os.environ, "ALLOWED_HOSTS": "127.0.0.1,localhost", "SECRET_KEY": settings.SECRET_KEY, **{k: str(v) for k, v in env.items()}})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise CommandError(f"the {kind} process did not start")
+
+
+def stop(process):
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()

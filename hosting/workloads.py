@@ -1,0 +1,123 @@
+"""What runs inside servers, on the worker side: the container actions and the
+compose apps that people ask for on the server page.
+
+The request side wrote down what is wanted (a container's `action`, an
+AppDeployment); this does it, through the server's own daemon or a `docker
+exec` of compose as the server's owner, and writes down what happened in
+words, compose's own output included (bounded: it comes from inside).
+"""
+
+import shlex
+import time
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import ActivityLog
+from accounts.services import activity_log
+
+from . import docker, monitor
+from .models import App, AppDeployment, ContainerSnapshot, VirtualServer
+
+APPS_FOLDER = "apps"  # ~/apps/<name>/compose.yaml in the server: its owner sees and may edit it
+FLUSH_SECONDS = 0.5  # how often the output of a running deploy reaches the page
+
+
+def container_action(*, container_id):
+    container = ContainerSnapshot.objects.select_related("server").filter(pk=container_id).exclude(action="").first()
+    if container is None or container.server is None:
+        return
+    server = container.server
+    try:
+        docker.inner_container_action(str(server.socket_dir), container.docker_id, container.action)
+        error = ""
+    except docker.DockerError as failure:
+        error = str(failure)
+        activity_log(action=ActivityLog.Action.CONTAINER_ACTION, user=server.owner, target=server.container_name,
+                     message=f"{container.action.capitalize()} container “{container.name}” failed: {error}")
+    ContainerSnapshot.objects.filter(pk=container.pk).update(action="", action_error=error[:255])
+    monitor.refresh_server(server)
+
+
+def _home(server):
+    """(the owner's home in the server, the uid that owns it)."""
+    if settings.SERVER_ISOLATION == "rootless":
+        return docker.OWNER_HOME, server.host_uid
+    return "/root", 0
+
+
+class _Output:
+    """Compose's output as it comes, kept to its tail and written to the deployment now and then."""
+
+    def __init__(self, deployment):
+        self.deployment, self.text, self.flushed = deployment, "", 0.0
+
+    def add(self, chunk):
+        if isinstance(chunk, bytes):
+            chunk = chunk.decode("utf-8", "replace")
+        self.text = (self.text + chunk.replace("\x00", "\ufffd"))[-AppDeployment.OUTPUT_LIMIT:]
+        if time.monotonic() - self.flushed > FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self):
+        AppDeployment.objects.filter(pk=self.deployment.pk).update(output=self.text)
+        self.flushed = time.monotonic()
+
+
+def _compose(server, app, script, output):
+    """Run a shell script as the owner, in the app's folder; its exit code."""
+    command = f"cd ~/{APPS_FOLDER}/{shlex.quote(app.name)} && {script}"
+    code, _ = docker.container_exec(server.container_name, ["controlpanel-shell", "-c", command], on_output=output.add)
+    output.flush()
+    return code
+
+
+def app_run(*, deployment_id):
+    deployment = AppDeployment.objects.select_related("app__server__owner").get(pk=deployment_id)
+    app, server = deployment.app, deployment.app.server
+    output = _Output(deployment)
+    before = app.compose_file and App.Status.RUNNING or App.Status.NEW
+    project = shlex.quote(app.name)
+    try:
+        if server.state != VirtualServer.State.RUNNING:
+            raise docker.DockerError(f"The server is {server.state.label.lower()}.")
+        if deployment.action == AppDeployment.Action.DEPLOY:
+            home, uid = _home(server)
+            docker.container_put_files(server.container_name, home, {
+                f"{APPS_FOLDER}/{app.name}/compose.next.yaml": deployment.compose_file}, uid=uid)
+            if _compose(server, app, f"docker compose -p {project} -f compose.next.yaml config -q 2>&1", output):
+                return _finish(deployment, app, ok=False, status=before, output=output,
+                               note="Compose refused this file: nothing was deployed, and the app keeps its last file.")
+            code = _compose(server, app, f"mv compose.next.yaml compose.yaml && docker compose -p {project} up -d --remove-orphans 2>&1", output)
+            return _finish(deployment, app, ok=code == 0, status=App.Status.RUNNING if code == 0 else App.Status.FAILED, output=output)
+        if deployment.action == AppDeployment.Action.STOP:
+            code = _compose(server, app, f"docker compose -p {project} stop 2>&1", output)
+            return _finish(deployment, app, ok=code == 0, status=App.Status.STOPPED if code == 0 else App.Status.FAILED, output=output)
+        code = _compose(server, app, f"docker compose -p {project} down --remove-orphans 2>&1 && cd && rm -rf ~/{APPS_FOLDER}/{project}", output)
+        return _finish(deployment, app, ok=code == 0, status=None if code == 0 else App.Status.FAILED, output=output)
+    except docker.DockerError as error:
+        return _finish(deployment, app, ok=False, status=before if deployment.action == AppDeployment.Action.DEPLOY else App.Status.FAILED,
+                       output=output, note=str(error))
+    finally:
+        monitor.refresh_server(server)
+
+
+@transaction.atomic
+def _finish(deployment, app, *, ok, status, output, note=""):
+    """Record how it went; `status` None: the app is gone."""
+    text = output.text + (f"\n{note}\n" if note else "")
+    AppDeployment.objects.filter(pk=deployment.pk).update(
+        result=AppDeployment.Result.SUCCEEDED if ok else AppDeployment.Result.FAILED,
+        output=text[-AppDeployment.OUTPUT_LIMIT:], finished_at=timezone.now())
+    if status is None:
+        App.objects.filter(pk=app.pk).delete()
+    else:
+        fields = {"status": status, "updated_at": timezone.now()}
+        if ok and deployment.action == AppDeployment.Action.DEPLOY:
+            fields["compose_file"] = deployment.compose_file
+        App.objects.filter(pk=app.pk).update(**fields)
+    if not ok:
+        activity_log(action=ActivityLog.Action.APP_FAILED, user=app.server.owner, target=app.server.container_name,
+                     message=f"{deployment.get_action_display()} of app “{app.name}” failed{': ' + note if note else ''}")
+    return ok
