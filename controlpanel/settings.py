@@ -210,7 +210,7 @@ DOCKER_TIMEOUT = env_int("DOCKER_TIMEOUT", 30, minimum=1)
 SERVER_IMAGE = env.str("SERVER_IMAGE", default="controlpanel/dind:local-3")
 SERVER_CONTAINER_PREFIX = env.str("SERVER_CONTAINER_PREFIX", default="hosting-users-dind-")
 SERVER_NETWORK = env.str("SERVER_NETWORK", default="controlpanel-users")
-# The servers' network: each server has a fixed address in it, from its id.
+# The servers' network: each server has a fixed address in it, from its slot.
 SERVER_NETWORK_SUBNET = env.str("SERVER_NETWORK_SUBNET", default="10.213.0.0/16")
 try:
     _subnet = ipaddress.ip_network(SERVER_NETWORK_SUBNET)
@@ -227,7 +227,7 @@ SERVER_SOCKET_ROOT = Path(env.str("SERVER_SOCKET_ROOT", default=str(DATA_DIR / "
 SERVER_ISOLATION = env.str("SERVER_ISOLATION", default="rootless")
 if not (SERVER_ISOLATION in ("rootless", "privileged", "capabilities") or SERVER_ISOLATION.startswith("runtime:")):
     raise ImproperlyConfigured("SERVER_ISOLATION must be rootless, privileged, capabilities or runtime:<name>")
-# Rootless: server N's root is host uid SERVER_UID_BASE + N * 65536, and the
+# Rootless: the root of the server in slot N is host uid SERVER_UID_BASE + N * 65536, and the
 # 65,535 uids after it are its containers' users: no two servers share a uid.
 SERVER_UID_BASE = env_int("SERVER_UID_BASE", 2**30, minimum=65536)
 SERVER_KEEP_VOLUME_ON_DELETE = env_bool("SERVER_KEEP_VOLUME_ON_DELETE", False)

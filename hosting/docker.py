@@ -57,8 +57,8 @@ class ServerSpec:
     memory_mb: int
     cpus: float
     pids_limit: int
-    server_id: int  # its address on the servers' network follows from it
-    uid: int  # rootless: the host uid its root maps to; its containers' users follow
+    slot: int  # its place on this node, its address on the servers' network from it
+    uid: int | None  # rootless: the host uid its root maps to; its containers' users follow
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,7 @@ def network_ensure(name):
         network.reload()
         owner = (network.attrs.get("Labels") or {}).get("controlpanel.instance")
         if owner != settings.PANEL_INSTANCE:
-            # Addresses come from server ids: two panels on one network would hand out the same ones.
+            # Addresses come from server slots: two panels on one network would hand out the same ones.
             raise DockerError(f"The network {name} belongs to {'the panel ' + repr(owner) if owner else 'someone else'}: "
                               "give this panel a SERVER_NETWORK (and SERVER_NETWORK_SUBNET) of its own.")
         configs = (network.attrs.get("IPAM") or {}).get("Config") or []
@@ -203,12 +203,13 @@ def network_ensure(name):
     return subnet
 
 
-def server_address(subnet, server_id):
-    """A server's fixed address: it is never anyone else's, so its domains can only reach it."""
-    index = server_id + 1  # .1 is the gateway
-    if index >= subnet.num_addresses - 1:
-        raise DockerError(f"No address left for server {server_id} in {subnet}: the servers' network needs a larger SERVER_NETWORK_SUBNET.")
-    return str(subnet[index])
+def server_slots():
+    """How many servers this node has room for: an address each (.1 is the
+    network's gateway, the last its broadcast) and, rootless, a uid range each."""
+    slots = ipaddress.ip_network(settings.SERVER_NETWORK_SUBNET).num_addresses - 3
+    if settings.SERVER_ISOLATION == "rootless":
+        slots = min(slots, (2**32 - 1 - settings.SERVER_UID_BASE) // UIDS_PER_SERVER - 1)
+    return slots
 
 
 @_translate_errors
@@ -224,10 +225,11 @@ def server_create(spec: ServerSpec):
             return  # ours, from an earlier attempt
         # Same name, someone else's container (another panel, or by hand): never adopt it.
         raise DockerError(f"A container named {spec.container_name} already exists and does not belong to this server.")
-    address = server_address(network_ensure(settings.SERVER_NETWORK), spec.server_id)
+    if not 1 <= spec.slot <= server_slots():
+        raise DockerError(f"Slot {spec.slot} is outside this node's {server_slots()} (SERVER_NETWORK_SUBNET, SERVER_UID_BASE).")
+    # A fixed address: while the server exists it is no one else's, so its domains can only reach it.
+    address = str(network_ensure(settings.SERVER_NETWORK)[spec.slot + 1])
     rootless = settings.SERVER_ISOLATION == "rootless"
-    if rootless and spec.uid + UIDS_PER_SERVER - 1 >= 2**32 - 1:
-        raise DockerError(f"No host uid range left for server {spec.server_id}: a lower SERVER_UID_BASE makes room.")
     os.makedirs(spec.socket_dir, mode=0o700, exist_ok=True)
     if rootless:
         os.chown(spec.socket_dir, spec.uid, spec.uid)  # its daemon makes its socket there

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Min, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -51,6 +51,13 @@ class VirtualServerQuerySet(models.QuerySet):
         """What `user` may see: their own live servers, or every live server for admins."""
         servers = self.live()
         return servers if user.is_admin else servers.filter(owner=user)
+
+    def free_slot(self):
+        """The lowest slot no server in this queryset (one node's) holds."""
+        taken = self.filter(slot__isnull=False)
+        if not taken.filter(slot=1).exists():
+            return 1
+        return taken.annotate(after=F("slot") + 1).exclude(after__in=taken.values("slot")).aggregate(Min("after"))["after__min"]
 
     def in_state(self, state):
         """The servers whose badge says `state` (a VirtualServer.State)."""
@@ -119,6 +126,11 @@ class VirtualServer(models.Model):
     observed_state = models.CharField(max_length=16, choices=ObservedState.choices, default=ObservedState.UNKNOWN)
     observed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # Its place on its node while it exists, given by the worker before its
+    # container is made and freed once it is deleted: its address on the users'
+    # network and (rootless) its host uid range follow from it. Ids grow without
+    # bound; slots are as many as the node has room for.
+    slot = models.PositiveIntegerField(null=True, blank=True)
     # Its address on the users' network: where Caddy sends its domains' traffic.
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     # The inner daemon, as the monitor sees it: when it last answered, how many
@@ -143,6 +155,7 @@ class VirtualServer(models.Model):
             # Ids name containers and URLs (/servers/<id>/): positive, always.
             models.CheckConstraint(condition=Q(pk__gt=0), name="%(app_label)s_%(class)s_positive_id",
                                    violation_error_message="A virtual server's id must be positive."),
+            models.UniqueConstraint(fields=["node", "slot"], name="hosting_server_slot_unique"),
         ]
         indexes = [
             models.Index(fields=["owner", "deleted_at"], name="hosting_server_owner_idx"),
@@ -171,7 +184,7 @@ class VirtualServer(models.Model):
     @property
     def host_uid(self):
         """Rootless isolation: the host uid its root maps to (the next 65,535 are its containers' users)."""
-        return settings.SERVER_UID_BASE + self.pk * 65536
+        return None if self.slot is None else settings.SERVER_UID_BASE + self.slot * 65536
 
     @property
     def is_busy(self):

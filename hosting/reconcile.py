@@ -8,6 +8,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import ActivityLog
@@ -36,7 +37,7 @@ def server_spec(server):
         memory_mb=server.memory_mb,
         cpus=float(server.cpus),
         pids_limit=server.pids_limit,
-        server_id=server.pk,
+        slot=server.slot,
         uid=server.host_uid,
     )
 
@@ -69,6 +70,7 @@ def server_reconcile(*, server_id):
             if operation == Op.RESTARTING and docker.container_info(server.container_name):
                 docker.container_restart(server.container_name)
             else:
+                _claim_slot(server)
                 docker.server_create(server_spec(server))
                 docker.container_start(server.container_name)
         else:
@@ -84,13 +86,31 @@ def server_reconcile(*, server_id):
         monitor.refresh_server(server, wait=settings.MONITOR_DAEMON_TIMEOUT)
 
 
+def _claim_slot(server):
+    """Give the server the lowest free slot on its node, if it has none yet."""
+    node_servers = VirtualServer.objects.filter(node=server.node_id)
+    while server.slot is None:
+        slot = node_servers.free_slot()
+        if slot > docker.server_slots():
+            raise docker.DockerError(f"This node has room for {docker.server_slots()} servers and all are taken: "
+                                     "delete one, or give the panel a larger SERVER_NETWORK_SUBNET.")
+        try:
+            with transaction.atomic():
+                if node_servers.filter(pk=server.pk, slot__isnull=True).update(slot=slot):
+                    server.slot = slot
+                else:
+                    server.refresh_from_db(fields=["slot"])
+        except IntegrityError:
+            pass  # another worker took it first: look again
+
+
 def _record_result(server, info):
     now = timezone.now()
     fields = {"operation": Op.NONE, "last_error": "", "observed_at": now}
     fields["observed_state"] = info.state if info else Observed.MISSING
     fields["ip_address"] = _address(info)
     if server.desired_state == Desired.DELETED:
-        fields["deleted_at"] = now
+        fields.update(deleted_at=now, slot=None)  # its address and uids are free for the next server
     VirtualServer.objects.filter(pk=server.pk).update(updated_at=now, **fields)
     if fields["ip_address"] != server.ip_address:
         proxy.apply_quietly()  # its domains follow it: to its address, or to the "stopped" page

@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from accounts.models import ActivityLog
 from hosting import services
-from hosting.models import VirtualServer
+from hosting.models import Node, VirtualServer
 
 pytestmark = pytest.mark.django_db
 Action = ActivityLog.Action
@@ -136,6 +136,45 @@ def test_delete_soft_deletes_and_ids_are_never_reused(as_alice, alice, server, f
     with committed():
         newer = services.server_create(owner=alice, name="next")
     assert newer.pk > server.pk
+
+
+def test_slots_are_freed_on_delete_so_ids_can_grow_past_the_nodes_room(as_alice, alice, fake_docker, committed, settings):
+    # A legacy import (or years of use) leaves ids far above the addresses of a /24.
+    settings.SERVER_NETWORK_SUBNET = "10.214.0.0/24"
+    with committed():
+        first = services.server_create(owner=alice, name="first")
+    VirtualServer.objects.filter(pk=first.pk).update(id=1_288_556, slot=None)
+    first = VirtualServer.objects.get(pk=1_288_556)
+    with committed():
+        services.server_start(actor=alice, server=first)
+    first.refresh_from_db()
+    assert first.state == "running" and first.slot == 1 and fake_docker.last_spec.slot == 1
+    with committed():
+        second = services.server_create(owner=alice, name="second")
+    second.refresh_from_db()
+    assert second.slot == 2 and fake_docker.last_spec.uid == settings.SERVER_UID_BASE + 2 * 65536
+    with committed():
+        services.server_delete(actor=alice, server=first)
+    first.refresh_from_db()
+    assert first.deleted_at and first.slot is None
+    with committed():
+        third = services.server_create(owner=alice, name="third")
+    third.refresh_from_db()
+    assert third.slot == 1 and third.pk > second.pk
+
+
+def test_a_full_node_says_so_and_makes_no_container(as_alice, alice, fake_docker, committed, settings):
+    settings.SERVER_NETWORK_SUBNET = "10.214.0.0/24"  # 253 slots
+    settings.SERVER_QUOTA_DEFAULT = 1000
+    node = Node.local()
+    VirtualServer.objects.bulk_create([VirtualServer(owner=alice, node=node, name=f"s{slot}", slot=slot, memory_mb=64, cpus=1,
+                                                     pids_limit=32) for slot in range(1, 254)])
+    with committed():
+        server = services.server_create(owner=alice, name="one too many")
+    server.refresh_from_db()
+    assert server.state == "failed" and server.slot is None
+    assert "room for 253 servers" in server.last_error
+    assert server.container_name not in fake_docker.containers
 
 
 def test_delete_can_keep_the_volume(as_alice, server, fake_docker, committed, settings):
