@@ -180,3 +180,12 @@ class ActivityFilterForm(forms.Form):
             queryset = queryset.filter(created_at__date__lte=data["date_to"])
         return queryset
 
+
+
+class SshKeyForm(forms.Form):
+    name = forms.CharField(label="Name", max_length=100, help_text="To tell your keys apart, like “laptop”.")
+    public_key = forms.CharField(
+        label="Public key", max_length=16384,
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "class": "mono", "placeholder": "ssh-ed25519 AAAA… you@laptop"}),
+        help_text="The one line of ~/.ssh/id_ed25519.pub (make one with ssh-keygen -t ed25519).",
+    )

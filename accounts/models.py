@@ -136,6 +136,11 @@ class ActivityLog(models.Model):
         APP_STOPPED = "app_stopped", "App stopped"
         APP_REMOVED = "app_removed", "App removed"
         APP_FAILED = "app_failed", "App deploy failed"
+        SSH_KEY_ADDED = "ssh_key_added", "SSH key added"
+        SSH_KEY_REMOVED = "ssh_key_removed", "SSH key removed"
+        SSH_LOGIN = "ssh_login", "SSH login"
+        SSH_LOGIN_FAILED = "ssh_login_failed", "Failed SSH login"
+        SSH_SESSION = "ssh_session", "SSH session"
         LEGACY = "legacy", "From the old platform"
 
     # The FK is nulled when the user is deleted; the copied email survives.
@@ -190,3 +195,26 @@ class ThrottleCount(models.Model):
 
     def __str__(self):
         return f"{self.key[:12]}…: {self.count}"
+
+
+class SshKey(models.Model):
+    """A public key its user logs in to the SSH gateway with: keys only, never passwords."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ssh_keys")
+    name = models.CharField(max_length=100)
+    public_key = models.TextField()  # one OpenSSH line: type, key, and the name as its comment
+    kind = models.CharField(max_length=64)  # ssh-ed25519, ecdsa-sha2-nistp256, ssh-rsa, ...
+    bits = models.PositiveIntegerField()
+    fingerprint = models.CharField(max_length=100)  # SHA256:...
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["fingerprint"], name="%(app_label)s_%(class)s_unique_fingerprint",
+                                    violation_error_message="This key already belongs to an account."),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.fingerprint})"

@@ -2,6 +2,8 @@
 
 import ipaddress
 import secrets
+
+import asyncssh
 from datetime import timedelta
 from importlib import import_module
 
@@ -14,7 +16,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from . import throttling
-from .models import ActivityLog, RegistrationCode, User, UserSession, normalize_email
+from .models import ActivityLog, RegistrationCode, SshKey, User, UserSession, normalize_email
 from .signals import user_delete_check
 
 Action = ActivityLog.Action
@@ -71,21 +73,24 @@ def _typed(text):
 
 
 @transaction.atomic
-def visitor_activity(*, action, request, typed=""):
-    """What anonymous visitors cause (failed logins, refused sign-ups), in few rows:
-    repeats from one client network within THROTTLE_WINDOW add to one row's
-    count, which keeps only the last thing typed (bounded)."""
-    client = throttling.client_key(client_ip(request))
+def visitor_activity(*, action, typed="", request=None, address=None):
+    """What anonymous visitors cause (failed logins, refused sign-ups and SSH keys), in few
+    rows: repeats from one client network within THROTTLE_WINDOW add to one row's
+    count, which keeps only the last thing typed (bounded). The client is the
+    request's, or `address` (SSH)."""
+    address = client_ip(request) if request is not None else address
+    client = throttling.client_key(address)
     typed = _typed(typed)
     label = ActivityLog.Action(action).label
     since = timezone.now() - timedelta(seconds=settings.THROTTLE_WINDOW)
     row = (ActivityLog.objects.select_for_update().filter(action=action, user=None, target=client, created_at__gte=since)
            .order_by("-created_at").first())
     if row is None:
-        return activity_log(action=action, email=typed, target=client, request=request,
-                            message=f"{label} for “{typed}” from {client}")
+        entry = activity_log(action=action, email=typed, target=client, message=f"{label} for “{typed}” from {client}")
+        ActivityLog.objects.filter(pk=entry.pk).update(ip=address)
+        return entry
     row.count += 1
-    row.email, row.created_at, row.ip = _storable(typed), timezone.now(), client_ip(request)
+    row.email, row.created_at, row.ip = _storable(typed), timezone.now(), address
     row.message = f"{label} ×{row.count} from {client}, the last for “{_storable(typed)}”"
     row.save(update_fields=["count", "email", "created_at", "ip", "message"])
     return row
@@ -342,3 +347,71 @@ def sessions_purge():
     live = Session.objects.values("session_key")
     deleted, _ = UserSession.objects.exclude(session_key__in=live).delete()
     return deleted
+
+
+# SSH keys ----------------------------------------------------------------------
+
+# What a key may be: modern types, and RSA of 3072 bits or more.
+SSH_KEY_KINDS = {"ssh-ed25519": None, "ecdsa-sha2-nistp256": None, "ecdsa-sha2-nistp384": None,
+                 "ecdsa-sha2-nistp521": None, "ssh-rsa": 3072}
+
+
+def ssh_key_parse(text):
+    """(kind, bits, fingerprint, the key as one OpenSSH line) of a pasted public key, or ValidationError."""
+    text = " ".join((text or "").split())
+    if not text:
+        raise ValidationError("Paste a public key: the one line of your id_ed25519.pub (or id_rsa.pub).", code="required")
+    if "PRIVATE KEY" in text:
+        raise ValidationError("That is a private key: never share it. Paste the public one (the .pub file).", code="private")
+    try:
+        key = asyncssh.import_public_key(text)
+    except (asyncssh.KeyImportError, ValueError, TypeError):
+        raise ValidationError("This is not an OpenSSH public key (ssh-ed25519 AAAA… or ssh-rsa AAAA…).", code="invalid") from None
+    kind = key.algorithm.decode()
+    if kind not in SSH_KEY_KINDS:
+        raise ValidationError(f"{kind} keys are not accepted: use ed25519, ECDSA or RSA of 3072 bits or more.", code="kind")
+    bits = key.pyca_key.key_size if hasattr(key.pyca_key, "key_size") else 256
+    if SSH_KEY_KINDS[kind] and bits < SSH_KEY_KINDS[kind]:
+        raise ValidationError(f"This RSA key has {bits} bits: use {SSH_KEY_KINDS[kind]} or more, or an ed25519 key.", code="weak")
+    return kind, bits, key.get_fingerprint("sha256"), key.export_public_key("openssh").decode().strip()
+
+
+@transaction.atomic
+def ssh_key_add(*, user, name, public_key, request=None):
+    kind, bits, fingerprint, line = ssh_key_parse(public_key)
+    user = User.objects.select_for_update().get(pk=user.pk)
+    if user.ssh_keys.count() >= settings.SSH_KEYS_PER_USER:
+        raise ValidationError(f"An account can have at most {settings.SSH_KEYS_PER_USER} SSH keys.")
+    if SshKey.objects.filter(fingerprint=fingerprint).exists():
+        raise ValidationError({"public_key": "This key already belongs to an account."})
+    try:
+        with transaction.atomic():
+            key = SshKey.objects.create(user=user, name=name, public_key=f"{line} {name}", kind=kind, bits=bits, fingerprint=fingerprint)
+    except IntegrityError:
+        raise ValidationError({"public_key": "This key already belongs to an account."}) from None
+    activity_log(action=Action.SSH_KEY_ADDED, user=user, target=fingerprint, request=request,
+                 message=f"Added SSH key “{name}” ({kind}, {fingerprint})")
+    return key
+
+
+@transaction.atomic
+def ssh_key_remove(*, user, key, request=None):
+    """The key goes, and with it (within seconds, at the gateway) the sessions it opened."""
+    key.delete()
+    activity_log(action=Action.SSH_KEY_REMOVED, user=user, target=key.fingerprint, request=request,
+                 message=f"Removed SSH key “{key.name}” ({key.fingerprint})")
+
+
+def ssh_address(request):
+    """(host, port) users type to reach the SSH gateway, or None when there is none."""
+    if not settings.SSH_BIND:
+        return None
+    return settings.SSH_PUBLIC_HOST or request.get_host().rsplit(":", 1)[0].strip("[]"), settings.SSH_PUBLIC_PORT
+
+
+def ssh_host_key_fingerprint():
+    """The SSH gateway's host key fingerprint (it makes the key at its first start), or None."""
+    try:
+        return asyncssh.import_public_key(settings.SSH_HOST_KEY.with_suffix(".pub").read_text()).get_fingerprint("sha256")
+    except (OSError, asyncssh.KeyImportError, ValueError):
+        return None

@@ -77,15 +77,50 @@ def signup(request):
     return render(request, "accounts/signup.html", {"form": form})
 
 
+def _account_page(request, *, form=None, key_form=None, status=200):
+    context = {
+        "form": form or forms.PasswordChangeForm(request.user),
+        "key_form": key_form or forms.SshKeyForm(),
+        "keys": request.user.ssh_keys.all(),
+        "host_key": services.ssh_host_key_fingerprint(),
+        "ssh_address": services.ssh_address(request),
+        "activity": _page(request, request.user.activity.all()),
+    }
+    return render(request, "accounts/account.html", context, status=status)
+
+
 @require_http_methods(["GET", "POST"])
 def account(request):
-    form = forms.PasswordChangeForm(request.user, request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    if request.method == "GET":
+        return _account_page(request)
+    form = forms.PasswordChangeForm(request.user, request.POST)
+    if form.is_valid():
         services.password_change(request=request, user=request.user, password=form.cleaned_data["password1"])
         messages.success(request, "Your password was changed. Your other sessions were signed out.")
         return redirect("accounts:account")
-    activity = _page(request, request.user.activity.all())
-    return render(request, "accounts/account.html", {"form": form, "activity": activity})
+    return _account_page(request, form=form)
+
+
+@require_POST
+def ssh_key_add(request):
+    form = forms.SshKeyForm(request.POST)
+    if form.is_valid():
+        try:
+            key = services.ssh_key_add(user=request.user, request=request, **form.cleaned_data)
+        except ValidationError as error:
+            add_errors(form, error)
+        else:
+            messages.success(request, f"Added the key “{key.name}” ({key.fingerprint}).")
+            return redirect("accounts:account")
+    return _account_page(request, key_form=form, status=400)
+
+
+@require_POST
+def ssh_key_remove(request, key_id):
+    key = get_object_or_404(request.user.ssh_keys, pk=key_id)
+    services.ssh_key_remove(user=request.user, key=key, request=request)
+    messages.success(request, f"Removed the key “{key.name}”: its SSH sessions end within seconds.")
+    return redirect("accounts:account")
 
 
 # Admin pages -----------------------------------------------------------------
@@ -115,7 +150,8 @@ def registration_code_revoke(request):
 
 
 def _users_with_server_counts():
-    return User.objects.annotate(server_count=Count("servers", filter=Q(servers__deleted_at__isnull=True)))
+    return User.objects.annotate(server_count=Count("servers", filter=Q(servers__deleted_at__isnull=True), distinct=True),
+                                 key_count=Count("ssh_keys", distinct=True))
 
 
 @admin_required

@@ -253,6 +253,13 @@ TERMINAL_IDLE_SECONDS = env_int("TERMINAL_IDLE_SECONDS", 30 * 60, minimum=1)
 TERMINAL_REATTACH_SECONDS = env_int("TERMINAL_REATTACH_SECONDS", 5 * 60, minimum=0)
 TERMINAL_SCROLLBACK_BYTES = env_int("TERMINAL_SCROLLBACK_BYTES", 64 * 1024, minimum=0)
 TERMINAL_CHECK_SECONDS = env_float("TERMINAL_CHECK_SECONDS", 2.0, minimum=0.1)
+# The SSH gateway (in the gateway process): `ssh -p 2222 server<id>@<panel host>`, keys only.
+SSH_BIND = env.str("SSH_BIND", default="0.0.0.0:2222")  # empty: no SSH gateway
+SSH_HOST_KEY = Path(env.str("SSH_HOST_KEY", default=str(DATA_DIR / "ssh_host_ed25519_key")))  # made at the first start
+SSH_PUBLIC_HOST = env.str("SSH_PUBLIC_HOST", default="")  # what users type; empty: the panel's own host name
+SSH_PUBLIC_PORT = env_int("SSH_PUBLIC_PORT", int(SSH_BIND.rpartition(":")[2] or 2222) if SSH_BIND else 2222, minimum=1)
+SSH_KEYS_PER_USER = env_int("SSH_KEYS_PER_USER", 20, minimum=1)
+SSH_FAILURE_LIMIT = env_int("SSH_FAILURE_LIMIT", 10, minimum=1)  # refused keys per client (IPv6: /64) in THROTTLE_WINDOW_SECONDS
 
 # Monitor: Celery beat polls every daemon; snapshots unseen this long are pruned.
 MONITOR_INTERVAL = env_int("MONITOR_INTERVAL", 60, minimum=1)

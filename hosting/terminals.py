@@ -26,7 +26,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from accounts.models import ActivityLog, UserSession
+from accounts.models import ActivityLog, SshKey, UserSession
 from accounts.services import activity_log
 
 from . import docker
@@ -45,11 +45,13 @@ class TerminalError(Exception):
 
 
 class Terminal:
-    def __init__(self, *, user, server, session_key, client_ip, kind=TerminalSession.Kind.BROWSER):
+    def __init__(self, *, user, server, session_key, client_ip, kind=TerminalSession.Kind.BROWSER, key_id=None, command=None):
         self.id = secrets.token_hex(16)
         self.user_id, self.user_email = user.pk, user.email
         self.server_id, self.server_name, self.container = server.pk, server.name, server.container_name
         self.session_key, self.client_ip, self.kind = session_key, client_ip, kind
+        self.key_id = key_id  # the SSH key it was opened with, if it was
+        self.command = command or ["controlpanel-shell"]
         self.scrollback = bytearray()
         self.owner = None  # what the shell's output goes to: an object with `async send_output(bytes)` and `async close_with(reason)`
         self.watchers = set()
@@ -61,16 +63,20 @@ class Terminal:
         self.attached = asyncio.Event()  # output is read only while someone takes it
         self.row_id = self.exec_id = self.reader = self.writer = self.guard = self.pump = None
 
+    @property
+    def description(self):
+        return "an SSH shell" if self.kind == TerminalSession.Kind.SSH else "a browser terminal"
+
     # Opening and ending -----------------------------------------------------
 
     async def start(self, rows=24, cols=80):
         env = {"TERM": "xterm-256color", "CONTROLPANEL_TERMINAL": self.id}
-        self.exec_id = await asyncio.to_thread(docker.exec_create, self.container, ["controlpanel-shell"], tty=True, env=env)
+        self.exec_id = await asyncio.to_thread(docker.exec_create, self.container, self.command, tty=True, env=env)
         self.reader, self.writer = await docker.exec_stream(self.exec_id, tty=True)
         guard_id = await asyncio.to_thread(docker.exec_create, self.container, ["controlpanel-guard", self.id], tty=False)
         _, self.guard = await docker.exec_stream(guard_id, tty=False)
         await self.resize(rows, cols)
-        self.row_id = await _opened(self)
+        self.row_id = await record_opened(self)
         terminals[self.id] = self
         self.pump = asyncio.create_task(self._pump(), name=f"terminal {self.id}")
 
@@ -88,7 +94,7 @@ class Terminal:
                 stream.close()
         if self.pump and self.pump is not asyncio.current_task():
             self.pump.cancel()
-        await _closed(self, reason, by_admin)
+        await record_closed(self, reason, by_admin)
 
     # Readers ---------------------------------------------------------------
 
@@ -162,11 +168,12 @@ class Terminal:
         await self.end(reason, by_admin=by_admin)
 
 
-async def open_terminal(*, user, server, session_key, client_ip, rows=24, cols=80, kind=TerminalSession.Kind.BROWSER):
-    mine = [t for t in terminals.values() if t.user_id == user.pk and not t.closed]
+async def open_terminal(*, user, server, session_key, client_ip, rows=24, cols=80, kind=TerminalSession.Kind.BROWSER,
+                        key_id=None, command=None):
+    mine = [t for t in terminals.values() if t.user_id == user.pk and not t.closed and isinstance(t, Terminal)]
     if len(mine) >= settings.TERMINALS_PER_USER:
         raise TerminalError(f"You have {len(mine)} terminals open, the most allowed: close one first.")
-    terminal = Terminal(user=user, server=server, session_key=session_key, client_ip=client_ip, kind=kind)
+    terminal = Terminal(user=user, server=server, session_key=session_key, client_ip=client_ip, kind=kind, key_id=key_id, command=command)
     try:
         await terminal.start(rows, cols)
     except docker.DockerError as error:
@@ -220,6 +227,7 @@ def _reasons_to_end(open_terminals):
     rows = {row.pk: row for row in TerminalSession.objects.filter(pk__in=[t.row_id for t in open_terminals]).select_related("user", "server")}
     sessions = set(UserSession.objects.filter(session_key__in=[t.session_key for t in open_terminals if t.session_key])
                    .values_list("session_key", flat=True))
+    keys = set(SshKey.objects.filter(pk__in=[t.key_id for t in open_terminals if t.key_id]).values_list("pk", "user_id"))
     reasons = {}
     for terminal in open_terminals:
         row = rows.get(terminal.row_id)
@@ -228,6 +236,8 @@ def _reasons_to_end(open_terminals):
             reasons[terminal.id] = ("Your account was disabled.", False)
         elif terminal.session_key and terminal.session_key not in sessions:
             reasons[terminal.id] = ("You logged out.", False)
+        elif terminal.key_id and (terminal.key_id, terminal.user_id) not in keys:
+            reasons[terminal.id] = ("The SSH key it was opened with was removed.", False)
         elif server.deleted_at or server.desired_state == VirtualServer.DesiredState.DELETED:
             reasons[terminal.id] = ("The server was deleted.", False)
         elif server.observed_state != VirtualServer.ObservedState.RUNNING:
@@ -240,16 +250,16 @@ def _reasons_to_end(open_terminals):
 # The database's part --------------------------------------------------------------
 
 @sync_to_async
-def _opened(terminal):
+def record_opened(terminal):
     row = TerminalSession.objects.create(user_id=terminal.user_id, server_id=terminal.server_id, kind=terminal.kind,
                                          client_ip=terminal.client_ip)
     activity_log(action=Action.TERMINAL_OPENED, user=row.user, target=terminal.container,
-                 message=f"Opened a {row.get_kind_display().lower()} terminal on “{terminal.server_name}”")
+                 message=f"Opened {terminal.description} on “{terminal.server_name}”")
     return row.pk
 
 
 @sync_to_async
-def _closed(terminal, reason, by_admin):
+def record_closed(terminal, reason, by_admin):
     if terminal.row_id is None:
         return
     row = TerminalSession.objects.select_related("user").get(pk=terminal.row_id)

@@ -11,6 +11,7 @@ from django.utils.csp import CSP
 from django.views.decorators.csp import csp_override
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts import services as account_services
 from accounts.decorators import admin_required
 from accounts.forms import RegistrationCodeForm
 from accounts.models import ActivityLog, RegistrationCode, User
@@ -132,6 +133,8 @@ def _detail_page(request, server, *, rename_form=None, limits_form=None, domain_
         **_live_context(request, server),
         "terminal_url": _gateway_url(f"/ws/servers/{server.pk}/terminal/"),
         "terminal_grace_minutes": settings.TERMINAL_REATTACH_SECONDS // 60,
+        "ssh_address": account_services.ssh_address(request),
+        "has_ssh_key": request.user.ssh_keys.exists(),
         "domains": server.domains.all(),
         "domain_form": domain_form or DomainForm(),
         "domain_limit": settings.DOMAINS_PER_SERVER,

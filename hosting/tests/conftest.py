@@ -152,10 +152,10 @@ def _free_port():
 class Gateway:
     """The gateway (manage.py gateway) as its own process, on a free loopback port."""
 
-    def __init__(self, settings, **env):
-        self.port = _free_port()
+    def __init__(self, settings, ssh_port=None, **env):
+        self.port, self.ssh_port = _free_port(), ssh_port or _free_port()
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "gateway", "--bind", f"127.0.0.1:{self.port}"], cwd=ROOT,
+            [sys.executable, "manage.py", "gateway", "--bind", f"127.0.0.1:{self.port}", "--ssh-bind", f"127.0.0.1:{self.ssh_port}"], cwd=ROOT,
             env=panel_env(settings, ALLOWED_HOSTS="testserver,localhost,127.0.0.1", TERMINAL_CHECK_SECONDS="0.5", **env),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         wait_until(self._answers, timeout=30, what="the gateway")

@@ -10,6 +10,7 @@ import pytest
 from django.test import Client
 from django.urls import get_resolver, reverse
 
+from accounts.models import SshKey
 from hosting.models import App, ContainerSnapshot, Domain, TerminalSession
 
 pytestmark = pytest.mark.django_db
@@ -17,13 +18,16 @@ pytestmark = pytest.mark.django_db
 GET, POST = {"GET"}, {"POST"}
 BOTH = GET | POST
 # name: (who may use it, methods it answers, the object its URL names)
-#   public: anyone; user: any signed-in user; owner: the object's owner (others 404) and admins; admin: admins (others 403)
+#   public: anyone; user: any signed-in user; owner: the object's owner (others 404) and admins; admin: admins (others 403);
+#   mine: the object's owner only (everyone else, admins too, 404)
 ACCESS = {
     "home": ("user", GET, None),
     "accounts:login": ("public", BOTH, None),
     "accounts:logout": ("user", POST, None),
     "accounts:signup": ("public", BOTH, None),
     "accounts:account": ("user", BOTH, None),
+    "accounts:ssh_key_add": ("user", POST, None),
+    "accounts:ssh_key_remove": ("mine", POST, "key"),
     "accounts:registration_code_generate": ("admin", POST, None),
     "accounts:registration_code_revoke": ("admin", POST, None),
     "accounts:user_list": ("admin", GET, None),
@@ -98,6 +102,8 @@ def expected(visitor, access, allowed):
         return "ok" if visitor == "admin" else 403
     if access == "owner" and visitor == "other":
         return 404
+    if access == "mine" and visitor != "owner":
+        return 404
     return "ok"
 
 
@@ -110,8 +116,9 @@ def world(alice, bob, admin, disabled, make_server, fake_docker, monkeypatch):
     domain = Domain.objects.create(name="alice.example.org", server=server)
     terminal = TerminalSession.objects.create(user=alice, server=server)
     app = App.objects.create(server=server, name="blog")
+    key = SshKey.objects.create(user=alice, name="laptop", public_key="ssh-ed25519 AAAA", kind="ssh-ed25519", bits=256, fingerprint="SHA256:x")
     container = ContainerSnapshot.objects.create(server=server, docker_id="a" * 64, name="web", state="running", digest="x")
-    return {"user": bob, "server": server, "domain": domain, "terminal": terminal, "app": app, "container": container,
+    return {"user": bob, "server": server, "domain": domain, "terminal": terminal, "app": app, "container": container, "key": key,
             "alice": alice, "bob": bob, "admin": admin, "disabled": disabled}
 
 

@@ -1,5 +1,6 @@
 """Panel processes for benchmarks to measure against: the gateway and the web server,
-on free loopback ports, sharing this process's database and settings."""
+on free loopback ports, sharing this process's database and settings; and what
+the benchmarks measure them with."""
 
 import os
 import socket
@@ -14,16 +15,26 @@ from django.core.management.base import CommandError
 ROOT = Path(__file__).resolve().parents[3]
 
 
+def rss_kib(pid):
+    return int(next(line.split()[1] for line in open(f"/proc/{pid}/status") if line.startswith("VmRSS:")))
+
+
+def percentile(values, share):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def start(kind, port, **env):
-    """`kind` is "gateway" or "web"; returns the process once its port answers."""
+def start(kind, port, *, ssh_port=None, **env):
+    """`kind` is "gateway" (with SSH on `ssh_port`, if given) or "web"; returns the process once its port answers."""
     command = {
-        "gateway": [sys.executable, "manage.py", "gateway", "--bind", f"127.0.0.1:{port}"],
+        "gateway": [sys.executable, "manage.py", "gateway", "--bind", f"127.0.0.1:{port}",
+                    "--ssh-bind", f"127.0.0.1:{ssh_port}" if ssh_port else ""],
         "web": [sys.executable, "-m", "gunicorn", "controlpanel.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
     }[kind]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={

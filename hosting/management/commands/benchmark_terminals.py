@@ -25,21 +25,12 @@ from websockets.sync.client import connect
 from accounts.models import User
 from hosting import docker, reconcile, services
 
-from ._panel_processes import free_port, start, stop
-
-
-def _rss_kib(pid):
-    return int(next(line.split()[1] for line in open(f"/proc/{pid}/status") if line.startswith("VmRSS:")))
+from ._panel_processes import free_port, percentile, rss_kib, start, stop
 
 
 def _cpu_seconds(pid):
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _percentile(values, share):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 class Command(BaseCommand):
@@ -108,7 +99,7 @@ class Command(BaseCommand):
         ws.close()
 
         direct = asyncio.run(self._direct_echo(server, count))
-        ms = lambda values, share: _percentile(values, share) * 1000  # noqa: E731
+        ms = lambda values, share: percentile(values, share) * 1000  # noqa: E731
         self.stdout.write(f"keystroke echo, through the gateway:   median {statistics.median(through_gateway) * 1000:.2f} ms, p99 {ms(through_gateway, 0.99):.2f} ms ({count} keys)")
         self.stdout.write(f"keystroke echo, docker exec directly:  median {statistics.median(direct) * 1000:.2f} ms, p99 {ms(direct, 0.99):.2f} ms")
 
@@ -129,9 +120,9 @@ class Command(BaseCommand):
         return times
 
     def many(self, pid, count):
-        idle = _rss_kib(pid)
+        idle = rss_kib(pid)
         sockets = [self._open() for _ in range(count)]
-        opened = _rss_kib(pid)
+        opened = rss_kib(pid)
         cpu_before, started = _cpu_seconds(pid), time.monotonic()
         for round_ in range(10):
             for ws in sockets:
@@ -139,7 +130,7 @@ class Command(BaseCommand):
             for ws in sockets:
                 self._until(ws, f"\rr{round_}\r\n".encode())
         cpu = (_cpu_seconds(pid) - cpu_before) / (time.monotonic() - started)
-        busy = _rss_kib(pid)
+        busy = rss_kib(pid)
         for ws in sockets:
             ws.close()
         self.stdout.write(f"{count} terminals open: gateway memory {idle / 1024:.1f} → {opened / 1024:.1f} MiB "

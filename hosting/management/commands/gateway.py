@@ -1,6 +1,7 @@
-"""The gateway: the browser terminals' WebSockets (ASGI, served by uvicorn), one process.
+"""The gateway: the browser terminals' WebSockets (ASGI, served by uvicorn) and the
+SSH gateway (asyncssh), in one process and one event loop.
 
-    .venv/bin/python manage.py gateway --bind 127.0.0.1:8001
+    .venv/bin/python manage.py gateway --bind 127.0.0.1:8001 --ssh-bind 127.0.0.1:2222
 
 Like the worker, it holds the Docker socket (the web tier never does). A
 reverse proxy sends /ws/ to it (README: Deployment). On SIGTERM or Ctrl-C it
@@ -14,7 +15,12 @@ import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from hosting import terminals
+from hosting import ssh, terminals
+
+
+def _address(bind):
+    host, _, port = bind.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 class Command(BaseCommand):
@@ -22,12 +28,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default=settings.GATEWAY_BIND, help="host:port for the WebSockets (default GATEWAY_BIND)")
+        parser.add_argument("--ssh-bind", default=settings.SSH_BIND, help="host:port for SSH (default SSH_BIND; empty: none)")
 
-    def handle(self, *args, bind, **options):
-        host, _, port = bind.rpartition(":")
-        asyncio.run(self.serve(host.strip("[]") or "127.0.0.1", int(port)))
+    def handle(self, *args, bind, ssh_bind, **options):
+        asyncio.run(self.serve(*_address(bind), _address(ssh_bind) if ssh_bind else None))
 
-    async def serve(self, host, port):
+    async def serve(self, host, port, ssh_address):
         left = await terminals.close_leftovers()
         if left:
             self.stdout.write(f"{left} terminals of an earlier gateway marked closed")
@@ -36,9 +42,14 @@ class Command(BaseCommand):
                                 ws_max_size=2**20, proxy_headers=False, log_level="info",
                                 timeout_graceful_shutdown=5)  # then the terminals end, below
         sweeper = asyncio.create_task(terminals.sweep_forever())
+        ssh_server = await ssh.serve(*ssh_address) if ssh_address else None
+        if ssh_server:
+            self.stdout.write(f"SSH on {ssh_address[0]}:{ssh_address[1]}, host key {ssh.host_key().get_fingerprint('sha256')}")
         try:
             await uvicorn.Server(config).serve()
         finally:
             sweeper.cancel()
+            if ssh_server:
+                ssh_server.close()
             for terminal in list(terminals.terminals.values()):
                 await terminal.end("The gateway stopped.")

@@ -1,0 +1,202 @@
+"""SSH, SCP and SFTP into servers with Debian's OpenSSH client, through the real gateway."""
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+import requests
+
+from accounts import services as account_services
+from accounts.models import ActivityLog, SshKey
+from hosting import docker
+
+from .conftest import TEST_APP_IMAGE, wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker, pytest.mark.usefixtures("eager_tasks")]
+
+
+@pytest.fixture
+def keys(tmp_path):
+    if not shutil.which("ssh"):
+        pytest.fail("OpenSSH's client is not installed: .ci/test installs it (apt-get install openssh-client)")
+
+    def make(name):
+        path = tmp_path / name
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path)], check=True)
+        return path
+
+    return make
+
+
+class Ssh:
+    def __init__(self, gateway, key, login, tmp_path):
+        self.gateway, self.key, self.login, self.known = gateway, key, login, tmp_path / "known_hosts"
+
+    def options(self, port_flag="-p", log_level="ERROR"):
+        return [port_flag, str(self.gateway.ssh_port), "-i", str(self.key), "-o", "IdentitiesOnly=yes",
+                "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={self.known}",
+                "-o", "BatchMode=yes", "-o", "ConnectTimeout=20", "-o", f"LogLevel={log_level}"]
+
+    def run(self, *command, stdin=None, timeout=60):
+        return subprocess.run(["ssh", *self.options(), f"{self.login}@127.0.0.1", *command], input=stdin,
+                              capture_output=True, timeout=timeout)
+
+    def scp(self, source, target):
+        return subprocess.run(["scp", *self.options("-P"), source, target], capture_output=True, timeout=120)
+
+    def sftp(self, batch):
+        return subprocess.run(["sftp", *self.options("-P"), "-b", "-", f"{self.login}@127.0.0.1"], input=batch.encode(),
+                              capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def alice_ssh(gateway, running_server, alice, keys, tmp_path):
+    key = keys("alice")
+    account_services.ssh_key_add(user=alice, name="laptop", public_key=key.with_suffix(".pub").read_text())
+    return Ssh(gateway(), key, running_server.hostname, tmp_path)
+
+
+def test_a_command_runs_in_the_server_with_its_exit_status(alice_ssh, running_server, alice):
+    result = alice_ssh.run("docker info --format 'daemon={{.Name}}'; id -u; exit 3")
+    assert result.returncode == 3, result.stderr
+    assert f"daemon={running_server.hostname}\n0\n".encode() in result.stdout
+    result = alice_ssh.run("cat > piped.txt && wc -c < piped.txt", stdin=b"x" * 5000)
+    assert result.stdout.strip() == b"5000"
+    assert ActivityLog.objects.filter(action=ActivityLog.Action.SSH_LOGIN, user=alice, message__contains="SHA256:").exists()
+    assert SshKey.objects.get().last_used_at is not None
+
+
+def test_a_shell_with_a_pty_is_the_terminals_shell(alice_ssh, running_server):
+    result = subprocess.run(["ssh", "-tt", *alice_ssh.options(), f"{alice_ssh.login}@127.0.0.1"],
+                            input=b"echo in-a-tty $(tty) && exit\n", capture_output=True, timeout=60)
+    assert b"root@" + running_server.hostname.encode() in result.stdout
+    assert b"in-a-tty /dev/pts/" in result.stdout
+
+
+def test_files_copied_in_and_out_belong_to_the_owner_and_are_logged(alice_ssh, running_server, alice, tmp_path):
+    local = tmp_path / "upload.bin"
+    local.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
+    assert alice_ssh.scp(str(local), f"{alice_ssh.login}@127.0.0.1:upload.bin").returncode == 0
+    back = tmp_path / "back.bin"
+    assert alice_ssh.scp(f"{alice_ssh.login}@127.0.0.1:upload.bin", str(back)).returncode == 0
+    assert back.read_bytes() == local.read_bytes()
+    result = alice_ssh.sftp("put " + str(local) + " via-sftp.bin\nrename via-sftp.bin renamed.bin\nmkdir made\nrm upload.bin\nls\n")
+    assert result.returncode == 0, result.stderr
+    assert b"renamed.bin" in result.stdout
+    # Owned by the user a shell runs as: root inside, so the owner's containers may write them.
+    owners = alice_ssh.run("stat -c '%U %n' renamed.bin made").stdout.decode()
+    assert owners.split() == ["root", "renamed.bin", "root", "made"]
+    on_host = docker_stat(running_server, "/home/user/renamed.bin")
+    assert on_host == str(running_server.host_uid)
+    logged = ActivityLog.objects.filter(action=ActivityLog.Action.SSH_SESSION, message__contains="renamed 1").first()
+    assert logged and "wrote" in logged.message and "removed 1" in logged.message
+
+
+def docker_stat(server, path):
+    import docker as docker_sdk
+
+    container = docker_sdk.from_env().containers.get(server.container_name)
+    return container.exec_run(["stat", "-c", "%u", path]).output.decode().strip()
+
+
+def test_a_local_forward_reaches_a_port_of_that_server_and_nothing_else(alice_ssh, running_server, tmp_path):
+    docker.inner_container_run(str(running_server.socket_dir), TEST_APP_IMAGE, ["httpd", "-f", "-p", "8080", "-h", "/www"],
+                               name="site", ports={"8080/tcp": 80})
+    local = _free_port()
+    tunnel = subprocess.Popen(["ssh", "-N", "-L", f"{local}:localhost:80", *alice_ssh.options(), f"{alice_ssh.login}@127.0.0.1"])
+    try:
+        assert wait_until(lambda: _get(f"http://127.0.0.1:{local}/"), timeout=30, what="the tunnel")
+    finally:
+        tunnel.kill()
+        tunnel.wait(10)
+    # Another host through that server: refused, and the client is told why.
+    elsewhere, said, reached = _free_port(), tmp_path / "tunnel.err", []
+    with open(said, "wb") as err:
+        # (the refusal is said at LogLevel INFO)
+        tunnel = subprocess.Popen(["ssh", "-N", "-L", f"{elsewhere}:example.org:80", *alice_ssh.options(log_level="INFO"),
+                                   f"{alice_ssh.login}@127.0.0.1"],
+                                  stderr=err)
+    try:
+        assert wait_until(lambda: reached.append(_get(f"http://127.0.0.1:{elsewhere}/")) or b"administratively prohibited" in said.read_bytes(),
+                          timeout=30, what="the refusal")
+        assert not any(reached)
+    finally:
+        tunnel.kill()
+        tunnel.wait(10)
+
+
+def _get(url):
+    try:
+        return "hello from the test app" in requests.get(url, timeout=3).text
+    except requests.RequestException:
+        return False
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_remote_and_agent_forwarding_are_refused(alice_ssh):
+    result = subprocess.run(["ssh", "-o", "ExitOnForwardFailure=yes", "-R", "0:localhost:22", *alice_ssh.options(),
+                             f"{alice_ssh.login}@127.0.0.1", "true"], capture_output=True, timeout=60)
+    assert result.returncode != 0 and b"forwarding" in result.stderr.lower()
+    agent = subprocess.run(["ssh-agent", "-s"], capture_output=True, text=True).stdout
+    env = dict(line.split(";")[0].split("=", 1) for line in agent.splitlines() if "=" in line and ";" in line)
+    try:
+        result = subprocess.run(["ssh", "-A", *alice_ssh.options(), f"{alice_ssh.login}@127.0.0.1", "echo agent=[$SSH_AUTH_SOCK]"],
+                                capture_output=True, timeout=60, env={**__import__("os").environ, **env})
+        assert b"agent=[]" in result.stdout
+    finally:
+        subprocess.run(["kill", env["SSH_AGENT_PID"]])
+
+
+def test_refusals_look_alike_and_close_open_sessions(alice_ssh, gateway, running_server, make_server, alice, bob, admin, keys, tmp_path):
+    bobs_server = make_server(name="bob's", owner=bob)
+    stranger = Ssh(alice_ssh.gateway, keys("stranger"), running_server.hostname, tmp_path)
+    not_mine = Ssh(alice_ssh.gateway, alice_ssh.key, bobs_server.hostname, tmp_path)
+    nowhere = Ssh(alice_ssh.gateway, alice_ssh.key, f"server{running_server.pk + 999}", tmp_path)
+    answers = {name: ssh.run("true") for name, ssh in [("unknown key", stranger), ("someone else's server", not_mine), ("no such server", nowhere)]}
+    for name, result in answers.items():
+        assert result.returncode == 255 and b"Permission denied (publickey)" in result.stderr, name
+    said = {result.stderr.replace(ssh.login.encode(), b"LOGIN") for ssh, result in zip([stranger, not_mine, nowhere], answers.values())}
+    assert len(said) == 1  # nothing tells them apart
+    assert ActivityLog.objects.filter(action=ActivityLog.Action.SSH_LOGIN_FAILED).exists()
+
+    # A session open while its key is removed, or its user disabled, is closed within seconds.
+    for take_away in ("key", "user"):
+        if take_away == "user":
+            account_services.ssh_key_add(user=alice, name="again", public_key=alice_ssh.key.with_suffix(".pub").read_text())
+        session = subprocess.Popen(["ssh", *alice_ssh.options(), f"{alice_ssh.login}@127.0.0.1", "sleep 300"])
+        time.sleep(3)
+        if take_away == "key":
+            account_services.ssh_key_remove(user=alice, key=SshKey.objects.get(user=alice))
+        else:
+            account_services.user_update(actor=admin, user=alice, email=alice.email, is_admin=False, is_active=False)
+        session.wait(15)
+        assert alice_ssh.run("true").returncode == 255, take_away
+
+
+def test_guessing_is_throttled_per_client(gateway, running_server, keys, tmp_path, settings):
+    started = gateway(SSH_FAILURE_LIMIT=3)
+    for n in range(3):
+        assert Ssh(started, keys(f"guess{n}"), running_server.hostname, tmp_path).run("true").returncode == 255
+    result = Ssh(started, keys("one-more"), running_server.hostname, tmp_path).run("true")
+    assert result.returncode == 255 and b"Too many refused keys" in result.stderr
+
+
+def test_the_gateway_keeps_its_host_key_across_restarts(alice_ssh, gateway, settings, tmp_path):
+    assert alice_ssh.run("true").returncode == 0  # learns the host key (known_hosts)
+    fingerprint = account_services.ssh_host_key_fingerprint()
+    assert fingerprint and fingerprint.startswith("SHA256:")
+    port = alice_ssh.gateway.ssh_port
+    alice_ssh.gateway.process.send_signal(signal.SIGTERM)
+    alice_ssh.gateway.stop()
+    alice_ssh.gateway = gateway(ssh_port=port)
+    result = alice_ssh.run("true")  # StrictHostKeyChecking: a changed key would be refused
+    assert result.returncode == 0, result.stderr
+    assert account_services.ssh_host_key_fingerprint() == fingerprint
