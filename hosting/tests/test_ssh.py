@@ -1,5 +1,6 @@
 """SSH, SCP and SFTP into servers with Debian's OpenSSH client, through the real gateway."""
 
+import os
 import shutil
 import signal
 import socket
@@ -149,7 +150,7 @@ def test_remote_and_agent_forwarding_are_refused(alice_ssh):
     env = dict(line.split(";")[0].split("=", 1) for line in agent.splitlines() if "=" in line and ";" in line)
     try:
         result = subprocess.run(["ssh", "-A", *alice_ssh.options(), f"{alice_ssh.login}@127.0.0.1", "echo agent=[$SSH_AUTH_SOCK]"],
-                                capture_output=True, timeout=60, env={**__import__("os").environ, **env})
+                                capture_output=True, timeout=60, env={**os.environ, **env})
         assert b"agent=[]" in result.stdout
     finally:
         subprocess.run(["kill", env["SSH_AGENT_PID"]])
