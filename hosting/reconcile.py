@@ -54,7 +54,7 @@ def _remove(server, *, keep_volume):
 
 
 def server_reconcile(*, server_id):
-    """Make the container match the row's desired state, then record what Docker shows.
+    """Make the container match the row's desired state and limits, then record what Docker shows.
 
     Idempotent: running it again, or after a worker died half-way, finishes
     the job. A failure is recorded on the server and in the activity log.
@@ -76,6 +76,10 @@ def server_reconcile(*, server_id):
         else:
             docker.container_stop(server.container_name)
         info = docker.container_info(server.container_name)
+        if info and server.desired_state != Desired.DELETED:
+            # Limits are desired state too: an admin's change reaches the container here.
+            docker.container_update_limits(server.container_name, memory_mb=server.memory_mb, cpus=float(server.cpus),
+                                           pids_limit=server.pids_limit)
     except docker.DockerError as error:
         _record_failure(server, operation, str(error))
         return

@@ -129,15 +129,13 @@ def server_rename(*, actor, server, name, request=None):
 
 @transaction.atomic
 def server_set_limits(*, actor, server, memory_mb, cpus, pids_limit, request=None):
-    """Admins change a server's limits; a live container gets them at once."""
+    """Admins change a server's limits: the row says what they should be, the
+    worker applies them to its container (and any container made later has them)."""
     server = VirtualServer.objects.select_for_update().get(pk=server.pk)
+    if server.deleted_at or server.desired_state == Desired.DELETED:
+        raise ValidationError("This virtual server is being deleted.")
     server.memory_mb, server.cpus, server.pids_limit = memory_mb, cpus, pids_limit
     server.save(update_fields=["memory_mb", "cpus", "pids_limit", "updated_at"])
-    try:
-        if docker.container_info(server.container_name) is not None:
-            docker.container_update_limits(server.container_name, memory_mb=memory_mb, cpus=float(cpus), pids_limit=pids_limit)
-    except docker.DockerError as error:  # the row rolls back with it
-        raise ValidationError(f"The limits were not changed: {error}") from None
     _log(
         action=Action.SERVER_LIMITS_CHANGED,
         actor=actor,
@@ -145,6 +143,7 @@ def server_set_limits(*, actor, server, memory_mb, cpus, pids_limit, request=Non
         message=f"Set limits of “{server.name}”: {memory_mb} MB memory, {cpus} CPUs, {pids_limit} processes",
         request=request,
     )
+    _enqueue_reconcile(server)
     return server
 
 

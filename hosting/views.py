@@ -219,7 +219,7 @@ def server_limits(request, server_id):
     except ValidationError as error:
         _error_messages(request, error)
     else:
-        messages.success(request, "Limits saved and applied.")
+        messages.success(request, "Limits saved: the server gets them in a moment.")
     return redirect("hosting:server_detail", server_id=server.pk)
 
 
