@@ -3,6 +3,7 @@ three workers on a file database, hit by many browsers at once."""
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -80,3 +81,61 @@ def test_concurrent_sign_ups_creates_and_guesses_are_never_a_500(local_panel):
         guesses = list(pool.map(guess, range(30)))
     assert 500 not in guesses
     assert guesses.count(200) <= 5 and guesses.count(429) >= 25, guesses  # every guess counted, none lost
+
+
+@pytest.mark.docker
+def test_ctrl_c_stops_everything_ci_serve_started_within_ten_seconds(tmp_path):
+    """Ctrl-C in a terminal sends SIGINT to the whole process group: `.ci/serve`'s
+    web server, gateway, worker, beat and Caddy all stop within 10 s."""
+    ports = {name: _free_port() for name in ("web", "gateway", "ssh", "http", "https", "admin")}
+    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(DATA_DIR=str(tmp_path), BIND=f"127.0.0.1:{ports['web']}", GATEWAY_BIND=f"127.0.0.1:{ports['gateway']}",
+               SSH_BIND=f"127.0.0.1:{ports['ssh']}", CADDY_HTTP_PORT=str(ports["http"]), CADDY_HTTPS_PORT=str(ports["https"]),
+               CADDY_ADMIN_LISTEN=f"127.0.0.1:{ports['admin']}", CADDY_ADMIN_URL=f"http://127.0.0.1:{ports['admin']}",
+               SERVER_NETWORK="controlpanel-test-users", SERVER_NETWORK_SUBNET="10.214.0.0/16", PANEL_INSTANCE="test")
+    serve = subprocess.Popen([str(ROOT / ".ci/serve")], env=env, cwd=ROOT, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    group = os.getpgid(serve.pid)
+    try:
+        deadline = time.monotonic() + 180
+        while not all(_answers(ports[name]) for name in ("web", "gateway", "ssh", "admin")):
+            assert serve.poll() is None and time.monotonic() < deadline, "`.ci/serve` did not start everything"
+            time.sleep(0.5)
+        log = (tmp_path / "logs" / "worker.log")
+        while "ready" not in log.read_text():  # the worker has connected to its broker
+            assert time.monotonic() < deadline, "the worker did not get ready"
+            time.sleep(0.5)
+        started = _group_members(group)
+        assert len(started) >= 6, started  # the script, gunicorn, gateway, worker, beat, caddy
+        os.killpg(group, signal.SIGINT)
+        stopped_at = time.monotonic() + 10
+        while _group_members(group) and time.monotonic() < stopped_at:
+            time.sleep(0.2)
+        assert not _group_members(group), f"still running 10 s after Ctrl-C: {_group_members(group)}"
+    finally:
+        if _group_members(group):
+            os.killpg(group, signal.SIGKILL)
+        serve.wait(10)
+
+
+def _answers(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def _group_members(group):
+    """The live (not zombie) processes of a process group, as {pid: command}."""
+    members = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+            command, fields = rest.rsplit(") ", 1)
+        except (OSError, ValueError):
+            continue
+        state, _, pgrp = fields.split()[:3]
+        if int(pgrp) == group and state != "Z":
+            members[int(pid)] = command
+    return members
