@@ -39,6 +39,9 @@ def test_create_runs_a_limited_labelled_dind_with_a_working_inner_daemon(real_do
     assert host["CapDrop"] == ["ALL"] and not host["Privileged"]
     assert mounts["/controlpanel"]["Source"] == str(server.socket_dir)
     assert not host.get("PortBindings"), "no port of a virtual server is published on the host"
+    # Its page lists what runs inside at once: the create waited for the inner daemon's first answer.
+    assert server.inner_seen_at is not None and server.inner_failures == 0
+    assert "Not listed yet" not in as_alice.get(reverse("hosting:server_detail", args=[server.pk])).content.decode()
 
     # The inner daemon answers over the socket and runs the test app image.
     inner_daemon_answers(server)
