@@ -27,6 +27,10 @@ class Node(models.Model):
     name = models.SlugField(max_length=64, unique=True)
     docker_url = models.CharField(max_length=255)
     created_at = models.DateTimeField(default=timezone.now)
+    # Its engine's own container list, as the monitor last read it (see
+    # VirtualServer.inner_seen_at and inner_digest).
+    host_seen_at = models.DateTimeField(null=True, blank=True)
+    host_digest = models.CharField(max_length=40, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -136,6 +140,9 @@ class VirtualServer(models.Model):
     # The inner daemon, as the monitor sees it: when it last answered, how many
     # polls in a row failed since, and when to try again (failures back off).
     inner_seen_at = models.DateTimeField(null=True, blank=True)
+    # Of the whole list it last gave: a daemon whose list is unchanged costs
+    # no snapshot read or write. Its rows are pruned by inner_seen_at.
+    inner_digest = models.CharField(max_length=40, blank=True)
     inner_failures = models.PositiveIntegerField(default=0)
     inner_next_poll_at = models.DateTimeField(null=True, blank=True)
     memory_mb = models.PositiveIntegerField(validators=[MinValueValidator(64), MaxValueValidator(1024 * 1024)])
@@ -335,7 +342,9 @@ class ContainerSnapshot(models.Model):
     mounts = models.JSONField(default=list, blank=True)
     digest = models.CharField(max_length=40)  # of the fields above: rewrite only on change
     first_seen = models.DateTimeField(default=timezone.now)
-    last_seen = models.DateTimeField(default=timezone.now, db_index=True)
+    # When it was last written: an unchanged row is never rewritten; when its
+    # daemon was last read is on its server (or node, for the host's).
+    last_changed = models.DateTimeField(default=timezone.now)
     # An action its owner asked for from the panel, until the worker has done it
     # (the monitor never writes these).
     action = models.CharField(max_length=16, blank=True)
@@ -399,6 +408,7 @@ class MonitorRun(models.Model):
     rows_pruned = models.PositiveIntegerField(default=0)
     slowest_read_ms = models.PositiveIntegerField(default=0)
     total_read_ms = models.PositiveIntegerField(default=0)  # sum over daemons; reads overlap
+    db_ms = models.PositiveIntegerField(default=0)  # the cycle's database work, reads excluded
     failures = models.JSONField(default=list, blank=True)  # [{"daemon": ..., "error": ...}]
     host = models.JSONField(default=dict, blank=True)  # CPUs, memory, Docker version, disk free
 

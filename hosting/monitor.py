@@ -1,8 +1,12 @@
 """One poll cycle: read every daemon, write container snapshots, prune, record server states.
 
-Reads happen concurrently in threads (each only talks HTTP); all database
-writes happen afterwards in the calling thread, a constant number of queries
-per daemon however many containers it has.
+Reads happen concurrently in threads (each only talks HTTP), which also parse
+and digest each answer: every row, and the whole list. All database writes
+happen afterwards in the calling thread, a constant number of queries per
+cycle: a daemon whose list is unchanged costs none of its rows a read or a
+write, and a changed one only its new, changed and vanished rows. When each
+daemon was last read is kept once per daemon (its server, or the node for the
+host's engine), and its rows are pruned by that.
 """
 
 import hashlib
@@ -19,12 +23,12 @@ from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from . import docker, proxy
-from .models import ContainerSnapshot, MonitorRun, VirtualServer
+from .models import ContainerSnapshot, MonitorRun, Node, VirtualServer
 
 log = logging.getLogger(__name__)
 LOCK_KEY = "hosting:monitor:lock"
@@ -36,7 +40,8 @@ HOST = None  # the daemon key of the host; a server id for an inner daemon
 @dataclass
 class DaemonRead:
     server_id: int | None
-    rows: dict = field(default_factory=dict)  # docker id -> snapshot fields, parsed once when read
+    rows: dict = field(default_factory=dict)  # docker id -> (digest, snapshot fields), made in the reader thread
+    digest: str = ""  # of the whole list
     error: str = ""
     seconds: float = 0.0
 
@@ -137,13 +142,22 @@ def _read_inner(server):
 def _read(server_id, fetch):
     started = time.perf_counter()
     try:
-        containers = fetch()
-        if not isinstance(containers, list):
-            raise docker.DockerError("The daemon's container list is not a list.")
-        rows = dict(filter(None, map(snapshot_fields, containers[: settings.MONITOR_MAX_CONTAINERS])))
-        return DaemonRead(server_id, rows, seconds=time.perf_counter() - started)
+        return digested(server_id, fetch(), started)
     except docker.DockerError as error:
         return DaemonRead(server_id, error=str(error), seconds=time.perf_counter() - started)
+
+
+def digested(server_id, containers, started):
+    """A daemon's `/containers/json` answer, bounded, parsed and digested."""
+    if not isinstance(containers, list):
+        raise docker.DockerError("The daemon's container list is not a list.")
+    if server_id is not HOST:  # the host's engine is the panel's own, with a container per server
+        containers = containers[: settings.MONITOR_MAX_CONTAINERS]
+    rows = {}
+    for docker_id, fields in filter(None, map(snapshot_fields, containers)):
+        rows[docker_id] = (_digest(fields), fields)
+    whole = hashlib.sha1("".join(sorted(f"{docker_id}:{digest};" for docker_id, (digest, _) in rows.items())).encode())
+    return DaemonRead(server_id, rows, whole.hexdigest(), seconds=time.perf_counter() - started)
 
 
 def read_inner_daemons(servers):
@@ -156,60 +170,114 @@ def read_inner_daemons(servers):
 
 # Writing -----------------------------------------------------------------------
 
-def write_snapshots(reads, now):
-    """Upsert the rows of the daemons that answered: insert new, rewrite changed, bump the rest, drop the vanished.
+def write_snapshots(reads, known, now):
+    """Write what changed in the answers of the daemons that answered: insert new
+    rows, rewrite changed ones, drop vanished ones. `known` is each daemon's
+    digest as last stored ({server id or HOST: digest}); a daemon whose answer
+    has that digest is skipped whole. A daemon that failed is not in `reads`:
+    its rows stay. Returns (rows written, {daemon: new digest}). Call it in a
+    transaction, with the digests' write.
 
-    Five queries at most for the whole batch, whatever the number of daemons
-    and containers. A daemon that failed is not in `reads`: its rows stay.
+    Seven statements at most for the whole batch, whatever the number of
+    daemons and containers.
     """
-    rows = {(read.server_id, docker_id): fields for read in reads for docker_id, fields in read.rows.items()}
-    daemons = Q(server_id__in=[r.server_id for r in reads if r.server_id is not None])
-    if any(r.server_id is None for r in reads):
+    changed_reads = [read for read in reads if read.digest != known.get(read.server_id)]
+    if not changed_reads:
+        return 0, {}
+    daemons = Q(server_id__in=[r.server_id for r in changed_reads if r.server_id is not None])
+    if any(r.server_id is None for r in changed_reads):
         daemons |= Q(server__isnull=True)
     existing = {
         (server_id, docker_id): (pk, digest)
         for server_id, docker_id, pk, digest in ContainerSnapshot.objects.filter(daemons).values_list("server_id", "docker_id", "pk", "digest")
     }
 
-    new, changed, unchanged = [], [], []
-    for key, fields in rows.items():
-        digest = _digest(fields)
-        server_id, docker_id = key
-        if key not in existing:
-            new.append(ContainerSnapshot(server_id=server_id, docker_id=docker_id, digest=digest, first_seen=now, last_seen=now, **fields))
-        elif existing[key][1] != digest:
-            changed.append(ContainerSnapshot(pk=existing[key][0], server_id=server_id, docker_id=docker_id, digest=digest, last_seen=now, **fields))
-        else:
-            unchanged.append(existing[key][0])
-    vanished = [pk for key, (pk, _) in existing.items() if key not in rows]
+    new, changed, seen = [], [], set()
+    for read in changed_reads:
+        for docker_id, (digest, fields) in read.rows.items():
+            key = (read.server_id, docker_id)
+            seen.add(key)
+            if key not in existing:
+                new.append({"server_id": read.server_id, "docker_id": docker_id, "digest": digest, "first_seen": now,
+                            "last_changed": now, "action": "", "action_error": "", **fields})
+            elif existing[key][1] != digest:
+                changed.append({"id": existing[key][0], "digest": digest, "last_changed": now, **fields})
+    vanished = [pk for key, (pk, _) in existing.items() if key not in seen]
 
-    with transaction.atomic():
-        if new:
-            ContainerSnapshot.objects.bulk_create(new, batch_size=500)
-        if changed:
-            # An upsert on the primary key: one INSERT ... ON CONFLICT, much
-            # cheaper to build than bulk_update's CASE per field and row.
-            ContainerSnapshot.objects.bulk_create(
-                changed, batch_size=500, update_conflicts=True, unique_fields=["id"],
-                update_fields=[*SNAPSHOT_FIELDS, "digest", "last_seen"],
-            )
-        if unchanged:
-            ContainerSnapshot.objects.filter(pk__in=unchanged).update(last_seen=now)
-        if vanished:
-            ContainerSnapshot.objects.filter(pk__in=vanished).delete()
-    return len(new) + len(changed)
+    if new:
+        _insert(new)
+    if changed:
+        _update(ContainerSnapshot, [*SNAPSHOT_FIELDS, "digest", "last_changed"], changed)
+    if vanished:
+        ContainerSnapshot.objects.filter(pk__in=vanished).delete()
+    return len(new) + len(changed), {read.server_id: read.digest for read in changed_reads}
 
 
-def prune_stale(now):
-    deleted, _ = ContainerSnapshot.objects.filter(last_seen__lt=now - settings.MONITOR_STALE_AFTER).delete()
+# New and changed rows go in with COPY on PostgreSQL: building them as model
+# instances and SQL parameters cost 0.2 ms a row (benchmark_monitor --synthetic);
+# SQLite, for the local run, takes the ORM's bulk statements.
+JSON_FIELDS = {"ports", "labels", "networks", "mounts"}
+
+
+def _copy(cursor, table, rows):
+    columns = list(rows[0])
+    with cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([json.dumps(row[c]) if c in JSON_FIELDS else row[c] for c in columns])
+
+
+def _insert(rows):
+    if connection.vendor != "postgresql":
+        ContainerSnapshot.objects.bulk_create([ContainerSnapshot(**row) for row in rows], batch_size=500)
+        return
+    with connection.cursor() as cursor:
+        _copy(cursor, ContainerSnapshot._meta.db_table, rows)
+
+
+def _update(model, fields, rows):
+    """Rewrite `fields` of many rows (dicts with their "id") of `model`, each with values of its own."""
+    if connection.vendor != "postgresql":
+        model.objects.bulk_update([model(**row) for row in rows], fields, batch_size=500)
+        return
+    # bulk_update's CASE per field and row grows with the square of the rows on PostgreSQL.
+    table = model._meta.db_table
+    with connection.cursor() as cursor:  # in the caller's transaction: a failure leaves no table behind
+        cursor.execute(f"CREATE TEMPORARY TABLE monitor_changes AS SELECT id, {', '.join(fields)} FROM {table} WITH NO DATA")
+        _copy(cursor, "monitor_changes", rows)
+        assignments = ", ".join(f"{f} = c.{f}" for f in fields)
+        cursor.execute(f"UPDATE {table} AS t SET {assignments} FROM monitor_changes AS c WHERE t.id = c.id")
+        cursor.execute("DROP TABLE monitor_changes")
+
+
+def _store_digests(digests, node, now):
+    """Each daemon's new list digest (on its server, or on the node for the host's
+    engine), and when the host's engine was read."""
+    node.host_seen_at = now
+    if HOST in digests:
+        node.host_digest = digests.pop(HOST)
+    node.save(update_fields=["host_seen_at", "host_digest"])
+    if digests:
+        _update(VirtualServer, ["inner_digest"], [{"id": pk, "inner_digest": digest} for pk, digest in digests.items()])
+
+
+def prune_stale(now, node):
+    """Drop the rows of daemons not read for MONITOR_STALE_AFTER (and of deleted
+    servers); they are written whole again when their daemon next answers."""
+    cutoff = now - settings.MONITOR_STALE_AFTER
+    stale = VirtualServer.objects.filter(Q(inner_seen_at__lt=cutoff) | Q(inner_seen_at__isnull=True) | Q(deleted_at__isnull=False))
+    deleted, _ = ContainerSnapshot.objects.filter(server__in=stale.values("pk")).delete()
+    stale.exclude(inner_digest="").update(inner_digest="")
+    if node.host_seen_at is None or node.host_seen_at < cutoff:
+        Node.objects.filter(pk=node.pk).update(host_digest="")
+        deleted += ContainerSnapshot.objects.filter(server__isnull=True).delete()[0]
     return deleted
 
 
-def _server_states_from_host(host_read, servers):
+def server_states_from_host(host_read, servers):
     """Each server's (container state, address on the users' network) as the host lists it."""
     seen = {
         fields["name"]: (fields["state"] or Observed.UNKNOWN, fields["networks"].get(settings.SERVER_NETWORK) or None)
-        for fields in host_read.rows.values()
+        for _, fields in host_read.rows.values()
     }
     valid = set(Observed.values)
     states = {}
@@ -219,8 +287,11 @@ def _server_states_from_host(host_read, servers):
     return states
 
 
-def _record_server_states(servers, states, now):
-    """Returns whether an address changed (the proxy must follow)."""
+def _record_server_states(servers, states, answered, now):
+    """Each server's state as the host showed it, and when it was seen (and, for
+    those in `answered`, its inner daemon): one write per server, and one more
+    where its state changed. Returns whether an address changed (the proxy
+    must follow)."""
     changed, moved = [], False
     for server in servers:
         state, ip = states[server.pk]
@@ -230,24 +301,48 @@ def _record_server_states(servers, states, now):
             server.observed_state, server.ip_address = state, ip
             changed.append(server)
     if changed:
-        VirtualServer.objects.bulk_update(changed, ["observed_state", "ip_address"], batch_size=500)
-    VirtualServer.objects.filter(pk__in=[s.pk for s in servers]).update(observed_at=now)
+        _update(VirtualServer, ["observed_state", "ip_address"],
+                [{"id": s.pk, "observed_state": s.observed_state, "ip_address": s.ip_address} for s in changed])
+    others = [s.pk for s in servers if s.pk not in answered]
+    if others:
+        VirtualServer.objects.filter(pk__in=others).update(observed_at=now)
+    _record_answered(answered, now, observed_at=now)
     return moved
 
 
-def _record_inner_results(reads, now):
-    """Success resets a server's failure count; failures back off: 1, 2, 4 ... up to 16 cycles."""
-    ok = [r.server_id for r in reads if not r.error]
-    if ok:
-        VirtualServer.objects.filter(pk__in=ok).update(inner_seen_at=now, inner_failures=0, inner_next_poll_at=None)
-    failed = [r.server_id for r in reads if r.error]
-    if failed:
-        servers = list(VirtualServer.objects.filter(pk__in=failed).only("pk", "inner_failures"))
-        for server in servers:
-            server.inner_failures += 1
-            cycles = min(2 ** (server.inner_failures - 1), 16)
-            server.inner_next_poll_at = now + timedelta(seconds=settings.MONITOR_INTERVAL * cycles - 1)
-        VirtualServer.objects.bulk_update(servers, ["inner_failures", "inner_next_poll_at"])
+def _record_answered(server_ids, now, **also):
+    """Their inner daemons answered: when, and their failure count reset."""
+    if server_ids:
+        VirtualServer.objects.filter(pk__in=server_ids).update(inner_seen_at=now, inner_failures=0, inner_next_poll_at=None, **also)
+
+
+def _record_failures(server_ids, now):
+    """Their inner daemons did not answer: each backs off, 1, 2, 4 ... up to 16 cycles."""
+    servers = list(VirtualServer.objects.filter(pk__in=server_ids).only("pk", "inner_failures"))
+    for server in servers:
+        server.inner_failures += 1
+        cycles = min(2 ** (server.inner_failures - 1), 16)
+        server.inner_next_poll_at = now + timedelta(seconds=settings.MONITOR_INTERVAL * cycles - 1)
+    if servers:
+        _update(VirtualServer, ["inner_failures", "inner_next_poll_at"],
+                [{"id": s.pk, "inner_failures": s.inner_failures, "inner_next_poll_at": s.inner_next_poll_at} for s in servers])
+
+
+def record_reads(host_read, inner_reads, servers, states, node, now):
+    """The cycle's writes, in one transaction: snapshots, digests, server states,
+    inner daemons' results (when the host's engine answered: else nothing was
+    learnt), and the prune. Returns (rows written, rows pruned, whether an
+    address moved)."""
+    written, moved = 0, False
+    with transaction.atomic():
+        if not host_read.error:
+            known = {HOST: node.host_digest, **{server.pk: server.inner_digest for server in servers}}
+            written, digests = write_snapshots([r for r in [host_read, *inner_reads] if not r.error], known, now)
+            _store_digests(digests, node, now)
+            moved = _record_server_states(servers, states, {r.server_id for r in inner_reads if not r.error}, now)
+            _record_failures([r.server_id for r in inner_reads if r.error], now)
+        pruned = prune_stale(now, node)
+    return written, pruned, moved
 
 
 # The cycle ---------------------------------------------------------------------
@@ -288,23 +383,20 @@ def _cycle():
     started, clock = timezone.now(), time.perf_counter()
     host_read = _read_host()
     servers = list(VirtualServer.objects.live().only(
-        "pk", "observed_state", "ip_address", "operation", "inner_next_poll_at", "inner_failures", "created_at"))
-    moved = False
-    reads = [host_read]
-    rows_written = 0
+        "pk", "observed_state", "ip_address", "operation", "inner_next_poll_at", "inner_failures", "inner_digest", "created_at"))
+    node = Node.local()
+    now, inner_reads, states = timezone.now(), [], {}
     if host_read.error:
         log.warning("monitor: host daemon failed: %s", host_read.error)
     else:
-        now = timezone.now()
-        states = _server_states_from_host(host_read, servers)
+        states = server_states_from_host(host_read, servers)
         inner_reads = read_inner_daemons([s for s in servers if _due_for_inner_poll(s, states, now)])
-        reads += inner_reads
-        with transaction.atomic():  # one commit for the whole cycle's writes
-            rows_written = write_snapshots([r for r in reads if not r.error], now)
-            moved = _record_server_states(servers, states, now)
-            _record_inner_results(inner_reads, now)
+    writing = time.perf_counter()
+    rows_written, pruned, moved = record_reads(host_read, inner_reads, servers, states, node, now)
+    db_ms = int((time.perf_counter() - writing) * 1000)
     if moved:
         proxy.apply_quietly()  # domains follow their server to its new address
+    reads = [host_read, *inner_reads]
     failures = [{"daemon": "host" if r.server_id is None else f"server {r.server_id}", "error": r.error} for r in reads if r.error]
     return MonitorRun.objects.create(
         started_at=started,
@@ -313,9 +405,10 @@ def _cycle():
         daemons_failed=len(failures),
         containers_seen=sum(len(r.rows) for r in reads),
         rows_written=rows_written,
-        rows_pruned=prune_stale(timezone.now()),
+        rows_pruned=pruned,
         slowest_read_ms=int(max(r.seconds for r in reads) * 1000),
         total_read_ms=int(sum(r.seconds for r in reads) * 1000),
+        db_ms=db_ms,
         failures=failures[:50],
         host=host_facts() if not host_read.error else {},
     )
@@ -334,8 +427,9 @@ def refresh_server(server, wait=0.0):
         time.sleep(0.2)
     if not read.error:
         now = timezone.now()
-        write_snapshots([read], now)
-        _record_inner_results([read], now)
+        with transaction.atomic():
+            _, digests = write_snapshots([read], {server.pk: server.inner_digest}, now)
+            _record_answered([server.pk], now, **({"inner_digest": digests[server.pk]} if digests else {}))
 
 
 def runs_purge(keep=timedelta(days=1)):

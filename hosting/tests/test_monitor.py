@@ -47,12 +47,28 @@ def test_changes_vanished_and_unchanged_rows(server, fake_docker):
     url = inner_url(server)
     fake_docker.inner[url] = [entry(1), entry(2)]
     monitor.run_cycle()
-    first_seen = ContainerSnapshot.objects.get(name="app1").last_seen
+    first = ContainerSnapshot.objects.get(name="app1").last_changed
     fake_docker.inner[url] = [entry(1, state="exited", Status="Exited (0)")]
     run = monitor.run_cycle()
     row = ContainerSnapshot.objects.get(server=server)
-    assert row.name == "app1" and row.state == "exited" and row.last_seen > first_seen
+    assert row.name == "app1" and row.state == "exited" and row.last_changed > first
     assert run.rows_written == 1
+    # Unchanged: not one row is written again, while the daemon's last read moves on.
+    seen = VirtualServer.objects.get(pk=server.pk).inner_seen_at
+    assert monitor.run_cycle().rows_written == 0
+    assert ContainerSnapshot.objects.get(server=server).last_changed == row.last_changed
+    assert VirtualServer.objects.get(pk=server.pk).inner_seen_at > seen
+
+
+def test_an_unchanged_cycle_reads_and_writes_no_snapshot_row(server, fake_docker):
+    fake_docker.inner[inner_url(server)] = [entry(n) for n in range(20)]
+    monitor.run_cycle()
+    with CaptureQueriesContext(connection) as context:
+        run = monitor.run_cycle()
+    touching = [q["sql"] for q in context.captured_queries if "hosting_containersnapshot" in q["sql"]
+                and not q["sql"].startswith("DELETE")]  # the prune, which finds nothing
+    assert run.rows_written == 0 and run.rows_pruned == 0 and touching == []
+    assert ContainerSnapshot.objects.filter(server=server).count() == 20
 
 
 def test_unchanged_cycle_costs_constant_queries_not_one_per_container(alice, fake_docker, committed):
@@ -120,10 +136,22 @@ def test_host_daemon_down_records_a_failed_cycle(server, fake_docker):
 def test_stale_rows_are_pruned(server, fake_docker, settings):
     fake_docker.inner[inner_url(server)] = [entry(1)]
     monitor.run_cycle()
-    ContainerSnapshot.objects.update(last_seen=timezone.now() - timedelta(minutes=10))
+    VirtualServer.objects.update(inner_seen_at=timezone.now() - timedelta(minutes=10))
     fake_docker.containers[server.container_name] = "exited"  # not polled inside any more
     run = monitor.run_cycle()
     assert run.rows_pruned == 1
+    assert not ContainerSnapshot.objects.filter(server=server).exists()
+    # When it answers again, its rows are written again (its digest went with them).
+    fake_docker.containers[server.container_name] = "running"
+    assert monitor.run_cycle().rows_written == 2  # its row, and the host's row of it (running again)
+    assert ContainerSnapshot.objects.filter(server=server).count() == 1
+
+
+def test_a_deleted_servers_rows_go(server, fake_docker):
+    fake_docker.inner[inner_url(server)] = [entry(1)]
+    monitor.run_cycle()
+    VirtualServer.objects.filter(pk=server.pk).update(deleted_at=timezone.now())
+    assert monitor.run_cycle().rows_pruned == 1
     assert not ContainerSnapshot.objects.filter(server=server).exists()
 
 
@@ -236,3 +264,18 @@ def test_containers_are_paginated(as_alice, server, fake_docker):
     assert len(first.context["containers"]) == 50 and "Page 1 of 3" in first.content.decode()
     third = as_alice.get(reverse("hosting:server_live", args=[server.pk]), {"cpage": 3})
     assert len(third.context["containers"]) == 20 and "?cpage=3" in third.content.decode()
+
+
+def test_the_hosts_list_is_read_whole_past_the_inner_daemons_cap(server, fake_docker, settings):
+    # With more servers than MONITOR_MAX_CONTAINERS, the last ones were "missing".
+    settings.MONITOR_MAX_CONTAINERS = 2
+    ours = fake_docker.containers.pop(server.container_name)
+    for n in range(5):
+        fake_docker.containers[f"someone-else-{n}"] = "running"  # listed before ours
+    fake_docker.containers[server.container_name] = ours
+    fake_docker.inner[inner_url(server)] = [entry(n) for n in range(5)]
+    monitor.run_cycle()
+    server.refresh_from_db()
+    assert server.observed_state == "running"
+    assert ContainerSnapshot.objects.filter(server__isnull=True).count() == 6
+    assert ContainerSnapshot.objects.filter(server=server).count() == 2  # a tenant's list stays bounded

@@ -9,18 +9,32 @@ Reports the cycle's wall time, time per daemon, database queries per cycle
 (first and unchanged), and the ratio of the cycle's wall time to the sum of
 the raw `GET /containers/json?all=1` times of the same daemons read one by one.
 The servers are deleted at the end unless --keep is given.
+
+    DATABASE_URL=postgres:///controlpanel_bench .venv/bin/python manage.py benchmark_monitor --synthetic 1000,5000
+
+No Docker: for each count, that many server rows with --containers (default
+20 here) synthetic containers each, through the monitor's own parse and write
+functions: parse (the reader threads' work, summed), the first pass, an
+unchanged pass, 10 % of the rows changed (spread over every daemon) and 10 %
+of the daemons changed; for each, the time, queries, and the rows PostgreSQL
+saw inserted, updated and deleted and the dead tuples left
+(pg_stat_user_tables). The synthetic rows are deleted at the end.
 """
 
 import statistics
 import time
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from accounts.models import User
 from hosting import docker, monitor, reconcile, services
+from hosting.models import ContainerSnapshot, Node, VirtualServer
+
+TABLES = ("hosting_containersnapshot", "hosting_virtualserver")
 
 TEST_APP_IMAGE = "controlpanel/testapp:local"
 
@@ -30,11 +44,19 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--servers", type=int, default=20)
-        parser.add_argument("--containers", type=int, default=3)
+        parser.add_argument("--containers", type=int, help="per server (default 3; 20 with --synthetic)")
         parser.add_argument("--cycles", type=int, default=5, help="unchanged cycles to time after the first")
         parser.add_argument("--keep", action="store_true")
+        parser.add_argument("--synthetic", help="daemon counts, e.g. 1000,5000: time the write pass on synthetic answers")
 
-    def handle(self, *args, servers, containers, cycles, keep, **options):
+    def handle(self, *args, servers, containers, cycles, keep, synthetic, **options):
+        if synthetic:
+            if connection.vendor != "postgresql":
+                raise CommandError("--synthetic measures PostgreSQL: set DATABASE_URL=postgres:///...")
+            for count in map(int, synthetic.split(",")):
+                self._synthetic(count, containers or 20)
+            return
+        containers = 3 if containers is None else containers
         owner, _ = User.objects.get_or_create(email="benchmark@localhost")
         owner.server_quota = 100_000
         owner.save(update_fields=["server_quota"])
@@ -65,13 +87,14 @@ class Command(BaseCommand):
     def _measure(self, servers, cycles):
         with CaptureQueriesContext(connection) as first_queries:
             first = monitor.run_cycle()
-        walls, queries = [], []
+        walls, queries, db = [], [], []
         for _ in range(cycles):
             with CaptureQueriesContext(connection) as context:
                 started = time.perf_counter()
                 run = monitor.run_cycle()
                 walls.append(time.perf_counter() - started)
             queries.append(len(context.captured_queries))
+            db.append(run.db_ms)
         writes = sum(1 for q in context.captured_queries if q["sql"].split()[0].upper() in ("INSERT", "UPDATE", "DELETE"))
 
         raw = [self._raw_seconds(lambda: docker.host_containers_json(timeout=5))]
@@ -83,6 +106,7 @@ class Command(BaseCommand):
         self.stdout.write(f"\ndaemons per cycle:                 {daemons} ({run.daemons_failed} failed), containers seen {run.containers_seen}")
         self.stdout.write(f"first cycle:                       {first.duration_ms} ms, {len(first_queries.captured_queries)} queries, {first.rows_written} rows written")
         self.stdout.write(f"unchanged cycle wall time:         median {wall * 1000:.0f} ms, max {max(walls) * 1000:.0f} ms over {cycles}")
+        self.stdout.write(f"database time per unchanged cycle: median {statistics.median(db):.0f} ms")
         self.stdout.write(f"time per daemon (in the cycle):    mean {run.total_read_ms / daemons:.1f} ms, slowest {run.slowest_read_ms} ms")
         self.stdout.write(f"queries per unchanged cycle:       {statistics.median(queries):.0f} ({writes} writes) = {statistics.median(queries) / daemons:.2f} per daemon")
         self.stdout.write(f"raw containers/json, one by one:   sum {sum(raw) * 1000:.0f} ms, median {statistics.median(raw) * 1000:.2f} ms")
@@ -93,3 +117,80 @@ class Command(BaseCommand):
         started = time.perf_counter()
         read()
         return time.perf_counter() - started
+
+    # Synthetic daemons: the write pass alone ----------------------------------------
+
+    def _synthetic(self, count, per_daemon):
+        owner, _ = User.objects.get_or_create(email="benchmark-synthetic@localhost")
+        node = Node.local()
+        started_pk = (VirtualServer.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1
+        VirtualServer.objects.bulk_create([
+            VirtualServer(pk=started_pk + n, owner=owner, node=node, name=f"synthetic {n}", observed_state="running",
+                          memory_mb=64, cpus=1, pids_limit=32) for n in range(count)], batch_size=2000)
+        servers = list(VirtualServer.objects.filter(owner=owner).only(
+            "pk", "observed_state", "ip_address", "operation", "inner_next_poll_at", "inner_failures", "inner_digest", "created_at"))
+        try:
+            self.stdout.write(f"\n{count:,} daemons × {per_daemon} containers = {count * per_daemon:,} rows (PostgreSQL)")
+            answers = {server.pk: [self._entry(server.pk, k) for k in range(per_daemon)] for server in servers}
+            parse_started = time.perf_counter()
+            reads = [monitor.digested(pk, answer, time.perf_counter()) for pk, answer in answers.items()]
+            host = monitor.digested(None, [self._host_entry(server) for server in servers], time.perf_counter())
+            self.stdout.write(f"  parse and digest (reader threads' work, summed): {time.perf_counter() - parse_started:.2f} s")
+            self._pass("first pass", host, reads, servers, node)
+            self._pass("unchanged pass", host, reads, servers, node)
+            for pk in answers:  # 10 % of the rows: 2 of every 20, in every daemon
+                for k in range(0, per_daemon, 10):
+                    answers[pk][k]["Status"] = "Up 2 minutes"
+            reads = [monitor.digested(pk, answer, 0) for pk, answer in answers.items()]
+            self._pass("10 % of rows changed", host, reads, servers, node)
+            for pk in list(answers)[::10]:  # 10 % of the daemons, all their rows
+                for entry in answers[pk]:
+                    entry["Status"] = "Up 3 minutes"
+            reads = [monitor.digested(pk, answer, 0) for pk, answer in answers.items()]
+            self._pass("10 % of daemons changed", host, reads, servers, node)
+        finally:
+            ContainerSnapshot.objects.filter(server__isnull=True, docker_id__in=[e["Id"] for e in map(self._host_entry, servers)]).delete()
+            VirtualServer.objects.filter(owner=owner).delete()  # their snapshots go with them
+            Node.objects.filter(pk=node.pk).update(host_digest="")
+
+    def _pass(self, label, host, reads, servers, node):
+        servers = list(VirtualServer.objects.filter(pk__in=[s.pk for s in servers]).only(
+            "pk", "observed_state", "ip_address", "operation", "inner_next_poll_at", "inner_failures", "inner_digest", "created_at"))
+        node.refresh_from_db()
+        before = self._table_stats()
+        with CaptureQueriesContext(connection) as context:
+            started = time.perf_counter()
+            states = monitor.server_states_from_host(host, servers)
+            written, _, _ = monitor.record_reads(host, reads, servers, states, node, timezone.now())
+            seconds = time.perf_counter() - started
+        after = self._table_stats()
+        deltas = {table: [a - b for a, b in zip(after[table], before[table])] for table in TABLES}
+        snapshots, rows = deltas["hosting_containersnapshot"], deltas["hosting_virtualserver"]
+        self.stdout.write(f"  {label + ':':26} {seconds:6.2f} s, {len(context.captured_queries)} queries, {written:,} rows written; "
+                          f"snapshots ins/upd/del {snapshots[0]:,}/{snapshots[1]:,}/{snapshots[2]:,}, dead tuples +{snapshots[3]:,}; "
+                          f"server rows updated {rows[1]:,}, dead tuples +{rows[3]:,}")
+
+    @staticmethod
+    def _table_stats():
+        """(inserted, updated, deleted, dead) per table, once PostgreSQL has counted this session's work."""
+        time.sleep(1.2)  # backends report their counts at most once a second
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute("SELECT relname, n_tup_ins, n_tup_upd, n_tup_del, n_dead_tup FROM pg_stat_user_tables WHERE relname = ANY(%s)",
+                           [list(TABLES)])
+            return {name: counts for name, *counts in cursor.fetchall()}
+
+    @staticmethod
+    def _entry(server_id, k):
+        return {"Id": f"{server_id:032x}{k:032x}", "Names": [f"/app{k}"], "Image": "busybox:latest", "Command": "httpd -f",
+                "Created": 1_700_000_000 + k, "State": "running", "Status": "Up 1 minute",
+                "Ports": [{"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8000 + k, "Type": "tcp"}],
+                "Labels": {"com.docker.compose.project": "site", "com.docker.compose.service": f"app{k}"},
+                "NetworkSettings": {"Networks": {"site_default": {"IPAddress": f"172.18.0.{k + 2}"}}},
+                "Mounts": [{"Name": f"site_data{k}", "Destination": "/data"}]}
+
+    @staticmethod
+    def _host_entry(server):
+        return {"Id": f"{server.pk:064x}", "Names": [f"/{server.container_name}"], "Image": settings.SERVER_IMAGE,
+                "State": "running", "Status": "Up 1 hour", "Created": 1_700_000_000,
+                "NetworkSettings": {"Networks": {settings.SERVER_NETWORK: {"IPAddress": "10.213.0.2"}}}}
