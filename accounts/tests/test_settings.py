@@ -70,6 +70,17 @@ def test_deploy_check_is_clean_with_production_settings(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_production_images_collectstatic_takes_every_static_file(tmp_path):
+    """The manifest storage refuses a file that names one it cannot find (xterm.js names its source map)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "DATA_DIR")}
+    env.update(GOOD_PRODUCTION, DATA_DIR=str(tmp_path), STATIC_ROOT=str(tmp_path / "static"))
+    result = subprocess.run([sys.executable, "manage.py", "collectstatic", "--no-input", "-v0"],
+                            cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = (tmp_path / "static" / "staticfiles.json").read_text()
+    assert "vendor/xterm/xterm.js" in manifest and "js/terminal.js" in manifest
+
+
 def test_compose_file_is_valid_and_keeps_docker_away_from_the_web_tier(tmp_path):
     """`docker-compose config` (Debian's package) accepts the file with .env.example's values."""
     import shutil
