@@ -16,7 +16,6 @@ from django.utils import timezone
 from accounts.models import ActivityLog, User
 from accounts.services import activity_log
 
-from . import docker
 from .domains import server_domains_remove
 from .models import App, AppDeployment, ContainerSnapshot, Node, TerminalSession, VirtualServer
 from .tasks import app_run, container_action, server_reconcile, server_refresh

@@ -1,7 +1,6 @@
 """Virtual servers on the real Docker engine: real DinD containers, real inner daemons."""
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from accounts.models import ActivityLog

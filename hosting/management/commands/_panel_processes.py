@@ -12,7 +12,32 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import CommandError
 
+from accounts.models import User
+from hosting import reconcile, services
+
 ROOT = Path(__file__).resolve().parents[3]
+
+
+def benchmark_owner(quota=100):
+    owner, _ = User.objects.get_or_create(email="benchmark@localhost")
+    owner.server_quota = quota
+    owner.save(update_fields=["server_quota"])
+    return owner
+
+
+def running_server(owner, name):
+    """A real virtual server of `owner`'s, made and started as the worker does."""
+    server = services.server_create(owner=owner, name=name)
+    reconcile.server_reconcile(server_id=server.pk)
+    server.refresh_from_db()
+    if server.state != server.State.RUNNING:
+        raise CommandError(f"the server did not start: {server.last_error}")
+    return server
+
+
+def delete_server(owner, server):
+    services.server_delete(actor=owner, server=server)
+    reconcile.server_reconcile(server_id=server.pk)
 
 
 def rss_kib(pid):

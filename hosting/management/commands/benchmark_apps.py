@@ -22,11 +22,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.test import Client
 from websockets.sync.client import connect
 
-from accounts.models import User
-from hosting import docker, monitor, reconcile, services, workloads
+from hosting import docker, monitor, services, workloads
 from hosting.models import App
 
-from ._panel_processes import free_port, start, stop
+from ._panel_processes import benchmark_owner, delete_server, free_port, running_server, start, stop
 
 TEST_APP_IMAGE = "controlpanel/testapp:local"
 COMPOSE = f"""services:
@@ -50,14 +49,8 @@ class Command(BaseCommand):
         parser.add_argument("--seconds", type=int, default=10, help="how long to follow the flood")
 
     def handle(self, *args, deploys, seconds, **options):
-        self.owner, _ = User.objects.get_or_create(email="benchmark@localhost")
-        self.owner.server_quota = 100
-        self.owner.save(update_fields=["server_quota"])
-        server = services.server_create(owner=self.owner, name="apps bench")
-        reconcile.server_reconcile(server_id=server.pk)
-        server.refresh_from_db()
-        if server.state != server.State.RUNNING:
-            raise CommandError(f"the server did not start: {server.last_error}")
+        self.owner = benchmark_owner()
+        server = running_server(self.owner, "apps bench")
         try:
             docker.inner_wait(str(server.socket_dir))
             docker.image_copy_to_inner(TEST_APP_IMAGE, str(server.socket_dir))
@@ -78,8 +71,7 @@ class Command(BaseCommand):
                 stop(web)
                 stop(gateway)
         finally:
-            services.server_delete(actor=self.owner, server=server)
-            reconcile.server_reconcile(server_id=server.pk)
+            delete_server(self.owner, server)
 
     def deploys(self, server, count):
         times = []

@@ -23,10 +23,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts import services as account_services
-from accounts.models import User
-from hosting import reconcile, services
 
-from ._panel_processes import free_port, percentile, rss_kib, start, stop
+from ._panel_processes import benchmark_owner, delete_server, free_port, percentile, rss_kib, running_server, start, stop
 
 
 class Command(BaseCommand):
@@ -38,14 +36,8 @@ class Command(BaseCommand):
         parser.add_argument("--megabytes", type=int, default=100)
 
     def handle(self, *args, runs, sessions, megabytes, **options):
-        owner, _ = User.objects.get_or_create(email="benchmark@localhost")
-        owner.server_quota = 100
-        owner.save(update_fields=["server_quota"])
-        server = services.server_create(owner=owner, name="ssh bench")
-        reconcile.server_reconcile(server_id=server.pk)
-        server.refresh_from_db()
-        if server.state != server.State.RUNNING:
-            raise CommandError(f"the server did not start: {server.last_error}")
+        owner = benchmark_owner()
+        server = running_server(owner, "ssh bench")
         folder = Path(tempfile.mkdtemp(prefix="benchmark-ssh-"))
         key = folder / "id_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
@@ -64,8 +56,7 @@ class Command(BaseCommand):
             self.copy(megabytes)
         finally:
             stop(gateway)
-            services.server_delete(actor=owner, server=server)
-            reconcile.server_reconcile(server_id=server.pk)
+            delete_server(owner, server)
             subprocess.run(["rm", "-rf", str(folder)])
 
     def _ssh(self, *command, **kwargs):

@@ -18,14 +18,13 @@ import os
 import statistics
 import time
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 from django.test import Client
 from websockets.sync.client import connect
 
-from accounts.models import User
-from hosting import docker, reconcile, services
+from hosting import docker
 
-from ._panel_processes import free_port, percentile, rss_kib, start, stop
+from ._panel_processes import benchmark_owner, delete_server, free_port, percentile, rss_kib, running_server, start, stop
 
 
 def _cpu_seconds(pid):
@@ -42,14 +41,8 @@ class Command(BaseCommand):
         parser.add_argument("--megabytes", type=int, default=50)
 
     def handle(self, *args, terminals, echoes, megabytes, **options):
-        owner, _ = User.objects.get_or_create(email="benchmark@localhost")
-        owner.server_quota = 100
-        owner.save(update_fields=["server_quota"])
-        server = services.server_create(owner=owner, name="terminal bench")
-        reconcile.server_reconcile(server_id=server.pk)
-        server.refresh_from_db()
-        if server.state != server.State.RUNNING:
-            raise CommandError(f"the server did not start: {server.last_error}")
+        owner = benchmark_owner()
+        server = running_server(owner, "terminal bench")
         client = Client()
         client.force_login(owner)
         self.cookie = client.cookies["sessionid"].value
@@ -62,8 +55,7 @@ class Command(BaseCommand):
             self.throughput(megabytes)
         finally:
             stop(gateway)
-            services.server_delete(actor=owner, server=server)
-            reconcile.server_reconcile(server_id=server.pk)
+            delete_server(owner, server)
 
     def _open(self):
         ws = connect(self.url, additional_headers={"Cookie": f"sessionid={self.cookie}", "Origin": "http://127.0.0.1"},
