@@ -20,7 +20,9 @@ find_python() {
 
 ensure_venv() {
     if [ ! -x "$VENV/bin/python" ]; then
-        "$(find_python)" -m venv "$VENV"
+        # A fresh Debian 13 may have no Python, or one without venv: Debian's are new enough.
+        find_python >/dev/null 2>&1 || apt_install python3 python3-venv
+        "$(find_python)" -m venv "$VENV" 2>/dev/null || { rm -rf "$VENV"; apt_install python3-venv; "$(find_python)" -m venv "$VENV"; }
     fi
     # Reinstall only when pyproject.toml changed since the last install.
     local stamp="$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
