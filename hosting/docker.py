@@ -150,7 +150,7 @@ def _isolation(spec):
     if mode.startswith("runtime:"):
         return {}, {"runtime": mode.split(":", 1)[1], "tmpfs": {"/run": "", "/var/run": ""}}, {}, "/var/lib/docker"
     # capabilities: every capability but SYS_RESOURCE (which --privileged needs
-    # and some hosts lack). A private cgroup namespace lets the image's entry
+    # and some hosts lack; see server_create). A private cgroup namespace lets the image's entry
     # point mount cgroups writable for the inner daemon without binding the host's.
     host = {
         "cap_add": ["ALL"],
@@ -250,16 +250,21 @@ def server_create(spec: ServerSpec):
     host_config.update(raw)
     networking = client.api.create_networking_config(
         {settings.SERVER_NETWORK: client.api.create_endpoint_config(ipv4_address=address)})
-    client.api.create_container(
-        settings.SERVER_IMAGE,
-        command=INNER_DOCKERD_ARGS,
-        name=spec.container_name,
-        hostname=spec.hostname,
-        labels=spec.labels,
-        host_config=host_config,
-        networking_config=networking,
-        **create,
-    )
+    def make():
+        client.api.create_container(settings.SERVER_IMAGE, command=INNER_DOCKERD_ARGS, name=spec.container_name,
+                                    hostname=spec.hostname, labels=spec.labels, host_config=host_config,
+                                    networking_config=networking, **create)
+
+    try:
+        make()
+    except docker.errors.APIError as error:
+        # Engines before 23 give "ALL" every capability the kernel knows, so one the
+        # host lacks must be dropped; later ones give only what they hold, and
+        # refuse to drop what they lack.
+        if "invalid CapDrop" not in str(error) or not host_config.get("CapDrop"):
+            raise
+        host_config.pop("CapDrop")
+        make()
     if rootless:
         _give_owner_an_account(client, spec)
 
