@@ -14,6 +14,7 @@ from pathlib import Path
 
 import docker as docker_sdk
 import pytest
+from django.urls import reverse
 
 from hosting import docker, services
 
@@ -226,6 +227,31 @@ def browser(monkeypatch):
 
 def shot(page, name):
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+BROWSER_PASSWORD = "browser-Tests-pass-1"
+
+
+def browser_log_in(browser, base, user, **context):
+    """A new browser context with `user` logged in through the login page (its password set for that)."""
+    user.set_password(BROWSER_PASSWORD)
+    user.save()
+    page = browser.new_context(viewport={"width": 1280, "height": 1000}, **context).new_page()
+    page.goto(base + reverse("accounts:login"))
+    page.fill("input[name=username]", user.email)
+    page.fill("input[name=password]", BROWSER_PASSWORD)
+    page.click("button[type=submit]")
+    return page
+
+
+@pytest.fixture
+def page_gateway(gateway, live_server, settings):
+    """The gateway, where the pages say it is (GATEWAY_URL, allowed by the CSP)."""
+    started = gateway()
+    url = f"ws://localhost:{started.port}"
+    settings.GATEWAY_URL = url
+    settings.SECURE_CSP = {**settings.SECURE_CSP, "connect-src": ["'self'", url]}
+    return started
 
 
 class Caddy:

@@ -4,30 +4,9 @@ through the real gateway, into a real virtual server."""
 import pytest
 from django.urls import reverse
 
-
-from .conftest import TEST_APP_IMAGE, shot, wait_until
+from .conftest import TEST_APP_IMAGE, browser_log_in, shot, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker, pytest.mark.usefixtures("eager_tasks")]
-PASSWORD = "terminal-Browser-pass-1"
-
-
-@pytest.fixture
-def page_gateway(gateway, live_server, settings):
-    """The gateway, where the pages say it is (GATEWAY_URL, allowed by the CSP)."""
-    started = gateway()
-    url = f"ws://localhost:{started.port}"
-    settings.GATEWAY_URL = url
-    settings.SECURE_CSP = {**settings.SECURE_CSP, "connect-src": ["'self'", url]}
-    return started
-
-
-def log_in(browser, base, email):
-    page = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
-    page.goto(base + reverse("accounts:login"))
-    page.fill("input[name=username]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    return page
 
 
 def screen_text(page):
@@ -50,13 +29,9 @@ def type_line(page, text):
 
 
 def test_the_owner_works_in_a_terminal_reloads_it_and_an_admin_watches(browser, live_server, page_gateway, running_server, alice, admin):
-    alice.set_password(PASSWORD)
-    alice.save()
-    admin.set_password(PASSWORD)
-    admin.save()
     server = running_server
     base = live_server.url
-    owner = log_in(browser, base, alice.email)
+    owner = browser_log_in(browser, base, alice)
     owner.goto(base + reverse("hosting:server_detail", args=[server.pk]))
     owner.click("text=Open a terminal")
     wait_for_screen(owner, "root@server")
@@ -76,7 +51,7 @@ def test_the_owner_works_in_a_terminal_reloads_it_and_an_admin_watches(browser, 
     wait_for_screen(owner, "pet=cat")
 
     # An admin watches it, read-only; the owner is told.
-    watcher = log_in(browser, base, admin.email)
+    watcher = browser_log_in(browser, base, admin)
     watcher.goto(base + reverse("hosting:admin_terminals"))
     shot(watcher, "t2-admin-terminals")
     watcher.click("a.btn >> text=Watch")

@@ -7,10 +7,9 @@ from django.urls import reverse
 from hosting import docker, monitor, services
 from hosting.models import App
 
-from .conftest import TEST_APP_IMAGE, shot, wait_until
+from .conftest import TEST_APP_IMAGE, browser_log_in, shot, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker, pytest.mark.usefixtures("eager_tasks")]
-PASSWORD = "workloads-Browser-pass-1"
 FLOOD = 'i=0; while :; do i=$((i+1)); echo "flood line $i: the quick brown fox jumps over the lazy dog"; done'
 
 # Injected into the page (with the CSP bypassed for the measurement only): the longest gap
@@ -20,32 +19,12 @@ WATCH_FRAMES = """() => { window.__gaps = []; let last = performance.now();
   requestAnimationFrame(tick); }"""
 
 
-@pytest.fixture
-def page_gateway(gateway, live_server, settings):
-    started = gateway()
-    url = f"ws://localhost:{started.port}"
-    settings.GATEWAY_URL = url
-    settings.SECURE_CSP = {**settings.SECURE_CSP, "connect-src": ["'self'", url]}
-    return started
-
-
-def log_in(browser, base, user, **context):
-    user.set_password(PASSWORD)
-    user.save()
-    page = browser.new_context(viewport={"width": 1280, "height": 1000}, **context).new_page()
-    page.goto(base + reverse("accounts:login"))
-    page.fill("input[name=username]", user.email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    return page
-
-
 def test_a_log_flood_leaves_the_page_responsive_and_bounded(browser, live_server, page_gateway, running_server, alice):
     server = running_server
     docker.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE, ["sh", "-c", FLOOD], name="flood")
     monitor.refresh_server(server)
     container = server.containers.get(name="flood")
-    page = log_in(browser, live_server.url, alice, bypass_csp=True)
+    page = browser_log_in(browser, live_server.url, alice, bypass_csp=True)
     page.goto(live_server.url + reverse("hosting:container_logs", args=[container.pk]))
     page.wait_for_selector(".log-line", timeout=20_000)
     heap_before = page.evaluate("() => performance.memory.usedJSHeapSize")
@@ -79,7 +58,7 @@ COMPOSE = f"""services:
 
 def test_an_app_deployed_from_the_page(browser, live_server, running_server, alice):
     server = running_server
-    page = log_in(browser, live_server.url, alice)
+    page = browser_log_in(browser, live_server.url, alice)
     page.goto(live_server.url + reverse("hosting:server_detail", args=[server.pk]))
     page.click("text=New app")
     page.fill("input[name=name]", "shop")
