@@ -35,6 +35,7 @@ LOCK_KEY = "hosting:monitor:lock"
 Observed = VirtualServer.ObservedState
 SNAPSHOT_FIELDS = ["name", "image", "command", "created", "state", "status", "ports", "labels", "networks", "mounts"]
 HOST = None  # the daemon key of the host; a server id for an inner daemon
+POLLED_FIELDS = ["pk", "observed_state", "ip_address", "operation", "inner_next_poll_at", "inner_failures", "inner_digest", "created_at"]
 
 
 @dataclass
@@ -382,8 +383,7 @@ def host_facts():
 def _cycle():
     started, clock = timezone.now(), time.perf_counter()
     host_read = _read_host()
-    servers = list(VirtualServer.objects.live().only(
-        "pk", "observed_state", "ip_address", "operation", "inner_next_poll_at", "inner_failures", "inner_digest", "created_at"))
+    servers = list(VirtualServer.objects.live().only(*POLLED_FIELDS))
     node = Node.local()
     now, inner_reads, states = timezone.now(), [], {}
     if host_read.error:

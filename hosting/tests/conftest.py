@@ -144,7 +144,7 @@ def inner_daemon_answers(server):
     return docker.inner_wait(str(server.socket_dir), timeout=30)
 
 
-def _free_port():
+def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -154,7 +154,7 @@ class Gateway:
     """The gateway (manage.py gateway) as its own process, on a free loopback port."""
 
     def __init__(self, settings, ssh_port=None, **env):
-        self.port, self.ssh_port = _free_port(), ssh_port or _free_port()
+        self.port, self.ssh_port = free_port(), ssh_port or free_port()
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "gateway", "--bind", f"127.0.0.1:{self.port}", "--ssh-bind", f"127.0.0.1:{self.ssh_port}"], cwd=ROOT,
             env=panel_env(settings, ALLOWED_HOSTS="testserver,localhost,127.0.0.1", TERMINAL_CHECK_SECONDS="0.5", **env),
@@ -260,7 +260,7 @@ class Caddy:
     def __init__(self, workdir):
         import json
 
-        self.admin_port, self.http_port, self.https_port = _free_port(), _free_port(), _free_port()
+        self.admin_port, self.http_port, self.https_port = free_port(), free_port(), free_port()
         self.workdir = workdir
         self.admin_listen = f"127.0.0.1:{self.admin_port}"
         self.boot = workdir / "boot.json"

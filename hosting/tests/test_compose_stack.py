@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from websockets.sync.client import connect
 
 from hosting import docker
 
-from .conftest import TEST_APP_IMAGE, wait_until
+from .conftest import TEST_APP_IMAGE, free_port, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -34,12 +33,6 @@ PROJECT = "cpcompose"
 PREFIX = "cpcompose-dind-"
 NETWORK = "cpcompose-users"
 PASSWORD = "Compose-journey-42"
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Browser(requests.Session):
@@ -66,7 +59,7 @@ class Stack:
 
     def __init__(self, folder):
         self.folder = folder
-        self.ports = {name: _free_port() for name in ("web", "gateway", "ssh", "http", "https")}
+        self.ports = {name: free_port() for name in ("web", "gateway", "ssh", "http", "https")}
         self.socket_root = folder / "servers"
         self.socket_root.mkdir()
         settings = {

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from hosting.models import ContainerSnapshot, MonitorRun
 
-from .conftest import ROOT, TEST_INSTANCE, _free_port, wait_until
+from .conftest import ROOT, TEST_INSTANCE, free_port, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker, pytest.mark.services]
 OUTAGE_SECONDS = int(os.environ.get("FAULT_OUTAGE_SECONDS", "60"))
@@ -35,7 +35,7 @@ def test_redis_down_for_a_minute_loses_nothing_and_the_monitor_recovers(real_doc
     # Something on the host daemon for the monitor to record (removed by the fixture).
     real_docker.containers.run("controlpanel/testapp:local", ["sleep", "600"], detach=True,
                                labels={"controlpanel.instance": TEST_INSTANCE})
-    port = _free_port()
+    port = free_port()
     redis = start_redis(port, tmp_path)
     env = {
         **os.environ,

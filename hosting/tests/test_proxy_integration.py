@@ -13,7 +13,7 @@ from hosting.models import Domain
 
 from .conftest import (
     TEST_APP_IMAGE,
-    _free_port,
+    free_port,
     inner_client,
     inner_daemon_answers,
     wait_until,
@@ -170,7 +170,7 @@ def test_caddys_admin_api_over_a_unix_socket(tmp_path, settings, alice, make_ser
         settings.CADDY_ADMIN_URL = f"unix://{socket_path}"
         settings.CADDY_ADMIN_LISTEN = f"unix/{socket_path}"
         settings.CADDY_LISTEN_HOST = "127.0.0.1"
-        settings.CADDY_HTTP_PORT, settings.CADDY_HTTPS_PORT = _free_port(), _free_port()
+        settings.CADDY_HTTP_PORT, settings.CADDY_HTTPS_PORT = free_port(), free_port()
         server = make_server(name="row only", ip_address="192.0.2.10")
         domains.domain_add(actor=alice, server=server, name="sock.example.org", ssl=False)
         assert "sock.example.org" in json_module.dumps(proxy.current())

@@ -3,7 +3,6 @@
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 
@@ -14,7 +13,7 @@ from accounts import services as account_services
 from accounts.models import ActivityLog, SshKey
 from hosting import docker
 
-from .conftest import TEST_APP_IMAGE, wait_until
+from .conftest import TEST_APP_IMAGE, free_port, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker, pytest.mark.usefixtures("eager_tasks")]
 
@@ -106,7 +105,7 @@ def docker_stat(server, path):
 def test_a_local_forward_reaches_a_port_of_that_server_and_nothing_else(alice_ssh, running_server, tmp_path):
     docker.inner_container_run(str(running_server.socket_dir), TEST_APP_IMAGE, ["httpd", "-f", "-p", "8080", "-h", "/www"],
                                name="site", ports={"8080/tcp": 80})
-    local = _free_port()
+    local = free_port()
     tunnel = subprocess.Popen(["ssh", "-N", "-L", f"{local}:localhost:80", *alice_ssh.options(), f"{alice_ssh.login}@127.0.0.1"])
     try:
         assert wait_until(lambda: _get(f"http://127.0.0.1:{local}/"), timeout=30, what="the tunnel")
@@ -114,7 +113,7 @@ def test_a_local_forward_reaches_a_port_of_that_server_and_nothing_else(alice_ss
         tunnel.kill()
         tunnel.wait(10)
     # Another host through that server: refused, and the client is told why.
-    elsewhere, said, reached = _free_port(), tmp_path / "tunnel.err", []
+    elsewhere, said, reached = free_port(), tmp_path / "tunnel.err", []
     with open(said, "wb") as err:
         # (the refusal is said at LogLevel INFO)
         tunnel = subprocess.Popen(["ssh", "-N", "-L", f"{elsewhere}:example.org:80", *alice_ssh.options(log_level="INFO"),
@@ -134,12 +133,6 @@ def _get(url):
         return "hello from the test app" in requests.get(url, timeout=3).text
     except requests.RequestException:
         return False
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_remote_and_agent_forwarding_are_refused(alice_ssh):

@@ -127,8 +127,7 @@ class Command(BaseCommand):
         VirtualServer.objects.bulk_create([
             VirtualServer(pk=started_pk + n, owner=owner, node=node, name=f"synthetic {n}", observed_state="running",
                           memory_mb=64, cpus=1, pids_limit=32) for n in range(count)], batch_size=2000)
-        servers = list(VirtualServer.objects.filter(owner=owner).only(
-            "pk", "observed_state", "ip_address", "operation", "inner_next_poll_at", "inner_failures", "inner_digest", "created_at"))
+        servers = list(VirtualServer.objects.filter(owner=owner).only(*monitor.POLLED_FIELDS))
         try:
             self.stdout.write(f"\n{count:,} daemons × {per_daemon} containers = {count * per_daemon:,} rows (PostgreSQL)")
             answers = {server.pk: [self._entry(server.pk, k) for k in range(per_daemon)] for server in servers}
@@ -154,8 +153,7 @@ class Command(BaseCommand):
             Node.objects.filter(pk=node.pk).update(host_digest="")
 
     def _pass(self, label, host, reads, servers, node):
-        servers = list(VirtualServer.objects.filter(pk__in=[s.pk for s in servers]).only(
-            "pk", "observed_state", "ip_address", "operation", "inner_next_poll_at", "inner_failures", "inner_digest", "created_at"))
+        servers = list(VirtualServer.objects.filter(pk__in=[s.pk for s in servers]).only(*monitor.POLLED_FIELDS))
         node.refresh_from_db()
         before = self._table_stats()
         with CaptureQueriesContext(connection) as context:
