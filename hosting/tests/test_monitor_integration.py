@@ -69,10 +69,12 @@ def test_a_stopped_server_shows_exited_and_its_rows_go_stale(running_server, ali
     monitor.run_cycle()
     assert set(rows(server)) == {"sleeper"}
 
-    real_docker.containers.get(server.container_name).stop(timeout=1)  # behind the panel's back
+    container = real_docker.containers.get(server.container_name)
+    container.stop(timeout=1)  # behind the panel's back
     monitor.run_cycle()
     server.refresh_from_db()
-    assert server.observed_state == "exited" and server.state == "exited"
+    container.reload()
+    assert server.observed_state == "exited" and server.state == "exited", container.attrs["State"]
     assert set(rows(server)) == {"sleeper"}, "rows stay until they are stale"
     time.sleep(4.2)
     run = monitor.run_cycle()

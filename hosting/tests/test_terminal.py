@@ -150,7 +150,7 @@ def test_the_same_shell_comes_back_after_a_reload_with_its_scrollback(gateway, r
     first.expect("marker-42")
     first.ws.close()  # the page goes away
     again = Shell(open_ws(started.url(running_server.pk, first.hello["terminal"]), cookie))
-    assert again.hello["terminal"] == first.hello["terminal"]
+    assert again.hello["terminal"] == first.hello["terminal"], list(TerminalSession.objects.values_list("close_reason", flat=True))
     again.expect("marker-42")  # the scrollback
     again.type("echo still=$LEFT_HERE\r")
     again.expect("still=before-reload")
