@@ -51,17 +51,20 @@ def test_a_fork_bomb_stops_at_the_pids_limit_and_the_panel_keeps_answering(two_s
     # A classic bash fork bomb, for 15 seconds, inside the noisy server.
     container.exec_run(["timeout", "-s", "KILL", "15", "bash", "-c", "bomb() { bomb | bomb & }; bomb"], detach=True)
     counter = _pids_current(real_docker, noisy)
-    peak = 0
-    for _ in range(20):
-        time.sleep(0.5)
+    # Sampled often: the bomb may take the server's own daemon down within a
+    # second, and the server then restarts in a fresh cgroup, without the bomb.
+    peak, deadline = 0, time.monotonic() + 10
+    while time.monotonic() < deadline:
         try:
             peak = max(peak, int(open(counter).read()))
-        except FileNotFoundError:
-            pass  # its cgroup is made again if the bomb takes the server's own daemon down and it restarts
+        except (FileNotFoundError, ValueError):
+            pass  # its cgroup is gone (the restart), or is being made again
+        time.sleep(0.02)
     stop.set()
     watcher.join(30)
+    restarts = real_docker.api.inspect_container(noisy.container_name)["RestartCount"]
     assert peak <= 256, f"{peak} processes: the limit did not hold"
-    assert peak > 100, "the bomb never got going: this test proves nothing"
+    assert peak > 100, f"the bomb never got going ({peak} processes, {restarts} restarts): this test proves nothing"
     assert docker.inner_ping(str(quiet.socket_dir), timeout=5)
     assert len(results) > 20 and p95(results) < 1.0, f"panel p95 {p95(results):.2f}s"
 
