@@ -146,6 +146,12 @@ class Terminal:
         except docker.DockerError:
             pass  # the shell has just ended; the pump says so
 
+    async def _send_to_owner(self, owner, data):
+        try:
+            await owner.send_output(data)  # waits while the browser is slow: the shell waits too
+        except OSError:  # the page went while this was on its way (uvicorn's ClientDisconnected): the scrollback keeps it for its return
+            self.detach(owner)
+
     async def _pump(self):
         try:
             while True:
@@ -160,7 +166,7 @@ class Terminal:
                     watcher.offer_output(data)  # never waits: a slow watcher is dropped
                 owner = self.owner
                 if owner is not None:
-                    await owner.send_output(data)  # waits while the browser is slow: the shell waits too
+                    await self._send_to_owner(owner, data)
         except (OSError, asyncio.IncompleteReadError):
             pass
         # The shell ends by itself (exit), or because its server went: say which.

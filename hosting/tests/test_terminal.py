@@ -157,6 +157,22 @@ def test_the_same_shell_comes_back_after_a_reload_with_its_scrollback(gateway, r
     assert TerminalSession.objects.count() == 1
 
 
+def test_a_reload_while_output_flows_keeps_the_shell(gateway, running_server, alice):
+    # The gateway may be mid-send to the page when it goes: that failed send is the browser's end, not the shell's.
+    started = gateway()
+    _, cookie = session_cookie(alice)
+    shell = Shell(open_ws(started.url(running_server.pk), cookie))
+    terminal = shell.hello["terminal"]
+    for round in range(5):
+        shell.type(f"seq -f tick-{round}-%g 20000; echo round-$((100+{round}))\r")
+        shell.expect(f"tick-{round}-2\r\n")
+        shell.ws.close()  # the page goes away
+        shell = Shell(open_ws(started.url(running_server.pk, terminal), cookie))
+        assert shell.hello["terminal"] == terminal, list(TerminalSession.objects.values_list("close_reason", flat=True))
+        shell.expect(f"round-{100 + round}")
+    assert TerminalSession.objects.count() == 1
+
+
 def test_a_disabled_user_a_logout_elsewhere_and_a_deleted_server_close_terminals(gateway, running_server, alice, admin, make_server, real_docker):
     started = gateway()
     browser, cookie = session_cookie(alice)
