@@ -71,6 +71,9 @@ def test_a_stopped_server_shows_exited_and_its_rows_go_stale(running_server, ali
 
     container = real_docker.containers.get(server.container_name)
     container.stop(timeout=1)  # behind the panel's back
+    # Docker answers the stop before its container list (a copy it updates next) says so: the monitor reads that list.
+    wait_until(lambda: real_docker.api.containers(all=True, filters={"id": container.id})[0]["State"] == "exited",
+               what="Docker's container list to show the stop")
     monitor.run_cycle()
     server.refresh_from_db()
     container.reload()

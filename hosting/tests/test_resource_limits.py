@@ -44,24 +44,26 @@ def p95(values):
 
 def test_a_fork_bomb_stops_at_the_pids_limit_and_the_panel_keeps_answering(two_servers, real_docker, live_server):
     noisy, quiet = two_servers
+    counter = _pids_current(real_docker, noisy)  # found first: once the bomb runs, its cgroup may already be gone for a restart
     stop, results = threading.Event(), []
     watcher = threading.Thread(target=lambda: results.extend(panel_latencies(live_server.url + "/login/", stop)))
     watcher.start()
-    container = real_docker.containers.get(noisy.container_name)
-    # A classic bash fork bomb, for 15 seconds, inside the noisy server.
-    container.exec_run(["timeout", "-s", "KILL", "15", "bash", "-c", "bomb() { bomb | bomb & }; bomb"], detach=True)
-    counter = _pids_current(real_docker, noisy)
-    # Sampled often: the bomb may take the server's own daemon down within a
-    # second, and the server then restarts in a fresh cgroup, without the bomb.
-    peak, deadline = 0, time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            peak = max(peak, int(open(counter).read()))
-        except (FileNotFoundError, ValueError):
-            pass  # its cgroup is gone (the restart), or is being made again
-        time.sleep(0.02)
-    stop.set()
-    watcher.join(30)
+    try:
+        # A classic bash fork bomb, for 15 seconds, inside the noisy server.
+        real_docker.containers.get(noisy.container_name).exec_run(
+            ["timeout", "-s", "KILL", "15", "bash", "-c", "bomb() { bomb | bomb & }; bomb"], detach=True)
+        # Sampled often: the bomb may take the server's own daemon down within a
+        # second, and the server then restarts in a fresh cgroup, without the bomb.
+        peak, deadline = 0, time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                peak = max(peak, int(open(counter).read()))
+            except (FileNotFoundError, ValueError):
+                pass  # its cgroup is gone (the restart), or is being made again
+            time.sleep(0.02)
+    finally:
+        stop.set()  # else a failure leaves the thread polling, and pytest never exits
+        watcher.join(30)
     restarts = real_docker.api.inspect_container(noisy.container_name)["RestartCount"]
     assert peak <= 256, f"{peak} processes: the limit did not hold"
     assert peak > 100, f"the bomb never got going ({peak} processes, {restarts} restarts): this test proves nothing"
