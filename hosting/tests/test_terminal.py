@@ -163,13 +163,13 @@ def test_a_reload_while_output_flows_keeps_the_shell(gateway, running_server, al
     _, cookie = session_cookie(alice)
     shell = Shell(open_ws(started.url(running_server.pk), cookie))
     terminal = shell.hello["terminal"]
-    for round in range(5):
-        shell.type(f"seq -f tick-{round}-%g 20000; echo round-$((100+{round}))\r")
-        shell.expect(f"tick-{round}-2\r\n")
+    for attempt in range(5):
+        shell.type(f"seq -f tick-{attempt}-%g 20000; echo round-$((100+{attempt}))\r")
+        shell.expect(f"tick-{attempt}-2\r\n")
         shell.ws.close()  # the page goes away
         shell = Shell(open_ws(started.url(running_server.pk, terminal), cookie))
         assert shell.hello["terminal"] == terminal, list(TerminalSession.objects.values_list("close_reason", flat=True))
-        shell.expect(f"round-{100 + round}")
+        shell.expect(f"round-{100 + attempt}")
     assert TerminalSession.objects.count() == 1
 
 
