@@ -38,6 +38,11 @@ def open_ws(url, cookie=None, origin=ORIGIN):
     return connect(url, additional_headers=headers, open_timeout=20, max_size=None, ping_interval=None).__enter__()  # closed by the test, or by the gateway
 
 
+def close_reasons():
+    """Why each terminal ended, for a failure message."""
+    return list(TerminalSession.objects.values_list("close_reason", flat=True))
+
+
 class Shell:
     """The browser's side of one terminal."""
 
@@ -150,7 +155,7 @@ def test_the_same_shell_comes_back_after_a_reload_with_its_scrollback(gateway, r
     first.expect("marker-42")
     first.ws.close()  # the page goes away
     again = Shell(open_ws(started.url(running_server.pk, first.hello["terminal"]), cookie))
-    assert again.hello["terminal"] == first.hello["terminal"], list(TerminalSession.objects.values_list("close_reason", flat=True))
+    assert again.hello["terminal"] == first.hello["terminal"], close_reasons()
     again.expect("marker-42")  # the scrollback
     again.type("echo still=$LEFT_HERE\r")
     again.expect("still=before-reload")
@@ -168,7 +173,7 @@ def test_a_reload_while_output_flows_keeps_the_shell(gateway, running_server, al
         shell.expect(f"tick-{attempt}-2\r\n")
         shell.ws.close()  # the page goes away
         shell = Shell(open_ws(started.url(running_server.pk, terminal), cookie))
-        assert shell.hello["terminal"] == terminal, list(TerminalSession.objects.values_list("close_reason", flat=True))
+        assert shell.hello["terminal"] == terminal, close_reasons()
         shell.expect(f"round-{100 + attempt}")
     assert TerminalSession.objects.count() == 1
 
