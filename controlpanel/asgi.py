@@ -13,7 +13,8 @@ django.setup()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402 - after django.setup()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.security.websocket import OriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from hosting.routing import websocket_urlpatterns  # noqa: E402
 
@@ -27,5 +28,6 @@ async def health(scope, receive, send):
 
 application = ProtocolTypeRouter({
     "http": health,
-    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    # The panel's own pages only: scheme, host and port, not the host alone.
+    "websocket": OriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.PANEL_ORIGINS),
 })

@@ -88,6 +88,14 @@ else:
     ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Where the panel's pages are (scheme://host[:port]): the only origins whose pages may open
+# the gateway's WebSockets. Default: CSRF_TRUSTED_ORIGINS and https:// on every ALLOWED_HOSTS
+# name, and locally http:// on port 8000 (.ci/serve's) too.
+_named_hosts = [host for host in ALLOWED_HOSTS if host not in ("*", "") and not host.startswith(".")]
+PANEL_ORIGINS = env.list("PANEL_ORIGINS", default=[*CSRF_TRUSTED_ORIGINS, *(f"https://{host}" for host in _named_hosts),
+                                                    *(() if PRODUCTION else (f"http://{host}:8000" for host in _named_hosts))])
+if any("://" not in origin for origin in PANEL_ORIGINS):
+    raise ImproperlyConfigured("PANEL_ORIGINS must be origins such as https://panel.example.org")
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -207,7 +215,7 @@ LAST_SEEN_INTERVAL = timedelta(seconds=60)
 # Hosting: virtual servers are Docker-in-Docker containers on a node.
 DOCKER_HOST_URL = env.str("DOCKER_HOST_URL", default="unix:///var/run/docker.sock")
 DOCKER_TIMEOUT = env_int("DOCKER_TIMEOUT", 30, minimum=1)
-SERVER_IMAGE = env.str("SERVER_IMAGE", default="controlpanel/dind:local-3")
+SERVER_IMAGE = env.str("SERVER_IMAGE", default="controlpanel/dind:local-4")
 SERVER_CONTAINER_PREFIX = env.str("SERVER_CONTAINER_PREFIX", default="hosting-users-dind-")
 SERVER_NETWORK = env.str("SERVER_NETWORK", default="controlpanel-users")
 # The servers' network: each server has a fixed address in it, from its slot.
@@ -237,6 +245,10 @@ SERVER_DEFAULT_PIDS = env_int("SERVER_DEFAULT_PIDS", 1024, minimum=32)
 SERVER_QUOTA_DEFAULT = env_int("SERVER_QUOTA_DEFAULT", 3)
 # An operation not finished after this many seconds is run again (its worker died).
 SERVER_OPERATION_TIMEOUT = env_int("SERVER_OPERATION_TIMEOUT", 180, minimum=30)
+# Compose apps: how long compose may take to read a file (inside the server,
+# on its CPU), and to bring an app up, stop it or take it down.
+APP_CHECK_SECONDS = env_int("APP_CHECK_SECONDS", 30, minimum=5)
+APP_RUN_SECONDS = env_int("APP_RUN_SECONDS", 300, minimum=10)
 PANEL_INSTANCE = env.str("PANEL_INSTANCE", default="controlpanel")
 NODE_NAME = env.str("NODE_NAME", default="local")
 
@@ -249,6 +261,8 @@ if GATEWAY_URL and not GATEWAY_URL.startswith(("ws://", "wss://")):
     raise ImproperlyConfigured("GATEWAY_URL must start with ws:// or wss://")
 GATEWAY_PING_SECONDS = env_float("GATEWAY_PING_SECONDS", 20.0, minimum=1)
 TERMINALS_PER_USER = env_int("TERMINALS_PER_USER", 5, minimum=1)
+# Everything a user has open in the gateway at once: shells, SSH connections, commands, sftp, forwards, log streams.
+SESSIONS_PER_USER = env_int("SESSIONS_PER_USER", 30, minimum=2)
 TERMINAL_IDLE_SECONDS = env_int("TERMINAL_IDLE_SECONDS", 30 * 60, minimum=1)
 TERMINAL_REATTACH_SECONDS = env_int("TERMINAL_REATTACH_SECONDS", 5 * 60, minimum=0)
 TERMINAL_SCROLLBACK_BYTES = env_int("TERMINAL_SCROLLBACK_BYTES", 64 * 1024, minimum=0)
@@ -376,6 +390,16 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600, minimum=10)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 5
+# Work that tenants drive and shape (their compose files, their containers, their
+# DNS) runs from a queue of its own, consumed by workers of its own: however
+# long it takes, server lifecycles and the monitor (the default queue) go on.
+TENANT_QUEUE = "tenant"
+CELERY_TASK_ROUTES = {
+    "hosting.tasks.app_run": {"queue": TENANT_QUEUE},
+    "hosting.tasks.container_action": {"queue": TENANT_QUEUE},
+    "hosting.tasks.domain_check_claim": {"queue": TENANT_QUEUE},
+    "hosting.tasks.domains_check_claims": {"queue": TENANT_QUEUE},
+}
 CELERY_BEAT_SCHEDULE = {
     "registration-codes-purge": {
         "task": "accounts.tasks.registration_codes_purge",

@@ -2,7 +2,8 @@
 one, and a container's log.
 
 The panel's session cookie authenticates them (Channels' AuthMiddlewareStack);
-the Origin must be one of ALLOWED_HOSTS (a cross-site page cannot open one);
+the Origin must be one of PANEL_ORIGINS, scheme and port included (a page of
+any other site cannot open one);
 someone else's server is refused exactly like one that does not exist.
 
 Messages: binary frames are the terminal's bytes (typing one way, output the
@@ -14,6 +15,7 @@ other); text frames are JSON: {"type": "resize", "rows", "cols"} and
 
 import asyncio
 import json
+import secrets
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
@@ -153,7 +155,7 @@ class WatchConsumer(_Reader):
 def _number(value, default):
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # JSON's Infinity is a float int() refuses
         return default
 
 
@@ -176,17 +178,30 @@ class LogConsumer(AsyncWebsocketConsumer):
     """ws/servers/<id>/containers/<row>/logs/[?tail=N]: a container's last lines, then what it prints.
 
     Text frames: {"type": "lines", "lines": [[stream, time, text], ...], "skipped": n},
-    then {"type": "ended", "reason"} when the log ends (the container stopped, or went)."""
+    then {"type": "ended", "reason"} when the log ends (the container stopped, or went).
+
+    A session of the gateway's like a terminal (hosting.terminals): counted in the
+    user's limit and checked by the sweeper, which ends it for the same reasons."""
 
     task = None
+    idles, owner, started, closed, row_id, key_id = False, True, False, False, None, None
 
     async def connect(self):
         kwargs = self.scope["url_route"]["kwargs"]
-        container = await _container_for(self.scope["user"], kwargs["server_id"], kwargs["container_id"])
+        user = self.scope["user"]
+        container = await _container_for(user, kwargs["server_id"], kwargs["container_id"])
         if container is None:
             await self.close()
             return
         await self.accept()
+        self.id, self.user_id, self.server_id = secrets.token_hex(16), user.pk, container.server_id
+        self.session_key = self.scope["session"].session_key
+        try:
+            terminals.admit(self)
+        except terminals.TerminalError as error:
+            await self._ended(str(error))
+            return
+        self.started = True
         query = {key: values[-1] for key, values in parse_qs(self.scope["query_string"].decode("latin1")).items()}
         tail = max(0, min(_number(query.get("tail"), 500), 5000))
         self.task = asyncio.create_task(self._follow(container, tail))
@@ -198,15 +213,31 @@ class LogConsumer(AsyncWebsocketConsumer):
                               send=lambda batch: self.send(text_data=json.dumps({"type": "lines", **batch})))
         except docker.DockerError as error:
             reason = str(error)
+        terminals.let_go(self)
+        await self._ended(reason)
+
+    async def _ended(self, reason):
         try:
             await self.send(text_data=json.dumps({"type": "ended", "reason": reason}))
             await self.close(code=CLOSED)
         except Exception:  # noqa: BLE001 - the browser is already gone
             pass
 
+    async def end(self, reason, *, by_admin=False):
+        """The sweeper's word (or the gateway stopping): the stream ends, and the page is told why."""
+        if self.closed:
+            return
+        self.closed = True
+        terminals.let_go(self)
+        if self.task is not None:
+            self.task.cancel()
+        await self._ended(reason)
+
     async def receive(self, text_data=None, bytes_data=None):
         pass
 
     async def disconnect(self, code):
+        self.closed = True
+        terminals.let_go(self)
         if self.task is not None:
             self.task.cancel()

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 INNER_SOCKET_DIR = "/controlpanel"  # where a server's socket directory is mounted inside it
 # The image's entry point adds the server's own local socket (see images/dind).
 INNER_DOCKERD_ARGS = [f"--host=unix://{INNER_SOCKET_DIR}/docker.sock"]
+IDENTITY_DIR = "/etc/controlpanel"  # a server's accounts, read-only (see _write_accounts)
 OWNER_HOME = "/home/user"  # rootless: the owner's home, in the server's volume
 # Rootless: what newuidmap/newgidmap need in the bounding set to map the
 # server's uid range. No process holds them: none runs as uid 0 on the host,
@@ -53,6 +54,7 @@ class ServerSpec:
     hostname: str
     volume_name: str
     socket_dir: str
+    identity_dir: str
     labels: dict
     memory_mb: int
     cpus: float
@@ -142,7 +144,12 @@ def _isolation(spec):
             "devices": ["/dev/net/tun"],  # slirp4netns, inside the server's own network namespace
             # rootlesskit publishes the owner's ports (80, 443 too) as this uid.
             "sysctls": {"net.ipv4.ip_unprivileged_port_start": "0"},
-            "tmpfs": {"/run": "", runtime_dir: f"uid={uid},gid={uid},mode=0700"},
+            # Read-only: nothing the server runs, nor a slip of the panel's, can change a
+            # file a setuid program or the image's scripts trust. Writable: the volume
+            # (the home) and these, in memory, counted in its memory limit.
+            "read_only": True,
+            "tmpfs": {"/run": "size=16m,mode=0755", runtime_dir: f"size=256m,uid={uid},gid={uid},mode=0700",
+                      "/tmp": "size=256m,mode=1777", "/var/tmp": "size=64m,mode=1777"},
         }
         return create, host, unmasked, "/home"
     if mode == "privileged":
@@ -231,12 +238,17 @@ def server_create(spec: ServerSpec):
     address = str(network_ensure(settings.SERVER_NETWORK)[spec.slot + 1])
     rootless = settings.SERVER_ISOLATION == "rootless"
     os.makedirs(spec.socket_dir, mode=0o700, exist_ok=True)
+    os.makedirs(spec.identity_dir, mode=0o755, exist_ok=True)
+    _write_subordinate_ids(spec)
     if rootless:
         os.chown(spec.socket_dir, spec.uid, spec.uid)  # its daemon makes its socket there
     create, options, raw, data_mount = _isolation(spec)
     mounts = [
         docker.types.Mount(data_mount, spec.volume_name, type="volume", labels=spec.labels),
         docker.types.Mount(INNER_SOCKET_DIR, spec.socket_dir, type="bind"),
+        docker.types.Mount(IDENTITY_DIR, spec.identity_dir, type="bind", read_only=True),
+        *(docker.types.Mount(f"/etc/{name}", os.path.join(spec.identity_dir, name), type="bind", read_only=True)
+          for name in ("subuid", "subgid")),
     ]
     # The low-level API, because HostConfig fields like MaskedPaths have no
     # keyword in docker-py: the HostConfig it builds is a dict we can extend.
@@ -265,8 +277,7 @@ def server_create(spec: ServerSpec):
             raise
         host_config.pop("CapDrop")
         make()
-    if rootless:
-        _give_owner_an_account(client, spec)
+    _write_accounts(client, spec)
 
 
 def _tar(entries):
@@ -294,47 +305,119 @@ def _read_file(client, container, path):
         return archive.extractfile(member).read().decode()
 
 
-@_translate_errors
-def container_put_files(container, folder, files, *, uid):
-    """Write text files into a server container: {relative path: text}, owned by `uid`,
-    in folders of theirs (made as needed) below `folder`, which must exist."""
-    parts = [str(path).split("/")[:-1] for path in files]
-    folders = sorted({"/".join(folder[:depth]) for folder in parts for depth in range(1, len(folder) + 1)})
-    entries = [(name, uid, 0o755, None) for name in folders] + [(name, uid, 0o644, text) for name, text in files.items()]
-    _client().api.put_archive(container, folder, _tar(entries))
+def _engine_connect(timeout):
+    """A plain socket to the node's engine (unix or TCP), for streams docker-py only offers through private names."""
+    url = urlsplit(settings.DOCKER_HOST_URL)
+    if url.scheme in ("unix", "http+unix"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(url.path)
+        return sock
+    return socket.create_connection((url.hostname, url.port or 2375), timeout=timeout)
+
+
+def _exec_attach(exec_id, timeout):
+    """Start an exec without a TTY: the socket of its stdin (write, then shut down
+    for its end) and of Docker's multiplexed output frames."""
+    sock = _engine_connect(timeout)
+    body = json.dumps({"Detach": False, "Tty": False}).encode()
+    sock.sendall(f"POST /exec/{exec_id}/start HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n"
+                 f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    head = bytearray()
+    while b"\r\n\r\n" not in head:
+        data = sock.recv(4096)
+        if not data or len(head) > 16384:
+            sock.close()
+            raise DockerError("The Docker engine did not start the process in the server.")
+        head += data
+    head, _, rest = bytes(head).partition(b"\r\n\r\n")
+    if head.split(b" ", 2)[1:2] not in ([b"101"], [b"200"]):
+        sock.close()
+        raise DockerError("Docker refused to start the process in the server.")
+    return sock, rest
 
 
 @_translate_errors
-def container_exec(name, command, *, on_output=None, timeout=300):
-    """Run `command` in a server container, as its user: (exit code, output text, its last MiB).
-    With on_output, each piece of output is also handed to it as it comes (bytes)."""
-    api = _client(timeout=settings.DOCKER_TIMEOUT + timeout).api
-    exec_id = api.exec_create(name, command, stdout=True, stderr=True)["Id"]
+def container_exec(name, command, *, stdin=b"", on_output=None, timeout=300):
+    """Run `command` in a server container as its user, `stdin` its input:
+    (exit code, its last MiB of output as text). With on_output, each piece of
+    output is handed to it as it comes (bytes).
+
+    Past `timeout` seconds in all (not per read: a process that prints a byte
+    now and then is still stopped) the wait ends with DockerError; the command
+    runs under `timeout` inside the server too, so it is killed there as well.
+    """
+    deadline = time.monotonic() + timeout
+    api = _client().api
+    bounded = ["timeout", "-k", "5", str(int(timeout)), *command]
+    exec_id = api.exec_create(name, bounded, stdin=True, stdout=True, stderr=True)["Id"]
+    sock, pending = _exec_attach(exec_id, settings.DOCKER_TIMEOUT)
     output = bytearray()
-    for chunk in api.exec_start(exec_id, stream=True):
-        if on_output is not None:
-            on_output(chunk)
-        output += chunk
-        del output[: max(0, len(output) - 2**20)]
+    try:
+        sock.sendall(stdin)
+        sock.shutdown(socket.SHUT_WR)
+        buffer = bytearray(pending)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DockerError(f"It took longer than {timeout:g}s and was stopped.")
+            sock.settimeout(min(left, 5))
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                break
+            buffer += data
+            while len(buffer) >= 8:  # Docker's frames: stream, 3 zero bytes, size, payload
+                size = int.from_bytes(buffer[4:8], "big")
+                if len(buffer) < 8 + size:
+                    break
+                chunk = bytes(buffer[8:8 + size])
+                del buffer[:8 + size]
+                if on_output is not None:
+                    on_output(chunk)
+                output += chunk
+                del output[: max(0, len(output) - 2**20)]
+    finally:
+        sock.close()
     return api.exec_inspect(exec_id).get("ExitCode"), output.decode("utf-8", "replace")
 
 
-def _give_owner_an_account(client, spec):
-    """Rootless: before the first start, the server's uid gets a name, a home in the
-    server's volume and its subordinate ids (root-owned files the tenant cannot change)."""
-    uid, first_sub = spec.uid, spec.uid + 1
-    account = {
-        "passwd": f"user:x:{uid}:{uid}:server owner:{OWNER_HOME}:/bin/bash\n",
-        "group": f"user:x:{uid}:\n",
-    }
-    files = []
-    for name, line in account.items():
-        kept = [row for row in _read_file(client, spec.container_name, f"/etc/{name}").splitlines() if not row.startswith("user:")]
-        files.append((name, 0, 0o644, "\n".join(kept) + "\n" + line))
+def _write_identity_file(spec, name, text):
+    path = os.path.join(spec.identity_dir, name)
+    with open(path + ".new", "w") as file:
+        file.write(text)
+    os.chmod(path + ".new", 0o644)
+    os.replace(path + ".new", path)
+
+
+def _write_subordinate_ids(spec):
+    """Rootless: the server's subordinate ids, for newuidmap, before its container is made."""
+    ids = f"user:{spec.uid + 1}:{UIDS_PER_SERVER - 1}\n" if spec.uid is not None else ""
     for name in ("subuid", "subgid"):
-        files.append((name, 0, 0o644, f"user:{first_sub}:{UIDS_PER_SERVER - 1}\n"))
-    client.api.put_archive(spec.container_name, "/etc", _tar(files))
-    client.api.put_archive(spec.container_name, "/home", _tar([("user", uid, 0o700, None)]))
+        _write_identity_file(spec, name, ids)
+
+
+def _write_accounts(client, spec):
+    """Before the first start (nothing of the tenant's runs yet): the image's own
+    accounts and, rootless, the server's uid, with its home in the volume.
+
+    The server's accounts are files of its identity folder on the node
+    (root's, mounted read-only): /etc/passwd and group are links into
+    IDENTITY_DIR, /etc/subuid and subgid mounts of their own. What newuidmap
+    trusts is nothing the tenant can change, and the root filesystem stays
+    read-only."""
+    accounts = {name: _read_file(client, spec.container_name, f"/usr/share/controlpanel/{name}") for name in ("passwd", "group")}
+    if spec.uid is not None:
+        accounts["passwd"] += f"user:x:{spec.uid}:{spec.uid}:server owner:{OWNER_HOME}:/bin/bash\n"
+        accounts["group"] += f"user:x:{spec.uid}:\n"
+    for name, text in accounts.items():
+        _write_identity_file(spec, name, text)
+    if spec.uid is not None:
+        # The volume is new, or this server's own from before (its container made again): the
+        # engine's extraction refuses a link planted where the folder goes, and nothing runs to race it.
+        client.api.put_archive(spec.container_name, "/home", _tar([("user", spec.uid, 0o700, None)]))
 
 
 @_translate_errors
@@ -368,7 +451,7 @@ def _is_ours(labels, expected, adopt_unlabelled=False):
 
 
 @_translate_errors
-def server_remove(container_name, *, labels, adopt_unlabelled=False, volume_name=None, socket_dir=None):
+def server_remove(container_name, *, labels, adopt_unlabelled=False, volume_name=None, socket_dir=None, identity_dir=None):
     """Remove the server's container, and its volume and socket directory when named.
 
     Only what carries this server's labels is removed: a container or volume
@@ -390,8 +473,9 @@ def server_remove(container_name, *, labels, adopt_unlabelled=False, volume_name
                 volume.remove(force=True)
         except docker.errors.NotFound:
             pass
-    if socket_dir:
-        shutil.rmtree(socket_dir, ignore_errors=True)
+    for folder in (socket_dir, identity_dir):
+        if folder:  # rmtree works through descriptors: a link the tenant left is removed, not followed
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @_translate_errors

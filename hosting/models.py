@@ -189,6 +189,11 @@ class VirtualServer(models.Model):
         return settings.SERVER_SOCKET_ROOT / str(self.pk)
 
     @property
+    def identity_dir(self):
+        """Its accounts (passwd, subuid, ...), root's, mounted read-only in it."""
+        return settings.SERVER_SOCKET_ROOT / f"{self.pk}.identity"
+
+    @property
     def host_uid(self):
         """Rootless isolation: the host uid its root maps to (the next 65,535 are its containers' users)."""
         return None if self.slot is None else settings.SERVER_UID_BASE + self.slot * 65536

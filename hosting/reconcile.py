@@ -29,6 +29,7 @@ def server_spec(server):
         hostname=server.hostname,
         volume_name=server.volume_name,
         socket_dir=str(server.socket_dir),
+        identity_dir=str(server.identity_dir),
         labels={
             "controlpanel.instance": settings.PANEL_INSTANCE,
             "controlpanel.server-id": str(server.pk),
@@ -50,6 +51,7 @@ def _remove(server, *, keep_volume):
         adopt_unlabelled=server.imported,
         volume_name=None if keep_volume else spec.volume_name,
         socket_dir=spec.socket_dir,
+        identity_dir=spec.identity_dir,
     )
 
 

@@ -13,12 +13,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import throttling
 from accounts.models import ActivityLog, User
 from accounts.services import activity_log
 
 from .domains import server_domains_remove
-from .models import App, AppDeployment, ContainerSnapshot, Node, TerminalSession, VirtualServer
-from .tasks import app_run, container_action, server_reconcile, server_refresh
+from .models import App, AppDeployment, ContainerSnapshot, Domain, Node, TerminalSession, VirtualServer
+from .tasks import app_run, container_action, domain_check_claim, server_reconcile, server_refresh
 
 Action = ActivityLog.Action
 Op = VirtualServer.Operation
@@ -295,3 +296,18 @@ def app_latest_file(app):
     """What the app's edit form starts from: the last file submitted (it may not have deployed)."""
     latest = app.deployments.filter(action=AppDeployment.Action.DEPLOY).first()
     return latest.compose_file if latest else app.compose_file
+
+
+DOMAIN_CHECKS_PER_WINDOW = 10  # "Check now" asks per user in THROTTLE_WINDOW
+
+
+def domain_check_request(*, actor, domain):
+    """The owner asks for their claim's TXT record to be looked up now: the worker
+    does it (the web tier never waits on DNS), at most DOMAIN_CHECKS_PER_WINDOW
+    times per user in a window. Returns (whether it was asked, what to tell them)."""
+    if domain.status != Domain.Status.DNS:
+        return False, f"{domain.display_name} is not waiting for a DNS record."
+    if throttling.hit("domain-check", str(actor.pk), window=settings.THROTTLE_WINDOW) > DOMAIN_CHECKS_PER_WINDOW:
+        return False, "You have asked for many look-ups: the panel looks the record up by itself every minute."
+    transaction.on_commit(lambda: domain_check_claim.delay(domain.pk))
+    return True, f"Looking up the record of {domain.display_name}: the result shows here in a few seconds."

@@ -93,19 +93,41 @@ def _throttled(client):
     return throttling.count("ssh", client) >= settings.SSH_FAILURE_LIMIT
 
 
+@sync_to_async
+def _still_authorized(gateway):
+    """Whether the connection's key, its account and its access to the server still hold:
+    asked again for every channel, not only at login."""
+    key = SshKey.objects.select_related("user").filter(pk=gateway.key.pk, user__is_active=True).first()
+    return key is not None and VirtualServer.objects.for_user(key.user).filter(pk=gateway.server.pk).exists()
+
+
+def _too_many_refused():
+    return asyncssh.DisconnectError(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, "Too many refused keys from your address: wait a few minutes.")
+
+
 class GatewayServer(asyncssh.SSHServer):
+    """One SSH connection. Once logged in it is a session of its own for the terminals'
+    sweeper (hosting.terminals): what ends the account's or the key's sessions closes
+    the connection too, so a held connection (ControlMaster) cannot open new ones."""
+
     key = server = None
+    idles, owner, started, row_id, session_key, closed = False, True, False, None, None, False
+    last_input = detached_at = 0.0
 
     def connection_made(self, conn):
         self.conn = conn
+        self.id = secrets.token_hex(16)
         peer = conn.get_extra_info("peername") or ("",)
         self.address = peer[0]
         self.client = throttling.client_key(self.address) if self.address else "unknown"
 
+    def connection_lost(self, exc):
+        self.closed = True
+        terminals.let_go(self)
+
     async def begin_auth(self, username):
         if await _throttled(self.client):
-            raise asyncssh.DisconnectError(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
-                                           "Too many refused keys from your address: wait a few minutes.")
+            raise _too_many_refused()
         return True
 
     def password_auth_supported(self):
@@ -118,6 +140,8 @@ class GatewayServer(asyncssh.SSHServer):
         return True
 
     async def validate_public_key(self, username, key):
+        if await _throttled(self.client):  # every key tried counts, not only each connection
+            raise _too_many_refused()
         fingerprint = key.get_fingerprint("sha256")
         found = await _authorize(username, fingerprint)
         if found is None:
@@ -127,7 +151,21 @@ class GatewayServer(asyncssh.SSHServer):
         return True
 
     async def auth_completed(self):
+        self.user_id, self.server_id, self.key_id = self.key.user_id, self.server.pk, self.key.pk
+        try:
+            terminals.admit(self)
+        except terminals.TerminalError as error:
+            self.conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, str(error))
+            return
+        self.started = True
         await _logged_in(self.key, self.server, self.address)
+
+    async def end(self, reason, *, by_admin=False):
+        """The sweeper's word: the whole connection goes, with every channel on it."""
+        if not self.closed:
+            self.closed = True
+            terminals.let_go(self)
+            self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, reason)
 
     def session_requested(self):
         return _Process(handle_process, None, 0, False)
@@ -147,6 +185,8 @@ class GatewayServer(asyncssh.SSHServer):
 class Session:
     """A command, sftp or a forwarded connection: what the terminals' sweeper needs to end it."""
 
+    idles = True
+
     def __init__(self, gateway, what):
         self.id = secrets.token_hex(16)
         self.user_id, self.user_email = gateway.key.user_id, gateway.key.user.email
@@ -155,7 +195,7 @@ class Session:
         self.owner = self  # never detached: it ends with its channel
         self.last_input = self.detached_at = time.monotonic()
         self.bytes_in = self.bytes_out = 0
-        self.closed = False
+        self.closed = self.started = False
         self.row_id = None
         self.on_end = None
 
@@ -164,14 +204,20 @@ class Session:
         return f"an SSH {self.what} session"
 
     async def start(self):
-        self.row_id = await terminals.record_opened(self)
-        terminals.terminals[self.id] = self
+        """Counted in (TerminalError past the user's limit), then recorded."""
+        terminals.admit(self)
+        try:
+            self.row_id = await terminals.record_opened(self)
+        except BaseException:
+            terminals.let_go(self)
+            raise
+        self.started = True
 
     async def end(self, reason, *, by_admin=False):
         if self.closed:
             return
         self.closed = True
-        terminals.terminals.pop(self.id, None)
+        terminals.let_go(self)
         if self.on_end:
             self.on_end(reason)
         await terminals.record_closed(self, reason, by_admin)
@@ -306,7 +352,8 @@ async def _sftp(gateway, process):
     counter = SftpCounter()
     try:
         _, reader, writer = await _exec(gateway, ["controlpanel-shell", "-c", f"exec {SFTP_SERVER}"], process)
-        await _relay(session, reader, writer, _CountingReader(process.stdin, counter), process.stdout)
+        # sftp-server's stderr goes to the client's stderr, never into the sftp stream itself.
+        await _relay(session, reader, writer, _CountingReader(process.stdin, counter), process.stdout, process.stderr)
         process.exit(0)
     finally:
         await session.end("done")
@@ -335,7 +382,7 @@ class _SshOwner:
     async def close_with(self, reason):
         if self.process.is_closing():
             return
-        if reason != "The shell has ended.":
+        if reason != terminals.SHELL_ENDED:
             self.process.stdout.write(f"\r\n[{reason}]\r\n".encode())
         _, code = await asyncio.to_thread(docker.exec_inspect, self.terminal.exec_id)
         self.process.exit(code if isinstance(code, int) else 0)
@@ -390,7 +437,10 @@ class _Process(asyncssh.SSHServerProcess):
 async def handle_process(process):
     gateway = process.get_extra_info("connection").get_owner()
     try:
-        if process.subsystem == "sftp":
+        if not await _still_authorized(gateway):
+            process.stderr.write(b"This key may no longer use this server.\r\n")
+            process.exit(1)
+        elif process.subsystem == "sftp":
             await _sftp(gateway, process)
         elif process.subsystem:
             process.stderr.write(f"No subsystem {process.subsystem!r} here.\r\n".encode())
@@ -399,7 +449,7 @@ async def handle_process(process):
             await _command(gateway, process)
         else:
             await _shell(gateway, process, ["controlpanel-shell", "-c", process.command] if process.command is not None else None)
-    except docker.DockerError as error:
+    except (docker.DockerError, terminals.TerminalError) as error:
         process.stderr.write(f"{error}\r\n".encode())
         process.exit(1)
 
@@ -407,7 +457,14 @@ async def handle_process(process):
 async def _forward(gateway, port, reader, writer):
     """A direct TCP connection to a port of the server's localhost: socat inside the server."""
     session = Session(gateway, f"port {port}")
-    await session.start()
+    try:
+        if not await _still_authorized(gateway):
+            raise terminals.TerminalError("This key may no longer use this server.")
+        await session.start()
+    except terminals.TerminalError as error:
+        log.info("forward to port %s of %s refused: %s", port, gateway.server.container_name, error)
+        writer.close()
+        return
     session.on_end = lambda reason: writer.close() if reason != "done" else None
     try:
         _, exec_reader, exec_writer = await _exec(gateway, ["socat", "-", f"TCP:127.0.0.1:{int(port)}"], None)

@@ -14,14 +14,26 @@ def server_refresh(server_id):
     reconcile.server_refresh(server_id=server_id)
 
 
-@shared_task(acks_late=True)
-def container_action(container_id):
-    workloads.container_action(container_id=container_id)
+# Tenants' work (settings.CELERY_TASK_ROUTES: their own queue): one at a time per
+# server, the next waiting its turn in the queue, and bounded in time.
+TENANT_WORK = {"bind": True, "acks_late": True, "max_retries": None,
+               "soft_time_limit": workloads.WORK_SECONDS + 20, "time_limit": workloads.WORK_SECONDS + 30}
 
 
-@shared_task(acks_late=True)
-def app_run(deployment_id):
-    workloads.app_run(deployment_id=deployment_id)
+@shared_task(**TENANT_WORK)
+def container_action(self, container_id):
+    try:
+        workloads.container_action(container_id=container_id)
+    except workloads.ServerBusy:
+        raise self.retry(countdown=2) from None
+
+
+@shared_task(**TENANT_WORK)
+def app_run(self, deployment_id):
+    try:
+        workloads.app_run(deployment_id=deployment_id)
+    except workloads.ServerBusy:
+        raise self.retry(countdown=2) from None
 
 
 @shared_task(ignore_result=True)
@@ -42,6 +54,11 @@ def servers_reconcile_stuck():
     for server_id in stuck:
         server_reconcile.delay(server_id)
     return stuck
+
+
+@shared_task(ignore_result=True, expires=60)
+def domain_check_claim(domain_id):
+    domains.domain_check_claim(domain_id=domain_id)
 
 
 @shared_task(ignore_result=True)

@@ -26,7 +26,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from accounts.models import ActivityLog, SshKey, UserSession
+from accounts.models import ActivityLog, SshKey, User, UserSession
 from accounts.services import activity_log
 
 from . import docker
@@ -37,7 +37,9 @@ Action = ActivityLog.Action
 READ_CHUNK = 64 * 1024
 MAX_INPUT = 64 * 1024  # one message of typing or pasting
 
-terminals = {}  # terminal id -> Terminal, in this gateway
+SHELL_ENDED = "The shell has ended."
+
+terminals = {}  # session id -> every open session of this gateway: Terminals, SSH sessions and connections, log streams
 
 
 class TerminalError(Exception):
@@ -45,6 +47,8 @@ class TerminalError(Exception):
 
 
 class Terminal:
+    idles = True  # ends after TERMINAL_IDLE_SECONDS without typing
+
     def __init__(self, *, user, server, session_key, client_ip, kind=TerminalSession.Kind.BROWSER, key_id=None, command=None):
         self.id = secrets.token_hex(16)
         self.user_id, self.user_email = user.pk, user.email
@@ -60,6 +64,7 @@ class Terminal:
         self.detached_at = self.opened
         self.bytes_in = self.bytes_out = 0
         self.closed = False
+        self.started = False  # recorded, and so checked by the sweeper
         self.attached = asyncio.Event()  # output is read only while someone takes it
         self.row_id = self.exec_id = self.reader = self.writer = self.guard = self.pump = None
 
@@ -77,14 +82,14 @@ class Terminal:
         _, self.guard = await docker.exec_stream(guard_id, tty=False)
         await self.resize(rows, cols)
         self.row_id = await record_opened(self)
-        terminals[self.id] = self
+        self.started = True
         self.pump = asyncio.create_task(self._pump(), name=f"terminal {self.id}")
 
     async def end(self, reason, *, by_admin=False):
         if self.closed:
             return
         self.closed = True
-        terminals.pop(self.id, None)
+        let_go(self)
         for reader in [self.owner, *self.watchers]:
             if reader is not None:
                 await reader.close_with(reason)
@@ -170,23 +175,44 @@ class Terminal:
         except (OSError, asyncio.IncompleteReadError):
             pass
         # The shell ends by itself (exit), or because its server went: say which.
-        reason, by_admin = (await _reasons_to_end([self])).get(self.id, ("The shell has ended.", False))
+        reason, by_admin = (await _reasons_to_end([self])).get(self.id, (SHELL_ENDED, False))
         await self.end(reason, by_admin=by_admin)
+
+
+def admit(session):
+    """Count `session` in, or TerminalError: at most TERMINALS_PER_USER shells and
+    SESSIONS_PER_USER of everything (shells, SSH commands, sftp, forwards, log
+    streams, SSH connections) per user. Checked and taken in one step, with no
+    wait between: many opens at once cannot all pass the same count."""
+    mine = [s for s in terminals.values() if s.user_id == session.user_id and not s.closed]
+    if isinstance(session, Terminal):
+        shells = sum(isinstance(s, Terminal) for s in mine)
+        if shells >= settings.TERMINALS_PER_USER:
+            raise TerminalError(f"You have {shells} terminals open, the most allowed: close one first.")
+    if len(mine) >= settings.SESSIONS_PER_USER:
+        raise TerminalError(f"You have {len(mine)} terminals, SSH sessions and log views open, the most allowed: close one first.")
+    terminals[session.id] = session
+
+
+def let_go(session):
+    terminals.pop(session.id, None)
 
 
 async def open_terminal(*, user, server, session_key, client_ip, rows=24, cols=80, kind=TerminalSession.Kind.BROWSER,
                         key_id=None, command=None):
-    mine = [t for t in terminals.values() if t.user_id == user.pk and not t.closed and isinstance(t, Terminal)]
-    if len(mine) >= settings.TERMINALS_PER_USER:
-        raise TerminalError(f"You have {len(mine)} terminals open, the most allowed: close one first.")
     terminal = Terminal(user=user, server=server, session_key=session_key, client_ip=client_ip, kind=kind, key_id=key_id, command=command)
+    admit(terminal)
     try:
         await terminal.start(rows, cols)
     except docker.DockerError as error:
+        let_go(terminal)
         for stream in (terminal.guard, terminal.writer):
             if stream is not None:
                 stream.close()
         raise TerminalError(f"The terminal could not be opened: {error}") from None
+    except BaseException:
+        let_go(terminal)
+        raise
     return terminal
 
 
@@ -203,17 +229,17 @@ def find_by_row(row_id):
 # The sweeper ------------------------------------------------------------------
 
 async def sweep():
-    """End every terminal that may no longer live (see the module's docstring)."""
+    """End every session that may no longer live (see the module's docstring)."""
     now = time.monotonic()
-    reasons = await _reasons_to_end(list(terminals.values()))
-    for terminal in list(terminals.values()):
-        reason, by_admin = reasons.get(terminal.id, (None, False))
-        if reason is None and now - terminal.last_input > settings.TERMINAL_IDLE_SECONDS:
+    reasons = await _reasons_to_end([s for s in terminals.values() if s.started])
+    for session in list(terminals.values()):
+        reason, by_admin = reasons.get(session.id, (None, False))
+        if reason is None and session.idles and now - session.last_input > settings.TERMINAL_IDLE_SECONDS:
             reason = f"Closed after {settings.TERMINAL_IDLE_SECONDS // 60} minutes without typing."
-        if reason is None and terminal.owner is None and now - terminal.detached_at > settings.TERMINAL_REATTACH_SECONDS:
+        if reason is None and session.owner is None and now - session.detached_at > settings.TERMINAL_REATTACH_SECONDS:
             reason = "Nobody came back to this terminal."
         if reason:
-            await terminal.end(reason, by_admin=by_admin)
+            await session.end(reason, by_admin=by_admin)
 
 
 async def sweep_forever():
@@ -226,30 +252,38 @@ async def sweep_forever():
 
 
 @sync_to_async
-def _reasons_to_end(open_terminals):
-    """terminal id -> (why it must end, whether an admin asked), from one look at the database."""
-    if not open_terminals:
+def _reasons_to_end(open_sessions):
+    """session id -> (why it must end, whether an admin asked), from one look at the database.
+
+    Everything that let a session in is asked again: the account enabled, the
+    browser's login still there, the SSH key still there, the server still
+    there and running, and the user still its owner or an administrator."""
+    if not open_sessions:
         return {}
-    rows = {row.pk: row for row in TerminalSession.objects.filter(pk__in=[t.row_id for t in open_terminals]).select_related("user", "server")}
-    sessions = set(UserSession.objects.filter(session_key__in=[t.session_key for t in open_terminals if t.session_key])
-                   .values_list("session_key", flat=True))
-    keys = set(SshKey.objects.filter(pk__in=[t.key_id for t in open_terminals if t.key_id]).values_list("pk", "user_id"))
+    users = User.objects.in_bulk({s.user_id for s in open_sessions})
+    servers = VirtualServer.objects.in_bulk({s.server_id for s in open_sessions})
+    logins = set(UserSession.objects.filter(session_key__in=[s.session_key for s in open_sessions if s.session_key])
+                 .values_list("session_key", flat=True))
+    keys = set(SshKey.objects.filter(pk__in=[s.key_id for s in open_sessions if s.key_id]).values_list("pk", "user_id"))
+    ended = set(TerminalSession.objects.filter(pk__in=[s.row_id for s in open_sessions if s.row_id], end_requested_at__isnull=False)
+                .values_list("pk", flat=True))
     reasons = {}
-    for terminal in open_terminals:
-        row = rows.get(terminal.row_id)
-        server = row.server if row else None
-        if row is None or row.user is None or not row.user.is_active:
-            reasons[terminal.id] = ("Your account was disabled.", False)
-        elif terminal.session_key and terminal.session_key not in sessions:
-            reasons[terminal.id] = ("You logged out.", False)
-        elif terminal.key_id and (terminal.key_id, terminal.user_id) not in keys:
-            reasons[terminal.id] = ("The SSH key it was opened with was removed.", False)
-        elif server.deleted_at or server.desired_state == VirtualServer.DesiredState.DELETED:
-            reasons[terminal.id] = ("The server was deleted.", False)
+    for session in open_sessions:
+        user, server = users.get(session.user_id), servers.get(session.server_id)
+        if user is None or not user.is_active:
+            reasons[session.id] = ("Your account was disabled.", False)
+        elif session.session_key and session.session_key not in logins:
+            reasons[session.id] = ("You logged out.", False)
+        elif session.key_id and (session.key_id, session.user_id) not in keys:
+            reasons[session.id] = ("The SSH key it was opened with was removed.", False)
+        elif server is None or server.deleted_at or server.desired_state == VirtualServer.DesiredState.DELETED:
+            reasons[session.id] = ("The server was deleted.", False)
+        elif server.owner_id != user.pk and not user.is_admin:
+            reasons[session.id] = ("You no longer have access to this server.", False)
         elif server.observed_state != VirtualServer.ObservedState.RUNNING:
-            reasons[terminal.id] = ("The server is not running.", False)
-        elif row.end_requested_at:
-            reasons[terminal.id] = ("An administrator ended this terminal.", True)
+            reasons[session.id] = ("The server is not running.", False)
+        elif session.row_id in ended:
+            reasons[session.id] = ("An administrator ended this terminal.", True)
     return reasons
 
 

@@ -351,13 +351,8 @@ def admin_domain_list(request):
 def domain_check_claim(request, domain_id):
     """The owner asks for their claim's TXT record to be looked up now."""
     domain = _get_domain_for_user(request, domain_id)
-    if domain.status != Domain.Status.DNS:
-        messages.info(request, f"{domain.display_name} is not waiting for a DNS record.")
-    elif domains.domain_check_claim(domain_id=domain.pk):
-        messages.success(request, f"Found the record: {domain.display_name} now points at this server.")
-    else:
-        domain.refresh_from_db()
-        messages.error(request, domain.check_error)
+    asked, message = services.domain_check_request(actor=request.user, domain=domain)
+    (messages.info if asked else messages.warning)(request, message)
     return redirect("hosting:server_detail", server_id=domain.server_id)
 
 

@@ -9,8 +9,10 @@ words, compose's own output included (bounded: it comes from inside).
 
 import shlex
 import time
+from contextlib import contextmanager
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -24,10 +26,37 @@ APPS_FOLDER = "apps"  # ~/apps/<name>/compose.yaml in the server: its owner sees
 FLUSH_SECONDS = 0.5  # how often the output of a running deploy reaches the page
 
 
+# The longest one piece of work in a server may take (a deploy: the check, then `up`).
+WORK_SECONDS = settings.APP_CHECK_SECONDS + settings.APP_RUN_SECONDS + 30
+
+
+class ServerBusy(Exception):
+    """Another piece of work runs in this server: try again in a moment."""
+
+
+@contextmanager
+def one_at_a_time(server_id):
+    """At most one piece of work per server at a time, across every worker: a
+    tenant's many requests take turns in their own server and never hold more
+    than one of the workers all tenants share."""
+    key = f"hosting:server-work:{server_id}"
+    if not cache.add(key, 1, timeout=WORK_SECONDS):
+        raise ServerBusy
+    try:
+        yield
+    finally:
+        cache.delete(key)
+
+
 def container_action(*, container_id):
     container = ContainerSnapshot.objects.select_related("server").filter(pk=container_id).exclude(action="").first()
     if container is None or container.server is None:
         return
+    with one_at_a_time(container.server_id):
+        _container_action(container)
+
+
+def _container_action(container):
     server = container.server
     try:
         docker.inner_container_action(str(server.socket_dir), container.docker_id, container.action)
@@ -38,13 +67,6 @@ def container_action(*, container_id):
                      message=f"{container.action.capitalize()} container “{container.name}” failed: {error}")
     ContainerSnapshot.objects.filter(pk=container.pk).update(action="", action_error=error[:255])
     monitor.refresh_server(server)
-
-
-def _home(server):
-    """(the owner's home in the server, the uid that owns it)."""
-    if settings.SERVER_ISOLATION == "rootless":
-        return docker.OWNER_HOME, server.host_uid
-    return "/root", 0
 
 
 class _Output:
@@ -65,16 +87,27 @@ class _Output:
         self.flushed = time.monotonic()
 
 
-def _compose(server, app, script, output):
-    """Run a shell script as the owner, in the app's folder; its exit code."""
-    command = f"cd ~/{APPS_FOLDER}/{shlex.quote(app.name)} && {script}"
-    code, _ = docker.container_exec(server.container_name, ["controlpanel-shell", "-c", command], on_output=output.add)
-    output.flush()
+def _compose(server, app, script, output, *, timeout, stdin=b""):
+    """Run a shell script as the owner, in the app's folder (made if need be), `stdin`
+    its input; its exit code. The owner's shell, never the engine's root: whatever
+    the owner has put in that folder (a link included) is only followed with the
+    owner's own rights."""
+    command = f"mkdir -p ~/{APPS_FOLDER}/{shlex.quote(app.name)} && cd ~/{APPS_FOLDER}/{shlex.quote(app.name)} && {script}"
+    try:
+        code, _ = docker.container_exec(server.container_name, ["controlpanel-shell", "-c", command],
+                                        stdin=stdin, on_output=output.add, timeout=timeout)
+    finally:
+        output.flush()
     return code
 
 
 def app_run(*, deployment_id):
     deployment = AppDeployment.objects.select_related("app__server__owner").get(pk=deployment_id)
+    with one_at_a_time(deployment.app.server_id):
+        return _app_run(deployment)
+
+
+def _app_run(deployment):
     app, server = deployment.app, deployment.app.server
     output = _Output(deployment)
     before = app.compose_file and App.Status.RUNNING or App.Status.NEW
@@ -83,18 +116,20 @@ def app_run(*, deployment_id):
         if server.state != VirtualServer.State.RUNNING:
             raise docker.DockerError(f"The server is {server.state.label.lower()}.")
         if deployment.action == AppDeployment.Action.DEPLOY:
-            home, uid = _home(server)
-            docker.container_put_files(server.container_name, home, {
-                f"{APPS_FOLDER}/{app.name}/compose.next.yaml": deployment.compose_file}, uid=uid)
-            if _compose(server, app, f"docker compose -p {project} -f compose.next.yaml config -q 2>&1", output):
+            # Compose reads the file on the server's own CPU, within its limits, and only so long.
+            checked = _compose(server, app, f"cat > compose.next.yaml && docker compose -p {project} -f compose.next.yaml config -q 2>&1",
+                               output, stdin=deployment.compose_file.encode(), timeout=settings.APP_CHECK_SECONDS)
+            if checked:
                 return _finish(deployment, app, ok=False, status=before, output=output,
                                note="Compose refused this file: nothing was deployed, and the app keeps its last file.")
-            code = _compose(server, app, f"mv compose.next.yaml compose.yaml && docker compose -p {project} up -d --remove-orphans 2>&1", output)
+            code = _compose(server, app, f"mv compose.next.yaml compose.yaml && docker compose -p {project} up -d --remove-orphans 2>&1",
+                            output, timeout=settings.APP_RUN_SECONDS)
             return _finish(deployment, app, ok=code == 0, status=App.Status.RUNNING if code == 0 else App.Status.FAILED, output=output)
         if deployment.action == AppDeployment.Action.STOP:
-            code = _compose(server, app, f"docker compose -p {project} stop 2>&1", output)
+            code = _compose(server, app, f"docker compose -p {project} stop 2>&1", output, timeout=settings.APP_RUN_SECONDS)
             return _finish(deployment, app, ok=code == 0, status=App.Status.STOPPED if code == 0 else App.Status.FAILED, output=output)
-        code = _compose(server, app, f"docker compose -p {project} down --remove-orphans 2>&1 && cd && rm -rf ~/{APPS_FOLDER}/{project}", output)
+        code = _compose(server, app, f"docker compose -p {project} down --remove-orphans 2>&1 && cd && rm -rf ~/{APPS_FOLDER}/{project}",
+                        output, timeout=settings.APP_RUN_SECONDS)
         return _finish(deployment, app, ok=code == 0, status=None if code == 0 else App.Status.FAILED, output=output)
     except docker.DockerError as error:
         return _finish(deployment, app, ok=False, status=before if deployment.action == AppDeployment.Action.DEPLOY else App.Status.FAILED,

@@ -157,7 +157,8 @@ class Gateway:
         self.port, self.ssh_port = free_port(), ssh_port or free_port()
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "gateway", "--bind", f"127.0.0.1:{self.port}", "--ssh-bind", f"127.0.0.1:{self.ssh_port}"], cwd=ROOT,
-            env=panel_env(settings, ALLOWED_HOSTS="testserver,localhost,127.0.0.1", TERMINAL_CHECK_SECONDS="0.5", **env),
+            env=panel_env(settings, ALLOWED_HOSTS="testserver,localhost,127.0.0.1", PANEL_ORIGINS="http://testserver",
+                          TERMINAL_CHECK_SECONDS="0.5", **env),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         wait_until(self._answers, timeout=30, what="the gateway")
 
@@ -247,7 +248,7 @@ def browser_log_in(browser, base, user, **context):
 @pytest.fixture
 def page_gateway(gateway, live_server, settings):
     """The gateway, where the pages say it is (GATEWAY_URL, allowed by the CSP)."""
-    started = gateway()
+    started = gateway(PANEL_ORIGINS=live_server.url)
     url = f"ws://localhost:{started.port}"
     settings.GATEWAY_URL = url
     settings.SECURE_CSP = {**settings.SECURE_CSP, "connect-src": ["'self'", url]}

@@ -33,7 +33,7 @@ class FakeDocker:
         self._call("container_restart", name)
         self.containers[name] = "running"
 
-    def server_remove(self, container_name, *, labels, adopt_unlabelled=False, volume_name=None, socket_dir=None):
+    def server_remove(self, container_name, *, labels, adopt_unlabelled=False, volume_name=None, socket_dir=None, identity_dir=None):
         self.calls.append(("server_remove", container_name, volume_name))
         self.containers.pop(container_name, None)
 

@@ -3,6 +3,7 @@ loopback answers the TXT look-ups; Caddy is replaced by a recorder."""
 
 import socket
 import threading
+import time
 from datetime import timedelta
 
 import dns.message
@@ -16,7 +17,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 from hypothesis import HealthCheck
 
 from accounts.models import ActivityLog
-from hosting import domains, proxy, tasks
+from hosting import domains, proxy, services, tasks
 from hosting.models import Domain
 
 pytestmark = pytest.mark.django_db
@@ -107,17 +108,43 @@ def test_a_famous_name_is_not_routed_until_its_txt_record_says_so(as_alice, alic
     assert ActivityLog.objects.filter(action=ActivityLog.Action.DOMAIN_VERIFIED, user=alice).exists()
 
 
-def test_the_owner_can_check_at_once_and_is_told_what_was_found(as_alice, as_bob, server, dns_server, proxy_applies):
+def test_the_owner_can_check_at_once_and_is_told_what_was_found(as_alice, as_bob, server, dns_server, proxy_applies,
+                                                                  django_capture_on_commit_callbacks):
     add(as_alice, server, "shop.example.org")
     claim = Domain.objects.get()
     check = reverse("hosting:domain_check_claim", args=[claim.pk])
+    page = reverse("hosting:server_detail", args=[server.pk])
     assert as_bob.post(check).status_code == 404
-    response = as_alice.post(check, follow=True)
-    assert "No TXT record _controlpanel.shop.example.org" in response.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = as_alice.post(check, follow=True)
+    assert "Looking up the record of shop.example.org" in response.content.decode()
+    assert "No TXT record _controlpanel.shop.example.org" in as_alice.get(page).content.decode()
     dns_server.records[claim.txt_name] = [claim.txt_value]
-    response = as_alice.post(check, follow=True)
-    assert "now points at this server" in response.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        as_alice.post(check)
     assert Domain.objects.get().is_active
+
+
+def test_check_now_never_waits_on_dns_in_the_web_request_and_is_throttled(as_alice, server, dns_server, settings, proxy_applies,
+                                                                         django_capture_on_commit_callbacks, monkeypatch):
+    """A resolver that never answers: the owner's posts answer at once (the look-up
+    is the worker's), and past a few in a window they are refused in words."""
+    settings.DOMAIN_DNS_SERVERS = ["127.0.0.1:9"]  # nothing answers there
+    settings.DOMAIN_DNS_TIMEOUT = 5
+    add(as_alice, server, "never.example.org")
+    claim = Domain.objects.get()
+    queued = []
+    monkeypatch.setattr(tasks.domain_check_claim, "delay", queued.append)  # the worker's part, not the request's
+    check = reverse("hosting:domain_check_claim", args=[claim.pk])
+    started = time.monotonic()
+    for _ in range(services.DOMAIN_CHECKS_PER_WINDOW):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert as_alice.post(check).status_code == 302
+    assert time.monotonic() - started < 2 and queued == [claim.pk] * services.DOMAIN_CHECKS_PER_WINDOW
+    with django_capture_on_commit_callbacks(execute=True):
+        response = as_alice.post(check, follow=True)
+    assert "many look-ups" in response.content.decode() and len(queued) == services.DOMAIN_CHECKS_PER_WINDOW
+    assert tasks.domain_check_claim.name in settings.CELERY_TASK_ROUTES  # on the tenants' queue, not the lifecycles'
 
 
 def test_a_dns_server_that_does_not_answer_is_a_clear_error(as_alice, server, dns_server, settings, proxy_applies):

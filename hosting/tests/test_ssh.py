@@ -194,3 +194,102 @@ def test_the_gateway_keeps_its_host_key_across_restarts(alice_ssh, gateway, sett
     result = alice_ssh.run("true")  # StrictHostKeyChecking: a changed key would be refused
     assert result.returncode == 0, result.stderr
     assert account_services.ssh_host_key_fingerprint() == fingerprint
+
+
+# Walls: a held connection, every channel and every key tried ------------------------------------
+
+@pytest.mark.parametrize("take_away", ["key", "account"])
+def test_a_held_connection_ends_when_its_key_or_account_goes(take_away, alice_ssh, alice, admin, tmp_path):
+    """ControlMaster: one connection that runs a new command every few seconds. Ending
+    its sessions is not enough: the connection goes, and no new channel opens on it."""
+    control = tmp_path / "control.sock"
+    master = subprocess.Popen(["ssh", "-M", "-S", str(control), "-N", *alice_ssh.options(), f"{alice_ssh.login}@127.0.0.1"])
+    try:
+        wait_until(control.exists, timeout=30, what="the master connection")
+        shared = ["ssh", "-S", str(control), *alice_ssh.options(), f"{alice_ssh.login}@127.0.0.1"]
+        assert subprocess.run([*shared, "echo through-master"], capture_output=True, timeout=60).stdout == b"through-master\n"
+        if take_away == "key":
+            account_services.ssh_key_remove(user=alice, key=SshKey.objects.get(user=alice))
+        else:
+            account_services.user_update(actor=admin, user=alice, email=alice.email, is_admin=False, is_active=False)
+        master.wait(15)  # the gateway closed the connection itself
+        result = subprocess.run([*shared, "-o", "ControlMaster=no", "echo again"], capture_output=True, timeout=60)
+        assert b"again" not in result.stdout
+    finally:
+        master.kill()
+        master.wait(10)
+
+
+def test_one_connection_trying_many_keys_is_cut_off_at_the_limit(gateway, running_server, keys, tmp_path):
+    from accounts import throttling
+
+    started = gateway(SSH_FAILURE_LIMIT=3)
+    guesses = [keys(f"guess{n}") for n in range(12)]
+    ssh = Ssh(started, guesses[0], running_server.hostname, tmp_path)
+    options = ssh.options()
+    for extra in guesses[1:]:
+        options += ["-i", str(extra)]
+    result = subprocess.run(["ssh", *options, f"{ssh.login}@127.0.0.1", "true"], capture_output=True, timeout=60)
+    assert result.returncode == 255 and b"Too many refused keys" in result.stderr, result.stderr
+    assert throttling.count("ssh", "127.0.0.1") == 3  # the fourth key was never tried
+
+
+def test_sftp_servers_stderr_never_enters_the_sftp_stream(server, alice, monkeypatch):
+    """What sftp-server says on stderr goes to the client's stderr: in the sftp stream
+    it broke scp ("Received message too long"). The exec into the server is faked."""
+    import asyncio
+    import struct
+
+    from hosting import ssh
+
+    class Collect:
+        def __init__(self):
+            self.data = b""
+
+        def write(self, data):
+            self.data += data
+
+        async def drain(self):
+            pass
+
+    class Process:
+        stdout, stderr = Collect(), Collect()
+
+        class stdin:
+            @staticmethod
+            async def read(size):
+                return b""
+
+        def exit(self, code):
+            self.code = code
+
+        def close(self):
+            pass
+
+    class Exec:
+        def close(self):
+            pass
+
+        def can_write_eof(self):
+            return False
+
+    def frame(stream, data):
+        return bytes([stream, 0, 0, 0]) + struct.pack(">I", len(data)) + data
+
+    packet = b"\x00\x00\x00\x05\x02\x00\x00\x00\x03"  # SSH_FXP_VERSION 3
+
+    async def fake_exec(gateway, command, process):
+        reader = asyncio.StreamReader()
+        reader.feed_data(frame(2, b"warning: something\n") + frame(1, packet))
+        reader.feed_eof()
+        return "exec", reader, Exec()
+
+    monkeypatch.setattr(ssh, "_exec", fake_exec)
+    key = account_services.ssh_key_add(user=alice, name="k", public_key=SAMPLE_KEY)
+    gateway = type("Gateway", (), {"key": key, "server": server, "address": "127.0.0.1"})()
+    process = Process()
+    asyncio.run(ssh._sftp(gateway, process))
+    assert process.stdout.data == packet and process.stderr.data == b"warning: something\n"
+
+
+SAMPLE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC3LMufKLBjpuhgiKIq+AiWOgmJZpGeycWC6VJpMK/wV sample"

@@ -280,3 +280,54 @@ def test_the_gateway_killed_mid_session_leaves_no_process_in_the_server(gateway,
                and "controlpanel-guard" not in processes_in(real_docker, running_server), timeout=15,
                what="the shell and its jobs to end")
     assert "bash" not in processes_in(real_docker, running_server).replace("dockerd-rootless", "")
+
+
+# Walls: what granted a session is asked again, and every open counts ----------------------------
+
+def test_a_demoted_admins_terminal_into_someone_elses_server_ends(gateway, running_server, admin, django_user_model):
+    started = gateway()
+    other_admin = django_user_model.objects.create_user(email="second-admin@example.org", password="x", is_admin=True)
+    _, cookie = session_cookie(other_admin)
+    shell = Shell(open_ws(started.url(running_server.pk), cookie))
+    shell.type("echo admin-inside\r")
+    shell.expect("admin-inside")
+    account_services.user_update(actor=admin, user=other_admin, email=other_admin.email, is_admin=False, is_active=True)
+    assert "no longer have access" in shell.closed_reason(10)
+
+
+def test_many_opens_at_once_never_pass_the_limit(gateway, running_server, alice):
+    """The review's race: 20 opens at the same moment all got a shell against a limit of 5."""
+    started = gateway(TERMINALS_PER_USER=5)
+    _, cookie = session_cookie(alice)
+
+    def open_one(_):
+        ws = open_ws(started.url(running_server.pk), cookie)
+        first = json.loads(ws.recv(timeout=30))
+        return ws, first["type"]
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(20) as pool:
+        opened = list(pool.map(open_one, range(20)))
+    kinds = [kind for _, kind in opened]
+    assert kinds.count("hello") == 5 and kinds.count("closed") == 15, kinds
+    assert TerminalSession.objects.count() == 5
+    for ws, _ in opened:
+        ws.close()
+
+
+@pytest.mark.parametrize("origin", ["http://testserver:9999", "https://testserver", "http://testserver.evil.example"])
+def test_the_origin_must_be_the_panels_own_scheme_host_and_port(origin, gateway, running_server, alice):
+    started = gateway()
+    _, cookie = session_cookie(alice)
+    with pytest.raises(InvalidStatus) as refused:
+        open_ws(started.url(running_server.pk), cookie, origin)
+    assert refused.value.response.status_code == 403
+
+
+def test_a_resize_to_infinity_changes_nothing(gateway, running_server, alice):
+    shell = shell_for(gateway(), running_server, alice)
+    shell.ws.send('{"type": "resize", "rows": Infinity, "cols": -Infinity}')
+    shell.ws.send('{"type": "resize", "rows": 1e999, "cols": NaN}')
+    shell.type("echo still-$((6*7))\r")
+    shell.expect("still-42")

@@ -63,7 +63,7 @@ def start(kind, port, *, ssh_port=None, **env):
         "web": [sys.executable, "-m", "gunicorn", "controlpanel.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
     }[kind]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={
-        **os.environ, "ALLOWED_HOSTS": "127.0.0.1,localhost", "SECRET_KEY": settings.SECRET_KEY, **{k: str(v) for k, v in env.items()}})
+        **os.environ, "ALLOWED_HOSTS": "127.0.0.1,localhost", "PANEL_ORIGINS": "http://127.0.0.1", "SECRET_KEY": settings.SECRET_KEY, **{k: str(v) for k, v in env.items()}})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
