@@ -234,7 +234,7 @@ def _ensure_admin_remains(*, user):
 
 
 @transaction.atomic
-def user_update(*, actor, user, email, is_admin, is_active, server_quota=None, request=None):
+def user_update(*, actor, user, email, is_admin, is_active, server_quota=None, disk_quota_mb=None, request=None):
     user = User.objects.select_for_update().get(pk=user.pk)
     email = normalize_email(email)
     if user.pk == actor.pk and not is_admin:
@@ -255,10 +255,13 @@ def user_update(*, actor, user, email, is_admin, is_active, server_quota=None, r
         changes.append("enabled" if is_active else "disabled")
     if server_quota != user.server_quota:
         changes.append(f"server limit {'default' if server_quota is None else server_quota}")
+    if disk_quota_mb != user.disk_quota_mb:
+        changes.append(f"disk limit {'default' if disk_quota_mb is None else f'{disk_quota_mb} MB'}")
     if not changes:
         return user
-    user.email, user.is_admin, user.is_active, user.server_quota = email, is_admin, is_active, server_quota
-    user.save(update_fields=["email", "is_admin", "is_active", "server_quota"])
+    user.email, user.is_admin, user.is_active = email, is_admin, is_active
+    user.server_quota, user.disk_quota_mb = server_quota, disk_quota_mb
+    user.save(update_fields=["email", "is_admin", "is_active", "server_quota", "disk_quota_mb"])
     if not is_active:
         sessions_end(user=user)
     if not (is_admin and is_active) and RegistrationCode.objects.filter(created_by=user).delete()[0]:
@@ -352,6 +355,8 @@ def sessions_purge():
 # SSH keys ----------------------------------------------------------------------
 
 # What a key may be: modern types, and RSA of 3072 bits or more.
+SSH_KEY_MAX_CHARS = 8192  # an RSA key of SSH_RSA_MAX_BITS is about 2,800 characters
+SSH_RSA_MAX_BITS = 16384
 SSH_KEY_KINDS = {"ssh-ed25519": None, "ecdsa-sha2-nistp256": None, "ecdsa-sha2-nistp384": None,
                  "ecdsa-sha2-nistp521": None, "ssh-rsa": 3072}
 
@@ -363,16 +368,24 @@ def ssh_key_parse(text):
         raise ValidationError("Paste a public key: the one line of your id_ed25519.pub (or id_rsa.pub).", code="required")
     if "PRIVATE KEY" in text:
         raise ValidationError("That is a private key: never share it. Paste the public one (the .pub file).", code="private")
+    invalid = ValidationError("This is not an OpenSSH public key (ssh-ed25519 AAAA… or ssh-rsa AAAA…).", code="invalid")
+    if len(text) > SSH_KEY_MAX_CHARS:
+        raise invalid
     try:
         key = asyncssh.import_public_key(text)
-    except (asyncssh.KeyImportError, ValueError, TypeError):
-        raise ValidationError("This is not an OpenSSH public key (ssh-ed25519 AAAA… or ssh-rsa AAAA…).", code="invalid") from None
+    except (asyncssh.KeyImportError, ValueError, TypeError, OverflowError):  # a negative RSA integer is an OverflowError
+        raise invalid from None
     kind = key.algorithm.decode()
     if kind not in SSH_KEY_KINDS:
         raise ValidationError(f"{kind} keys are not accepted: use ed25519, ECDSA or RSA of 3072 bits or more.", code="kind")
     bits = key.pyca_key.key_size if hasattr(key.pyca_key, "key_size") else 256
     if SSH_KEY_KINDS[kind] and bits < SSH_KEY_KINDS[kind]:
         raise ValidationError(f"This RSA key has {bits} bits: use {SSH_KEY_KINDS[kind]} or more, or an ed25519 key.", code="weak")
+    if kind == "ssh-rsa":
+        numbers = key.pyca_key.public_numbers()
+        # Every check costs the gateway a modular exponentiation of this size; a real key is odd in both.
+        if bits > SSH_RSA_MAX_BITS or numbers.n % 2 == 0 or numbers.e % 2 == 0 or numbers.e < 3:
+            raise invalid
     return kind, bits, key.get_fingerprint("sha256"), key.export_public_key("openssh").decode().strip()
 
 

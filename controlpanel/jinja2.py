@@ -19,6 +19,8 @@ from django.utils.timesince import timesince, timeuntil
 from django.utils.timezone import get_default_timezone, localtime
 from jinja2 import Environment
 
+from .text import visible_controls
+
 
 def url(name, *args):
     return _reverse(get_urlconf(), get_script_prefix(), name, args)
@@ -58,8 +60,14 @@ def csrf(request):
     }
 
 
+def _shown(value):
+    """Every value a page prints: a control character from inside a server is shown,
+    never sent raw (markup the panel made itself passes as it is)."""
+    return visible_controls(value) if type(value) is str else value
+
+
 def environment(**options):
-    env = Environment(**options)
+    env = Environment(finalize=_shown, **options)
     env.globals.update(url=url, static=static, page_query=page_query)
     env.filters.update(
         strftime=strftime, timesince=timesince, timeuntil=timeuntil, filesizeformat=filesizeformat, pluralize=pluralize

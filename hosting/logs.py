@@ -13,6 +13,8 @@ import asyncio
 import struct
 import time
 
+from controlpanel.text import visible_controls
+
 from . import docker
 
 LINE_LIMIT = 4096
@@ -51,8 +53,8 @@ def parse_line(raw):
     text = raw.decode("utf-8", "replace")
     stamp, space, rest = text.partition(" ")
     if space and len(stamp) >= 20 and stamp[4] == "-" and stamp[10] == "T":
-        return stamp[:19].replace("T", " "), rest[:LINE_LIMIT]
-    return "", text[:LINE_LIMIT]
+        return stamp[:19].replace("T", " "), visible_controls(rest[:LINE_LIMIT])
+    return "", visible_controls(text[:LINE_LIMIT])
 
 
 async def frames(reader, tty):

@@ -62,3 +62,37 @@ def test_ten_kilobyte_password_is_a_form_error(as_alice):
 def test_home_sends_people_to_their_start_page(as_alice, as_admin):
     assert as_alice.get("/").url == reverse("hosting:server_list")
     assert as_admin.get("/").url == reverse("hosting:admin_dashboard")
+
+
+def _rsa_line(e, n, *, raw_n=None):
+    """An ssh-rsa public key line from its numbers (raw_n: the modulus's bytes exactly as given)."""
+    import base64
+    import struct
+
+    def string(data):
+        return struct.pack(">I", len(data)) + data
+
+    def mpint(value):
+        data = value.to_bytes((value.bit_length() + 8) // 8, "big")
+        return string(data)
+
+    blob = string(b"ssh-rsa") + mpint(e) + (string(raw_n) if raw_n is not None else mpint(n))
+    return "ssh-rsa " + base64.b64encode(blob).decode()
+
+
+@pytest.mark.parametrize("case", ["negative modulus", "even modulus", "60,000 bits", "even exponent"])
+def test_broken_or_monstrous_rsa_keys_are_refused_in_words(case, as_alice):
+    """The review's keys: a negative integer was a 500; an even modulus and a 60,000-bit key were accepted."""
+    import secrets
+
+    odd = secrets.randbits(4096) | (1 << 4095) | 1
+    line = {
+        "negative modulus": _rsa_line(65537, None, raw_n=b"\xff" + secrets.token_bytes(511)),
+        "even modulus": _rsa_line(65537, odd - 1),
+        "60,000 bits": _rsa_line(65537, secrets.randbits(60000) | (1 << 59999) | 1),
+        "even exponent": _rsa_line(65536, odd),
+    }[case]
+    response = as_alice.post(reverse("accounts:ssh_key_add"), {"name": "odd", "public_key": line})
+    assert response.status_code in (200, 400), case
+    assert "not an OpenSSH public key" in response.content.decode(), case
+    assert not ActivityLog.objects.filter(action=ActivityLog.Action.SSH_KEY_ADDED).exists()

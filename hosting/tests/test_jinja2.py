@@ -2,11 +2,15 @@
 
 from datetime import UTC, datetime
 
+import pytest
+
 from django.http import HttpResponse
 from django.test import RequestFactory, override_settings
 from django.urls import path, reverse, set_script_prefix, set_urlconf
 
 from controlpanel.jinja2 import page_query, strftime, url
+from hosting import logs
+from hosting.models import ContainerSnapshot
 
 
 def test_url_is_djangos_reverse_under_any_script_prefix():
@@ -44,3 +48,15 @@ def test_strftime_in_the_panels_time_zone():
 def test_page_query_keeps_the_filters():
     request = RequestFactory().get("/admin/servers/", {"q": "a&b", "page": "3"})
     assert page_query(request, "page", 4) == "?q=a%26b&page=4"
+
+
+@pytest.mark.django_db
+def test_control_characters_from_inside_a_server_are_shown_never_sent_raw(as_alice, server):
+    """A container named with an escape sequence and a bell: HTML escaping leaves both
+    to the browser; the page shows their symbols instead."""
+    ContainerSnapshot.objects.create(server=server, docker_id="c" * 64, name="evil\x1b[2J\x07name", image="img\x1b]0;title\x07",
+                                     state="running", status="Up\x08\x08\x08Down", digest="x")
+    page = as_alice.get(reverse("hosting:server_detail", args=[server.pk])).content.decode()
+    assert "evil␛[2J␇name" in page and "img␛]0;title␇" in page
+    assert not any(char in page for char in "\x1b\x07\x08")
+    assert logs.parse_line(b"2026-12-04T10:00:00.000000000Z red \x1b[31mtext\x07") == ("2026-12-04 10:00:00", "red ␛[31mtext␇")

@@ -331,3 +331,24 @@ def test_a_resize_to_infinity_changes_nothing(gateway, running_server, alice):
     shell.ws.send('{"type": "resize", "rows": 1e999, "cols": NaN}')
     shell.type("echo still-$((6*7))\r")
     shell.expect("still-42")
+
+
+def test_half_sent_handshakes_are_closed_at_their_deadline(gateway, running_server, alice):
+    """The review left 200 half-sent handshakes open for 30 s; here they close at the deadline,
+    and a real terminal still opens meanwhile."""
+    import socket
+
+    started = gateway(GATEWAY_HANDSHAKE_SECONDS=2)
+    half = []
+    for _ in range(100):
+        sock = socket.create_connection(("127.0.0.1", started.port), timeout=10)
+        sock.sendall(b"GET /ws/servers/1/terminal/ HTTP/1.1\r\nHost: testserver\r\nUpgrade: websocket\r\n")  # never finished
+        half.append(sock)
+    shell = shell_for(started, running_server, alice)
+    shell.type("echo meanwhile\r")
+    shell.expect("meanwhile")
+    begun = time.monotonic()
+    for sock in half:
+        assert sock.recv(1024) == b""  # closed by the gateway
+        sock.close()
+    assert time.monotonic() - begun < 6

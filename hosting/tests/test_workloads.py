@@ -186,3 +186,35 @@ def test_another_users_apps_and_containers_are_404(running_server, alice, bob):
         assert as_bob.post(reverse(f"hosting:{name}", args=[target.pk]), {"compose_file": "services: {x: {image: y}}"}).status_code == 404, name
     app.refresh_from_db()
     assert app.status == "running" and AppDeployment.objects.count() == 1
+
+
+def test_log_streams_end_on_logout_and_disable_and_count_in_the_users_limit(gateway, running_server, alice, admin):
+    """The review's log WebSockets kept streaming after a disable and a logout, and 150
+    opened against no limit: they are sessions of the gateway like terminals now."""
+    from accounts import services as account_services
+
+    server = running_server
+    docker.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE,
+                               ["sh", "-c", "i=0; while :; do i=$((i+1)); echo tick-$i; sleep 0.2; done"], name="ticker")
+    container = wait_until(lambda: refreshed(server).get("ticker"), what="the container listed")
+    started = gateway(SESSIONS_PER_USER=3)
+
+    client = logged_in(alice)
+    ws = log_stream(started, container, client.cookies["sessionid"].value)
+    read_lines(ws, "tick-2")
+    client.post(reverse("accounts:logout"))
+    _, ended = read_lines(ws, "never printed", timeout=15)
+    assert ended and "logged out" in ended
+
+    client = logged_in(alice)
+    streams = [log_stream(started, container, client.cookies["sessionid"].value) for _ in range(3)]
+    for stream in streams:
+        read_lines(stream, "tick-")
+    fourth = log_stream(started, container, client.cookies["sessionid"].value)
+    _, refused = read_lines(fourth, "never printed", timeout=15)
+    assert refused and "most allowed" in refused
+
+    account_services.user_update(actor=admin, user=alice, email=alice.email, is_admin=False, is_active=False)
+    for stream in streams:
+        _, ended = read_lines(stream, "never printed", timeout=15)
+        assert ended and "disabled" in ended

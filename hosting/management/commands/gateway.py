@@ -14,8 +14,31 @@ import asyncio
 import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from hosting import ssh, terminals
+
+
+class HandshakeDeadline(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, with a deadline for the request itself (the WebSocket
+    handshake): a connection that has not sent its headers within
+    GATEWAY_HANDSHAKE_SECONDS is closed, so half-sent handshakes cannot pile up.
+    (uvicorn's own keep-alive timeout starts only after a first response.)"""
+
+    deadline = None
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self.deadline = self.loop.call_later(settings.GATEWAY_HANDSHAKE_SECONDS, transport.close)
+
+    def on_headers_complete(self):
+        self.deadline.cancel()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc):
+        if self.deadline is not None:
+            self.deadline.cancel()
+        super().connection_lost(exc)
 
 
 def _address(bind):
@@ -37,7 +60,7 @@ class Command(BaseCommand):
         left = await terminals.close_leftovers()
         if left:
             self.stdout.write(f"{left} terminals of an earlier gateway marked closed")
-        config = uvicorn.Config("controlpanel.asgi:application", host=host, port=port, lifespan="off",
+        config = uvicorn.Config("controlpanel.asgi:application", host=host, port=port, lifespan="off", http=HandshakeDeadline,
                                 ws_ping_interval=settings.GATEWAY_PING_SECONDS, ws_ping_timeout=settings.GATEWAY_PING_SECONDS,
                                 ws_max_size=2**20, proxy_headers=False, log_level="info",
                                 timeout_graceful_shutdown=5)  # then the terminals end, below
