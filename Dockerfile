@@ -24,6 +24,8 @@ COPY templates templates
 COPY static static
 COPY --from=assets /src/static/vendor static/vendor
 COPY manage.py ./
+# e2fsprogs: the worker makes each server's disk (mkfs.ext4, resize2fs).
+RUN apt-get update && apt-get install -y --no-install-recommends e2fsprogs && rm -rf /var/lib/apt/lists/*
 RUN pip install . && \
     useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin panel && \
     mkdir -p /data && chown panel:panel /data

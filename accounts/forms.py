@@ -132,6 +132,13 @@ class UserUpdateForm(forms.Form):
         max_value=1000,
         help_text="Leave empty for the default.",
     )
+    disk_quota_mb = forms.IntegerField(
+        label="Disk limit of all their servers (MB)",
+        required=False,
+        min_value=0,
+        max_value=1024 * 1024 * 1024,
+        help_text="Leave empty for the default.",
+    )
 
 
 class RegistrationCodeForm(forms.Form):

@@ -38,6 +38,8 @@ class User(AbstractBaseUser):
     last_seen = models.DateTimeField(null=True, blank=True)
     # How many live virtual servers this user may have; empty means the default.
     server_quota = models.PositiveIntegerField(null=True, blank=True)
+    # The most disk all their servers may have together, in MB; empty means the default.
+    disk_quota_mb = models.PositiveIntegerField(null=True, blank=True)
 
     objects = UserManager()
 

@@ -243,6 +243,14 @@ SERVER_DEFAULT_MEMORY_MB = env_int("SERVER_DEFAULT_MEMORY_MB", 1024, minimum=64)
 SERVER_DEFAULT_CPUS = env_float("SERVER_DEFAULT_CPUS", 1.0, minimum=0.01)
 SERVER_DEFAULT_PIDS = env_int("SERVER_DEFAULT_PIDS", 1024, minimum=32)
 SERVER_QUOTA_DEFAULT = env_int("SERVER_QUOTA_DEFAULT", 3)
+# Disks: each server's is an ext4 file system in a sparse file on its node, in
+# SERVER_DISK_ROOT (a node path the worker and the engine see alike), at most
+# SERVER_DEFAULT_DISK_MB unless an admin says otherwise; a user's servers together
+# at most USER_DISK_QUOTA_MB (0: as many default disks as they may have servers;
+# admins change it per user).
+SERVER_DISK_ROOT = Path(env.str("SERVER_DISK_ROOT", default=str(DATA_DIR / "disks")))
+SERVER_DEFAULT_DISK_MB = env_int("SERVER_DEFAULT_DISK_MB", 10 * 1024, minimum=256)
+USER_DISK_QUOTA_MB = env_int("USER_DISK_QUOTA_MB", 0, minimum=0)
 # An operation not finished after this many seconds is run again (its worker died).
 SERVER_OPERATION_TIMEOUT = env_int("SERVER_OPERATION_TIMEOUT", 180, minimum=30)
 # Compose apps: how long compose may take to read a file (inside the server,
@@ -260,6 +268,7 @@ GATEWAY_URL = env.str("GATEWAY_URL", default="").rstrip("/")
 if GATEWAY_URL and not GATEWAY_URL.startswith(("ws://", "wss://")):
     raise ImproperlyConfigured("GATEWAY_URL must start with ws:// or wss://")
 GATEWAY_PING_SECONDS = env_float("GATEWAY_PING_SECONDS", 20.0, minimum=1)
+GATEWAY_HANDSHAKE_SECONDS = env_float("GATEWAY_HANDSHAKE_SECONDS", 10.0, minimum=0.5)  # to send a request's headers
 TERMINALS_PER_USER = env_int("TERMINALS_PER_USER", 5, minimum=1)
 # Everything a user has open in the gateway at once: shells, SSH connections, commands, sftp, forwards, log streams.
 SESSIONS_PER_USER = env_int("SESSIONS_PER_USER", 30, minimum=2)

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import socket
 import stat
 import tarfile
@@ -34,7 +33,7 @@ INNER_SOCKET_DIR = "/controlpanel"  # where a server's socket directory is mount
 # The image's entry point adds the server's own local socket (see images/dind).
 INNER_DOCKERD_ARGS = [f"--host=unix://{INNER_SOCKET_DIR}/docker.sock"]
 IDENTITY_DIR = "/etc/controlpanel"  # a server's accounts, read-only (see _write_accounts)
-OWNER_HOME = "/home/user"  # rootless: the owner's home, in the server's volume
+OWNER_HOME = "/home/user"  # rootless: the owner's home, the server's disk
 # Rootless: what newuidmap/newgidmap need in the bounding set to map the
 # server's uid range. No process holds them: none runs as uid 0 on the host,
 # and the image has no other setuid program (images/dind/setup).
@@ -55,6 +54,7 @@ class ServerSpec:
     volume_name: str
     socket_dir: str
     identity_dir: str
+    disk_dir: str | None  # its disk's mount on the node; None: a Docker volume (a server from before disks)
     labels: dict
     memory_mb: int
     cpus: float
@@ -145,7 +145,7 @@ def _isolation(spec):
             # rootlesskit publishes the owner's ports (80, 443 too) as this uid.
             "sysctls": {"net.ipv4.ip_unprivileged_port_start": "0"},
             # Read-only: nothing the server runs, nor a slip of the panel's, can change a
-            # file a setuid program or the image's scripts trust. Writable: the volume
+            # file a setuid program or the image's scripts trust. Writable: its disk
             # (the home) and these, in memory, counted in its memory limit.
             "read_only": True,
             "tmpfs": {"/run": "size=16m,mode=0755", runtime_dir: f"size=256m,uid={uid},gid={uid},mode=0700",
@@ -187,27 +187,42 @@ def network_ensure(name):
     client = _client()
     subnet = ipaddress.ip_network(settings.SERVER_NETWORK_SUBNET)
     for network in client.networks.list(names=[name]):
-        network.reload()
-        owner = (network.attrs.get("Labels") or {}).get("controlpanel.instance")
+        owner, subnets = _network_facts(network)
         if owner != settings.PANEL_INSTANCE:
             # Addresses come from server slots: two panels on one network would hand out the same ones.
             raise DockerError(f"The network {name} belongs to {'the panel ' + repr(owner) if owner else 'someone else'}: "
                               "give this panel a SERVER_NETWORK (and SERVER_NETWORK_SUBNET) of its own.")
-        configs = (network.attrs.get("IPAM") or {}).get("Config") or []
-        if any(config.get("Subnet") == str(subnet) for config in configs):
+        if str(subnet) in subnets:
             return subnet
         if network.attrs.get("Containers"):
             raise DockerError(f"The network {name} is not on {subnet} (SERVER_NETWORK_SUBNET) and is in use: "
                               "choose another SERVER_NETWORK, or move its containers off it.")
         network.remove()
-    client.networks.create(
-        name,
-        driver="bridge",
-        ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet), gateway=str(subnet[1]))]),
-        options={"com.docker.network.bridge.enable_icc": "false"},
-        labels={"controlpanel.instance": settings.PANEL_INSTANCE},
-    )
+    try:
+        client.networks.create(
+            name,
+            driver="bridge",
+            ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet), gateway=str(subnet[1]))]),
+            options={"com.docker.network.bridge.enable_icc": "false"},
+            labels={"controlpanel.instance": settings.PANEL_INSTANCE},
+            check_duplicate=True,
+        )
+    except docker.errors.APIError:
+        # Two first creates at once (two workers): the other is making it, and it is as good.
+        for _ in range(50):
+            if (settings.PANEL_INSTANCE, True) in {(owner, str(subnet) in subnets)
+                                                   for owner, subnets in map(_network_facts, client.networks.list(names=[name]))}:
+                return subnet
+            time.sleep(0.1)
+        raise
     return subnet
+
+
+def _network_facts(network):
+    """(the panel instance it belongs to, its subnets) of a network."""
+    network.reload()
+    configs = (network.attrs.get("IPAM") or {}).get("Config") or []
+    return (network.attrs.get("Labels") or {}).get("controlpanel.instance"), {config.get("Subnet") for config in configs}
 
 
 def server_slots():
@@ -244,6 +259,9 @@ def server_create(spec: ServerSpec):
         os.chown(spec.socket_dir, spec.uid, spec.uid)  # its daemon makes its socket there
     create, options, raw, data_mount = _isolation(spec)
     mounts = [
+        # Its disk (hosting.disks, mounted by the worker), the home itself when rootless; a server
+        # from before disks had quotas keeps its Docker volume.
+        docker.types.Mount(OWNER_HOME if rootless else data_mount, spec.disk_dir, type="bind") if spec.disk_dir else
         docker.types.Mount(data_mount, spec.volume_name, type="volume", labels=spec.labels),
         docker.types.Mount(INNER_SOCKET_DIR, spec.socket_dir, type="bind"),
         docker.types.Mount(IDENTITY_DIR, spec.identity_dir, type="bind", read_only=True),
@@ -305,35 +323,50 @@ def _read_file(client, container, path):
         return archive.extractfile(member).read().decode()
 
 
-def _engine_connect(timeout):
-    """A plain socket to the node's engine (unix or TCP), for streams docker-py only offers through private names."""
+def _engine_address():
+    """("unix", path) or ("tcp", host, port) of the node's engine."""
     url = urlsplit(settings.DOCKER_HOST_URL)
     if url.scheme in ("unix", "http+unix"):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        sock.connect(url.path)
-        return sock
-    return socket.create_connection((url.hostname, url.port or 2375), timeout=timeout)
+        return "unix", url.path
+    return "tcp", url.hostname, url.port or 2375
+
+
+def _exec_start_request(exec_id, *, tty):
+    """The HTTP request that starts an exec and turns the connection into its raw stream."""
+    body = json.dumps({"Detach": False, "Tty": tty}).encode()
+    return (f"POST /exec/{exec_id}/start HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n"
+            f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def _check_started(head):
+    status = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b""
+    if status not in (b"101", b"200"):
+        raise DockerError(f"Docker refused to start the process in the server ({status.decode(errors='replace')}).")
 
 
 def _exec_attach(exec_id, timeout):
-    """Start an exec without a TTY: the socket of its stdin (write, then shut down
-    for its end) and of Docker's multiplexed output frames."""
-    sock = _engine_connect(timeout)
-    body = json.dumps({"Detach": False, "Tty": False}).encode()
-    sock.sendall(f"POST /exec/{exec_id}/start HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n"
-                 f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
-    head = bytearray()
-    while b"\r\n\r\n" not in head:
-        data = sock.recv(4096)
-        if not data or len(head) > 16384:
-            sock.close()
-            raise DockerError("The Docker engine did not start the process in the server.")
-        head += data
-    head, _, rest = bytes(head).partition(b"\r\n\r\n")
-    if head.split(b" ", 2)[1:2] not in ([b"101"], [b"200"]):
+    """Start an exec without a TTY, blocking: the socket of its stdin (write, then shut
+    down for its end) and of Docker's multiplexed output frames, and what came after the head."""
+    kind, *where = _engine_address()
+    if kind == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(where[0])
+    else:
+        sock = socket.create_connection(tuple(where), timeout=timeout)
+    try:
+        sock.sendall(_exec_start_request(exec_id, tty=False))
+        head = bytearray()
+        while b"\r\n\r\n" not in head:
+            data = sock.recv(4096)
+            if not data or len(head) > 16384:
+                raise DockerError("The Docker engine did not start the process in the server.")
+            head += data
+        head, _, rest = bytes(head).partition(b"\r\n\r\n")
+        _check_started(head)
+    except BaseException:
         sock.close()
-        raise DockerError("Docker refused to start the process in the server.")
+        raise
     return sock, rest
 
 
@@ -414,7 +447,7 @@ def _write_accounts(client, spec):
         accounts["group"] += f"user:x:{spec.uid}:\n"
     for name, text in accounts.items():
         _write_identity_file(spec, name, text)
-    if spec.uid is not None:
+    if spec.uid is not None and not spec.disk_dir:  # a disk's top folder is the home, and the uid's already
         # The volume is new, or this server's own from before (its container made again): the
         # engine's extraction refuses a link planted where the folder goes, and nothing runs to race it.
         client.api.put_archive(spec.container_name, "/home", _tar([("user", spec.uid, 0o700, None)]))
@@ -451,8 +484,8 @@ def _is_ours(labels, expected, adopt_unlabelled=False):
 
 
 @_translate_errors
-def server_remove(container_name, *, labels, adopt_unlabelled=False, volume_name=None, socket_dir=None, identity_dir=None):
-    """Remove the server's container, and its volume and socket directory when named.
+def server_remove(container_name, *, labels, adopt_unlabelled=False, volume_name=None):
+    """Remove the server's container, and its volume when named.
 
     Only what carries this server's labels is removed: a container or volume
     of the same name made by someone else is left alone.
@@ -473,9 +506,6 @@ def server_remove(container_name, *, labels, adopt_unlabelled=False, volume_name
                 volume.remove(force=True)
         except docker.errors.NotFound:
             pass
-    for folder in (socket_dir, identity_dir):
-        if folder:  # rmtree works through descriptors: a link the tenant left is removed, not followed
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 @_translate_errors
@@ -532,25 +562,22 @@ async def exec_stream(exec_id, *, tty, timeout=10):
     written is its stdin; with a TTY what is read is the terminal's output,
     without one Docker's multiplexed frames. Closing the writer is, for the
     process, its stdin ending."""
-    url = urlsplit(settings.DOCKER_HOST_URL)
+    kind, *where = _engine_address()
     try:
-        if url.scheme == "unix":
-            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(url.path), timeout)
+        if kind == "unix":
+            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(where[0]), timeout)
         else:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(url.hostname, url.port or 2375), timeout)
-        body = json.dumps({"Detach": False, "Tty": tty}).encode()
-        writer.write(
-            f"POST /exec/{exec_id}/start HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n"
-            f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
-        )
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(*where), timeout)
+        writer.write(_exec_start_request(exec_id, tty=tty))
         await writer.drain()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
     except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
         raise DockerError("The Docker engine did not start the process in the server.") from None
-    status = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b""
-    if status not in (b"101", b"200"):
+    try:
+        _check_started(head)
+    except DockerError:
         writer.close()
-        raise DockerError(f"Docker refused to start the process in the server ({status.decode(errors='replace')}).")
+        raise
     return reader, writer
 
 

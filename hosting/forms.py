@@ -22,6 +22,8 @@ class ServerLimitsForm(forms.Form):
     memory_mb = forms.IntegerField(label="Memory (MB)", min_value=64, max_value=1024 * 1024)
     cpus = forms.DecimalField(label="CPUs", min_value=Decimal("0.01"), max_value=1024, max_digits=6, decimal_places=2)
     pids_limit = forms.IntegerField(label="Processes", min_value=32, max_value=4_194_304)
+    disk_mb = forms.IntegerField(label="Disk (MB)", min_value=256, max_value=16 * 1024 * 1024, required=False,
+                                 help_text="From its next start; a restart applies it now.")
 
 
 class ServerFilterForm(forms.Form):

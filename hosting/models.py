@@ -148,6 +148,11 @@ class VirtualServer(models.Model):
     memory_mb = models.PositiveIntegerField(validators=[MinValueValidator(64), MaxValueValidator(1024 * 1024)])
     cpus = models.DecimalField(max_digits=6, decimal_places=2, validators=[MinValueValidator(0.01), MaxValueValidator(1024)])
     pids_limit = models.PositiveIntegerField(validators=[MinValueValidator(32), MaxValueValidator(4_194_304)])
+    # Its disk on the node (hosting.disks): everything its owner can keep, at most this
+    # much. Empty: a server made before disks had quotas, on a Docker volume.
+    disk_mb = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(256), MaxValueValidator(16 * 1024 * 1024)])
+    disk_used_mb = models.PositiveIntegerField(null=True, blank=True)  # as the monitor last read it
+    disk_full = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
@@ -187,6 +192,15 @@ class VirtualServer(models.Model):
     @property
     def socket_dir(self):
         return settings.SERVER_SOCKET_ROOT / str(self.pk)
+
+    @property
+    def disk_image(self):
+        return settings.SERVER_DISK_ROOT / f"{self.pk}.img"
+
+    @property
+    def disk_dir(self):
+        """Where its disk is mounted on the node."""
+        return settings.SERVER_DISK_ROOT / str(self.pk)
 
     @property
     def identity_dir(self):

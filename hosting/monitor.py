@@ -27,7 +27,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import docker, proxy
+from . import disks, docker, proxy
 from .models import ContainerSnapshot, MonitorRun, Node, VirtualServer
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,8 @@ LOCK_KEY = "hosting:monitor:lock"
 Observed = VirtualServer.ObservedState
 SNAPSHOT_FIELDS = ["name", "image", "command", "created", "state", "status", "ports", "labels", "networks", "mounts"]
 HOST = None  # the daemon key of the host; a server id for an inner daemon
-POLLED_FIELDS = ["pk", "observed_state", "ip_address", "operation", "inner_next_poll_at", "inner_failures", "inner_digest", "created_at"]
+POLLED_FIELDS = ["pk", "observed_state", "ip_address", "operation", "inner_next_poll_at", "inner_failures", "inner_digest", "created_at",
+                 "disk_mb", "disk_used_mb", "disk_full"]
 
 
 @dataclass
@@ -329,6 +330,25 @@ def _record_failures(server_ids, now):
                 [{"id": s.pk, "inner_failures": s.inner_failures, "inner_next_poll_at": s.inner_next_poll_at} for s in servers])
 
 
+def record_disks(servers):
+    """Each mounted disk's use (one statvfs each, no walk), written where it changed by
+    a megabyte or more, or filled up or emptied. Returns how many servers were written."""
+    changed = []
+    for server in servers:
+        usage = disks.disk_usage(str(server.disk_dir)) if server.disk_mb is not None else None
+        if usage is None:
+            continue
+        used_mb = usage.used_bytes // (1024 * 1024)
+        if server.disk_used_mb is None or abs(used_mb - server.disk_used_mb) >= 1 or usage.full != server.disk_full:
+            server.disk_used_mb, server.disk_full = used_mb, usage.full
+            changed.append(server)
+    if changed:
+        with transaction.atomic():
+            _update(VirtualServer, ["disk_used_mb", "disk_full"],
+                    [{"id": s.pk, "disk_used_mb": s.disk_used_mb, "disk_full": s.disk_full} for s in changed])
+    return len(changed)
+
+
 def record_reads(host_read, inner_reads, servers, states, node, now):
     """The cycle's writes, in one transaction: snapshots, digests, server states,
     inner daemons' results (when the host's engine answered: else nothing was
@@ -393,6 +413,7 @@ def _cycle():
         inner_reads = read_inner_daemons([s for s in servers if _due_for_inner_poll(s, states, now)])
     writing = time.perf_counter()
     rows_written, pruned, moved = record_reads(host_read, inner_reads, servers, states, node, now)
+    record_disks(servers)
     db_ms = int((time.perf_counter() - writing) * 1000)
     if moved:
         proxy.apply_quietly()  # domains follow their server to its new address

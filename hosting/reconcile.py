@@ -14,7 +14,7 @@ from django.utils import timezone
 from accounts.models import ActivityLog
 from accounts.services import activity_log
 
-from . import docker, monitor, proxy
+from . import disks, docker, monitor, proxy
 from .models import VirtualServer
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ def server_spec(server):
         volume_name=server.volume_name,
         socket_dir=str(server.socket_dir),
         identity_dir=str(server.identity_dir),
+        disk_dir=None if server.disk_mb is None else str(server.disk_dir),
         labels={
             "controlpanel.instance": settings.PANEL_INSTANCE,
             "controlpanel.server-id": str(server.pk),
@@ -50,9 +51,43 @@ def _remove(server, *, keep_volume):
         labels=spec.labels,
         adopt_unlabelled=server.imported,
         volume_name=None if keep_volume else spec.volume_name,
-        socket_dir=spec.socket_dir,
-        identity_dir=spec.identity_dir,
     )
+    disks.folder_remove(spec.socket_dir)
+    disks.folder_remove(spec.identity_dir)
+    disks.disk_remove(image=str(server.disk_image), mountpoint=str(server.disk_dir), keep_image=keep_volume)
+
+
+def _disk_owner(server):
+    return server.host_uid if settings.SERVER_ISOLATION == "rootless" else 0
+
+
+def _mount(server):
+    """Its disk (at its size: a change applies here) and its socket folder mounted, before its
+    container starts. Returns whether either was mounted just now."""
+    if server.disk_mb is None:  # from before disks had quotas: a Docker volume and a plain folder
+        return False
+    mounted = disks.disk_ensure(image=str(server.disk_image), mountpoint=str(server.disk_dir), size_mb=server.disk_mb,
+                                owner_uid=_disk_owner(server))
+    return disks.socket_folder_ensure(str(server.socket_dir), owner_uid=_disk_owner(server)) or mounted
+
+
+def _unmount(server):
+    """A stopped server's disk and socket folder are let go of (the next start mounts them again)."""
+    if server.disk_mb is not None:
+        disks.unmount(str(server.disk_dir))
+        disks.unmount(str(server.socket_dir))
+
+
+def _start(server):
+    _claim_slot(server)
+    mounted_now = _mount(server)
+    docker.server_create(server_spec(server))
+    info = docker.container_info(server.container_name)
+    if mounted_now and info and info.state in (Observed.RUNNING, Observed.RESTARTING):
+        # It started before its disk was there (the node rebooted): start it again, onto its disk.
+        docker.container_restart(server.container_name)
+    else:
+        docker.container_start(server.container_name)
 
 
 def server_reconcile(*, server_id):
@@ -70,19 +105,21 @@ def server_reconcile(*, server_id):
             _remove(server, keep_volume=settings.SERVER_KEEP_VOLUME_ON_DELETE)
         elif server.desired_state == Desired.RUNNING:
             if operation == Op.RESTARTING and docker.container_info(server.container_name):
-                docker.container_restart(server.container_name)
-            else:
-                _claim_slot(server)
-                docker.server_create(server_spec(server))
-                docker.container_start(server.container_name)
+                if server.disk_mb is None:
+                    docker.container_restart(server.container_name)
+                else:  # with its disk let go of in between, so a new size applies
+                    docker.container_stop(server.container_name)
+                    _unmount(server)
+            _start(server)
         else:
             docker.container_stop(server.container_name)
+            _unmount(server)
         info = docker.container_info(server.container_name)
         if info and server.desired_state != Desired.DELETED:
             # Limits are desired state too: an admin's change reaches the container here.
             docker.container_update_limits(server.container_name, memory_mb=server.memory_mb, cpus=float(server.cpus),
                                            pids_limit=server.pids_limit)
-    except docker.DockerError as error:
+    except (docker.DockerError, disks.DiskError) as error:
         _record_failure(server, operation, str(error))
         return
     _record_result(server, info)
@@ -132,7 +169,7 @@ def _record_failure(server, operation, message):
         # Leave nothing half-made behind; the user can retry or delete.
         try:
             _remove(server, keep_volume=False)
-        except docker.DockerError:
+        except (docker.DockerError, disks.DiskError):
             log.warning("could not clean up after failed create of %s", server.container_name)
     fields = {"operation": Op.NONE, "last_error": message, "observed_at": timezone.now(), "updated_at": timezone.now()}
     try:

@@ -38,6 +38,25 @@ def quota_left(user, server_count=None):
     return max(quota_for(user) - server_count, 0)
 
 
+def disk_quota_for(user):
+    """MB of disk all of `user`'s servers may have together."""
+    if user.disk_quota_mb is not None:
+        return user.disk_quota_mb
+    return settings.USER_DISK_QUOTA_MB or quota_for(user) * settings.SERVER_DEFAULT_DISK_MB
+
+
+def _check_disk_total(owner, *, adding_mb, besides=None):
+    """A user's servers together have at most their disk quota (servers from before disks had quotas count nothing)."""
+    servers = VirtualServer.objects.live().filter(owner=owner, disk_mb__isnull=False)
+    if besides is not None:
+        servers = servers.exclude(pk=besides.pk)
+    taken = sum(servers.values_list("disk_mb", flat=True))
+    if taken + adding_mb > disk_quota_for(owner):
+        raise ValidationError(
+            f"{owner.email}'s servers may have {disk_quota_for(owner)} MB of disk in all; {taken} MB are taken, "
+            f"and this needs {adding_mb} MB. Delete a server or ask an administrator for more.", code="disk_quota")
+
+
 def _enqueue_reconcile(server):
     transaction.on_commit(lambda: server_reconcile.delay(server.pk))
 
@@ -55,6 +74,7 @@ def server_create(*, owner, name, request=None, actor=None):
         raise ValidationError(
             f"You have reached your limit of {quota_for(owner)} virtual servers. Delete one or ask an administrator for more."
         )
+    _check_disk_total(owner, adding_mb=settings.SERVER_DEFAULT_DISK_MB)
     server = VirtualServer.objects.create(
         owner=owner,
         node=Node.local(),
@@ -64,6 +84,7 @@ def server_create(*, owner, name, request=None, actor=None):
         memory_mb=settings.SERVER_DEFAULT_MEMORY_MB,
         cpus=settings.SERVER_DEFAULT_CPUS,
         pids_limit=settings.SERVER_DEFAULT_PIDS,
+        disk_mb=settings.SERVER_DEFAULT_DISK_MB,
     )
     _log(action=Action.SERVER_CREATED, actor=actor, server=server, message=f"Created virtual server “{name}” ({server.container_name})", request=request)
     _enqueue_reconcile(server)
@@ -128,19 +149,27 @@ def server_rename(*, actor, server, name, request=None):
 
 
 @transaction.atomic
-def server_set_limits(*, actor, server, memory_mb, cpus, pids_limit, request=None):
+def server_set_limits(*, actor, server, memory_mb, cpus, pids_limit, disk_mb=None, request=None):
     """Admins change a server's limits: the row says what they should be, the
-    worker applies them to its container (and any container made later has them)."""
+    worker applies them to its container (and any container made later has them).
+    A new disk size applies when the server next starts (a restart applies it now).
+    `disk_mb` None: its disk as it is."""
     server = VirtualServer.objects.select_for_update().get(pk=server.pk)
     if server.deleted_at or server.desired_state == Desired.DELETED:
         raise ValidationError("This virtual server is being deleted.")
+    disk = ""
+    if disk_mb is not None and disk_mb != server.disk_mb:
+        if server.disk_mb is None:
+            raise ValidationError("This server was made before disks had quotas: its disk has no size to change.", code="no_disk")
+        _check_disk_total(User.objects.select_for_update().get(pk=server.owner_id), adding_mb=disk_mb, besides=server)
+        server.disk_mb, disk = disk_mb, f", {disk_mb} MB disk (from its next start)"
     server.memory_mb, server.cpus, server.pids_limit = memory_mb, cpus, pids_limit
-    server.save(update_fields=["memory_mb", "cpus", "pids_limit", "updated_at"])
+    server.save(update_fields=["memory_mb", "cpus", "pids_limit", "disk_mb", "updated_at"])
     _log(
         action=Action.SERVER_LIMITS_CHANGED,
         actor=actor,
         server=server,
-        message=f"Set limits of “{server.name}”: {memory_mb} MB memory, {cpus} CPUs, {pids_limit} processes",
+        message=f"Set limits of “{server.name}”: {memory_mb} MB memory, {cpus} CPUs, {pids_limit} processes{disk}",
         request=request,
     )
     _enqueue_reconcile(server)
@@ -234,6 +263,8 @@ def compose_file_check(text):
         raise ValidationError(f"A compose file can be at most {COMPOSE_MAX_BYTES // 1024} KiB.", code="too_big")
     try:
         document = yaml.safe_load(text)
+    except RecursionError:
+        raise ValidationError("This file is nested too deeply to be a compose file.", code="too_deep") from None
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" (line {where.line + 1})" if where else ""

@@ -20,20 +20,21 @@ TENANT_WORK = {"bind": True, "acks_late": True, "max_retries": None,
                "soft_time_limit": workloads.WORK_SECONDS + 20, "time_limit": workloads.WORK_SECONDS + 30}
 
 
+def _in_turn(task, work, **ids):
+    try:
+        work(**ids)
+    except workloads.ServerBusy:
+        raise task.retry(countdown=2) from None
+
+
 @shared_task(**TENANT_WORK)
 def container_action(self, container_id):
-    try:
-        workloads.container_action(container_id=container_id)
-    except workloads.ServerBusy:
-        raise self.retry(countdown=2) from None
+    _in_turn(self, workloads.container_action, container_id=container_id)
 
 
 @shared_task(**TENANT_WORK)
 def app_run(self, deployment_id):
-    try:
-        workloads.app_run(deployment_id=deployment_id)
-    except workloads.ServerBusy:
-        raise self.retry(countdown=2) from None
+    _in_turn(self, workloads.app_run, deployment_id=deployment_id)
 
 
 @shared_task(ignore_result=True)

@@ -140,7 +140,7 @@ def _detail_page(request, server, *, rename_form=None, limits_form=None, domain_
         "domain_limit": settings.DOMAINS_PER_SERVER,
         "rename_form": rename_form or ServerNameForm(initial={"name": server.name}),
         "limits_form": limits_form
-        or ServerLimitsForm(initial={"memory_mb": server.memory_mb, "cpus": server.cpus, "pids_limit": server.pids_limit}),
+        or ServerLimitsForm(initial={field: getattr(server, field) for field in ServerLimitsForm.base_fields}),
     }
     return render(request, "hosting/server_detail.html", context, status=status)
 

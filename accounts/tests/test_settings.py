@@ -93,12 +93,13 @@ def test_compose_file_is_valid_and_keeps_docker_away_from_the_web_tier(tmp_path)
     result = subprocess.run(["docker-compose", "config"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
-    assert set(services) >= {"web", "worker", "gateway", "beat", "redis", "db", "caddy", "migrate"}
+    assert set(services) >= {"web", "worker", "tenant-worker", "gateway", "beat", "redis", "db", "caddy", "migrate"}
     mounts = lambda name: " ".join(str(v) for v in services[name].get("volumes", []))
-    assert "docker.sock" in mounts("worker") and "docker.sock" in mounts("gateway")
-    assert all("docker.sock" not in mounts(name) for name in services if name not in ("worker", "gateway"))
+    holders = ("worker", "tenant-worker", "gateway")
+    assert all("docker.sock" in mounts(name) for name in holders)
+    assert all("docker.sock" not in mounts(name) for name in services if name not in holders)
     assert all("2019" not in str(services[name].get("ports", "")) for name in services)
-    for name in ("web", "worker", "gateway", "db", "redis", "caddy"):
+    for name in ("web", "worker", "tenant-worker", "gateway", "db", "redis", "caddy"):
         assert "healthcheck" in services[name], name
         assert services[name]["restart"] == "unless-stopped", name
 

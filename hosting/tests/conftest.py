@@ -49,17 +49,30 @@ def docker_engine():
 @pytest.fixture
 def real_docker(docker_engine, settings):
     sockets = tempfile.mkdtemp(prefix="cpt-")  # short: unix socket paths max out at 108 bytes
+    disks = tempfile.mkdtemp(prefix="cpt-disks-")
     settings.SERVER_CONTAINER_PREFIX = "cptest-dind-"
     settings.PANEL_INSTANCE = TEST_INSTANCE
     settings.SERVER_NETWORK = "controlpanel-test-users"
     settings.SERVER_NETWORK_SUBNET = "10.214.0.0/16"  # beside a panel's own network on the same engine
     settings.SERVER_SOCKET_ROOT = Path(sockets)
+    settings.SERVER_DISK_ROOT = Path(disks)  # sparse files: only what is written takes room
+    settings.SERVER_DEFAULT_DISK_MB = 2048
     settings.SERVER_DEFAULT_MEMORY_MB = 512
     settings.SERVER_DEFAULT_CPUS = 1.0
     settings.SERVER_DEFAULT_PIDS = 512
     yield docker_sdk.from_env()
     _remove_test_objects()
-    shutil.rmtree(sockets, ignore_errors=True)
+    for folder in (sockets, disks):  # the servers' disks and socket folders, even of a test that failed half-way
+        unmount_all_below(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def unmount_all_below(folder):
+    """Unmount every mount under `folder` (deepest first): only mounts the tests made live there."""
+    with open("/proc/self/mountinfo") as mounts:
+        points = [line.split()[4] for line in mounts]
+    for point in sorted((p for p in points if p.startswith(folder.rstrip("/") + "/")), key=len, reverse=True):
+        subprocess.run(["umount", point], capture_output=True)
 
 
 @pytest.fixture(autouse=True)
@@ -121,6 +134,8 @@ def panel_env(settings, **extra):
         "SERVER_NETWORK": settings.SERVER_NETWORK,
         "SERVER_NETWORK_SUBNET": settings.SERVER_NETWORK_SUBNET,
         "SERVER_SOCKET_ROOT": str(settings.SERVER_SOCKET_ROOT),
+        "SERVER_DISK_ROOT": str(settings.SERVER_DISK_ROOT),
+        "SERVER_DEFAULT_DISK_MB": str(settings.SERVER_DEFAULT_DISK_MB),
         "SERVER_DEFAULT_MEMORY_MB": str(settings.SERVER_DEFAULT_MEMORY_MB),
         **{key: str(value) for key, value in extra.items()},
     }
@@ -157,8 +172,8 @@ class Gateway:
         self.port, self.ssh_port = free_port(), ssh_port or free_port()
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "gateway", "--bind", f"127.0.0.1:{self.port}", "--ssh-bind", f"127.0.0.1:{self.ssh_port}"], cwd=ROOT,
-            env=panel_env(settings, ALLOWED_HOSTS="testserver,localhost,127.0.0.1", PANEL_ORIGINS="http://testserver",
-                          TERMINAL_CHECK_SECONDS="0.5", **env),
+            env=panel_env(settings, **{"ALLOWED_HOSTS": "testserver,localhost,127.0.0.1", "PANEL_ORIGINS": "http://testserver",
+                                       "TERMINAL_CHECK_SECONDS": "0.5", **env}),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         wait_until(self._answers, timeout=30, what="the gateway")
 

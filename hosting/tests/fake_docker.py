@@ -1,6 +1,7 @@
-"""A stand-in for hosting.docker, for fast unit tests: records calls, keeps container states."""
+"""A stand-in for hosting.docker (and the node's disks, hosting.disks), for fast unit
+tests: records calls, keeps container states and mounts."""
 
-from hosting import docker
+from hosting import disks, docker
 
 
 class FakeDocker:
@@ -33,7 +34,7 @@ class FakeDocker:
         self._call("container_restart", name)
         self.containers[name] = "running"
 
-    def server_remove(self, container_name, *, labels, adopt_unlabelled=False, volume_name=None, socket_dir=None, identity_dir=None):
+    def server_remove(self, container_name, *, labels, adopt_unlabelled=False, volume_name=None):
         self.calls.append(("server_remove", container_name, volume_name))
         self.containers.pop(container_name, None)
 
@@ -62,9 +63,44 @@ class FakeDocker:
         return docker.ContainerInfo(name=name, state=state, ip_address="172.30.0.2", started_at="") if state else None
 
 
+class FakeDisks:
+    def __init__(self, fake):
+        self.fake = fake
+        self.mounted = {}  # mount point -> size in MB (0: a socket folder)
+
+    def disk_ensure(self, *, image, mountpoint, size_mb, owner_uid):
+        self.fake._call("disk_ensure", mountpoint, size_mb)
+        fresh = mountpoint not in self.mounted
+        self.mounted[mountpoint] = size_mb
+        return fresh
+
+    def socket_folder_ensure(self, path, *, owner_uid):
+        fresh = path not in self.mounted
+        self.mounted[path] = 0
+        return fresh
+
+    def unmount(self, path):
+        self.mounted.pop(path, None)
+
+    def disk_remove(self, *, image, mountpoint, keep_image=False):
+        self.fake._call("disk_remove", mountpoint, keep_image)
+        self.mounted.pop(mountpoint, None)
+
+    def folder_remove(self, path):
+        self.mounted.pop(path, None)
+
+    def disk_usage(self, mountpoint):
+        size = self.mounted.get(mountpoint)
+        total = size * 1024 * 1024
+        return None if not size else disks.Usage(used_bytes=total // 10, total_bytes=total, free_bytes=total - total // 10)
+
+
 def install(monkeypatch):
     fake = FakeDocker()
     for attr in ("server_create", "container_start", "container_stop", "container_restart", "server_remove",
                  "container_update_limits", "container_info", "host_containers_json", "inner_containers_json", "engine_facts"):
         monkeypatch.setattr(docker, attr, getattr(fake, attr))
+    fake.disks = FakeDisks(fake)
+    for attr in ("disk_ensure", "socket_folder_ensure", "unmount", "disk_remove", "folder_remove", "disk_usage"):
+        monkeypatch.setattr(disks, attr, getattr(fake.disks, attr))
     return fake

@@ -15,6 +15,7 @@ GOOD = "services:\n  web:\n    image: nginx\n"
 @pytest.mark.parametrize("text, code", [
     ("services: [", "not_yaml"), ("\t- nope: :", "not_yaml"), ("x" * (64 * 1024 + 1), "too_big"),
     ("just: text", "no_services"), ("services: {}", "no_services"), ("- a\n- list", "no_services"), ("", "no_services"),
+    ("services: " + "[" * 5000 + "]" * 5000, "too_deep"), ("services: " + "{a: " * 4000 + "}" * 4000, "too_deep"),
 ])
 def test_compose_files_that_cannot_be_deployed_say_why(text, code):
     with pytest.raises(ValidationError) as refused:

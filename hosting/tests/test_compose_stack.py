@@ -24,7 +24,7 @@ from websockets.sync.client import connect
 
 from hosting import docker
 
-from .conftest import TEST_APP_IMAGE, free_port, wait_until
+from .conftest import TEST_APP_IMAGE, free_port, unmount_all_below, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -62,6 +62,7 @@ class Stack:
         self.ports = {name: free_port() for name in ("web", "gateway", "ssh", "http", "https")}
         self.socket_root = folder / "servers"
         self.socket_root.mkdir()
+        (folder / "disks").mkdir()
         settings = {
             "SECRET_KEY": secrets.token_urlsafe(50),
             "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
@@ -76,6 +77,8 @@ class Stack:
             "SERVER_NETWORK": NETWORK,
             "SERVER_NETWORK_SUBNET": "10.221.0.0/16",
             "SERVER_SOCKET_ROOT": str(self.socket_root),
+            "SERVER_DISK_ROOT": str(folder / "disks"),
+            "SERVER_DEFAULT_DISK_MB": "1024",
             "SERVER_DEFAULT_MEMORY_MB": "384",
             "MONITOR_INTERVAL": "15",
             "CADDY_HTTP_PORT": str(self.ports["http"]),
@@ -146,12 +149,18 @@ def stack(tmp_path_factory):
     build = subprocess.run([str(ROOT / "deploy/offline/build")], capture_output=True, timeout=1800)
     assert build.returncode == 0, build.stderr.decode(errors="replace")[-3000:]
     folder = tmp_path_factory.mktemp("compose")
+    # The worker's mounts (disks, socket folders) reach the host through a shared mount, as
+    # systemd's / is: this folder is made one, here only.
+    subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True)
+    subprocess.run(["mount", "--make-rshared", str(folder)], check=True)
     stack = Stack(folder)
     try:
         yield stack
     finally:
         stack.compose("down", "-v", "--remove-orphans", check=False)
         _remove_servers(folder)
+        unmount_all_below(str(folder))
+        subprocess.run(["umount", str(folder)])
 
 
 def _remove_servers(folder):
@@ -163,7 +172,9 @@ def _remove_servers(folder):
         volume.remove(force=True)
     for network in client.networks.list(names=[NETWORK]):
         network.remove()
-    subprocess.run(["rm", "-rf", str(folder / "servers")])
+    unmount_all_below(str(folder / "servers"))
+    unmount_all_below(str(folder / "disks"))
+    subprocess.run(["rm", "-rf", str(folder / "servers"), str(folder / "disks")])
 
 
 def test_the_stack_from_first_admin_to_restore(stack, tmp_path):

@@ -1,5 +1,7 @@
 """Virtual servers on the real Docker engine: real DinD containers, real inner daemons."""
 
+import ipaddress
+
 import pytest
 from django.urls import reverse
 
@@ -32,8 +34,8 @@ def test_create_runs_a_limited_labelled_dind_with_a_working_inner_daemon(real_do
     assert attrs["Config"]["Labels"]["controlpanel.instance"] == "controlpanel-test"
     assert "controlpanel-test-users" in attrs["NetworkSettings"]["Networks"]
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
-    assert mounts["/home"]["Type"] == "volume"  # rootless: the owner's home, with the inner daemon's data
-    assert mounts["/home"]["Name"] == f"cptest-dind-{server.pk}-docker"
+    # Rootless: the owner's home, with the inner daemon's data, is the server's own disk.
+    assert mounts["/home/user"]["Type"] == "bind" and mounts["/home/user"]["Source"] == str(server.disk_dir)
     assert attrs["Config"]["User"] == f"{server.host_uid}:{server.host_uid}"
     assert host["CapDrop"] == ["ALL"] and not host["Privileged"]
     assert mounts["/controlpanel"]["Source"] == str(server.socket_dir)
@@ -212,17 +214,34 @@ def test_fifty_create_delete_cycles_leave_nothing_behind(real_docker, alice, com
         with committed():
             services.server_delete(actor=alice, server=server)
     assert ours() == baseline
-    assert sorted(p.name for p in settings.SERVER_SOCKET_ROOT.iterdir()) == [str(VirtualServer.objects.get(name="warm-up").pk)]
+    warm_up = VirtualServer.objects.get(name="warm-up")
+    assert sorted(p.name for p in settings.SERVER_SOCKET_ROOT.iterdir()) == [str(warm_up.pk), warm_up.identity_dir.name]
 
 
-def test_no_host_bind_mounts_but_the_servers_own_socket_directory(real_docker, alice, committed, settings):
+def test_no_host_bind_mounts_but_the_servers_own_socket_and_identity_folders(real_docker, alice, committed, settings):
     with committed():
         server = services.server_create(owner=alice, name="mounts")
     server.refresh_from_db()
     attrs = real_docker.api.inspect_container(server.container_name)
-    binds = {m["Source"] for m in attrs["Mounts"] if m["Type"] == "bind"}
-    assert binds == {str(server.socket_dir)}
+    binds = {m["Source"]: m["RW"] for m in attrs["Mounts"] if m["Type"] == "bind"}
+    identity = server.identity_dir
+    assert binds == {str(server.socket_dir): True, str(server.disk_dir): True,
+                     str(identity): False, str(identity / "subuid"): False, str(identity / "subgid"): False}
     host = attrs["HostConfig"]
     assert host["Memory"] == host["MemorySwap"] > 0 and host["NanoCpus"] > 0 and host["PidsLimit"] > 0
     assert not host["Privileged"]
     assert "/var/run/docker.sock" not in str(attrs["Mounts"])
+
+
+def test_two_first_creates_at_once_both_get_the_servers_network(real_docker, settings):
+    """The review's race: two users' first servers at the same moment, and one failed with
+    "Pool overlaps" (the network made twice)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for _ in range(3):
+        for network in real_docker.networks.list(names=[settings.SERVER_NETWORK]):
+            network.remove()
+        with ThreadPoolExecutor(2) as pool:
+            subnets = list(pool.map(lambda _: docker.network_ensure(settings.SERVER_NETWORK), range(2)))
+        assert subnets == [ipaddress.ip_network(settings.SERVER_NETWORK_SUBNET)] * 2
+        assert len(real_docker.networks.list(names=[settings.SERVER_NETWORK])) == 1

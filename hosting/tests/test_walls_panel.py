@@ -10,17 +10,20 @@ Shared machines: targets are files of the test's own server, never the host's.
 """
 
 import io
+import os
 import tarfile
 import time
 
 import docker as docker_sdk
 import pytest
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.urls import reverse
 
-from hosting import services, workloads
+from hosting import docker, monitor, services
 from hosting.models import App
 
-from .conftest import TEST_APP_IMAGE, wait_until
+from .conftest import TEST_APP_IMAGE, inner_daemon_answers, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker, pytest.mark.usefixtures("eager_tasks")]
 
@@ -120,3 +123,75 @@ def test_the_root_filesystem_and_the_accounts_are_read_only_even_to_the_engines_
     code, output = container.exec_run(["df", "--output=target,size", "-k", "/tmp", "/run"])
     sizes = dict(line.split() for line in output.decode().splitlines()[1:])
     assert sizes == {"/tmp": str(256 * 1024), "/run": str(16 * 1024)}, output
+
+
+
+# 11. Disk: every byte a tenant can write counts against its server's quota -------------------
+
+def df_mb(container, path):
+    code, output = owner_shell(container, f"df -m --output=size,used {path} | tail -n 1")
+    assert code == 0, output
+    return tuple(int(number) for number in output.split())
+
+
+def test_a_disk_filled_to_its_quota_says_no_space_and_its_neighbour_and_the_panel_carry_on(
+        make_server, real_docker, settings, bob, as_alice):
+    settings.SERVER_DEFAULT_DISK_MB = 300
+    filler, neighbour = make_server(name="filler"), make_server(name="neighbour", owner=bob)
+    for server in (filler, neighbour):
+        inner_daemon_answers(server)
+    docker.image_copy_to_inner(TEST_APP_IMAGE, str(filler.socket_dir))
+    container = real_docker.containers.get(filler.container_name)
+    size, _ = df_mb(container, "~")
+    assert 250 <= size <= 300, size  # df inside tells the quota, not the node's disk
+
+    # The home, and an inner container's volume (the inner daemon's data is on the same disk).
+    code, output = owner_shell(container, "dd if=/dev/zero of=~/fill bs=1M count=1000 2>&1")
+    assert code != 0 and b"No space left on device" in output, output
+    code, output = owner_shell(container, f"docker run --rm -v scratch:/data {TEST_APP_IMAGE} "
+                                          "sh -c 'cat /dev/zero > /data/more' 2>&1")
+    assert code != 0 and b"No space left on device" in output, output
+    # The socket folder (a tmpfs of 1 MiB), written from the server's first namespaces.
+    code, output = container.exec_run(["sh", "-c", "dd if=/dev/zero of=/controlpanel/fill bs=1M count=10 2>&1"])
+    assert code != 0 and b"No space left on device" in output, output
+    # The node's disk holds no more of it than the quota: its image file is sparse and capped.
+    assert os.stat(filler.disk_image).st_blocks * 512 <= 300 * 1024 * 1024
+
+    # The neighbour writes as before; the panel reads the disk at once and says it is full.
+    assert owner_shell(real_docker.containers.get(neighbour.container_name), "echo fine > ~/note && cat ~/note").output == b"fine\n"
+    started = time.monotonic()
+    monitor.run_cycle()
+    filler.refresh_from_db()
+    assert filler.disk_full and filler.disk_used_mb >= 250, (filler.disk_used_mb, df_mb(container, "~"), time.monotonic() - started)
+    page = as_alice.get(reverse("hosting:server_detail", args=[filler.pk])).content.decode()
+    assert "disk is full" in page and "No space left on device" in page
+
+    # Freed inside, it is no longer full at the next cycle.
+    owner_shell(container, "rm -f ~/fill && docker volume rm -f scratch")
+    monitor.run_cycle()
+    filler.refresh_from_db()
+    assert not filler.disk_full
+
+
+def test_an_admin_grows_a_disk_within_the_users_total_and_a_restart_applies_it(make_server, real_docker, settings, admin, alice):
+    settings.SERVER_DEFAULT_DISK_MB = 300
+    alice.disk_quota_mb = 800
+    alice.save()
+    server = make_server()
+    inner_daemon_answers(server)
+    container = real_docker.containers.get(server.container_name)
+    assert owner_shell(container, "echo kept > ~/file").exit_code == 0
+    with pytest.raises(ValidationError, match="800 MB of disk in all"):
+        services.server_create(owner=alice, name="second")  # 300 + 300 fits; ...
+        services.server_create(owner=alice, name="third")  # ... 900 does not
+    limits = {"memory_mb": server.memory_mb, "cpus": server.cpus, "pids_limit": server.pids_limit}
+    with pytest.raises(ValidationError, match="800 MB of disk in all"):
+        services.server_set_limits(actor=admin, server=server, disk_mb=600, **limits)
+    services.server_set_limits(actor=admin, server=server, disk_mb=500, **limits)
+    services.server_restart(actor=admin, server=server)
+    server.refresh_from_db()
+    assert server.state == "running", server.last_error
+    inner_daemon_answers(server)
+    container = real_docker.containers.get(server.container_name)
+    assert 450 <= df_mb(container, "~")[0] <= 500
+    assert owner_shell(container, "cat ~/file").output == b"kept\n"
