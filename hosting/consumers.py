@@ -110,10 +110,14 @@ class TerminalConsumer(_Reader):
 
 
 class WatchConsumer(_Reader):
-    """ws/terminals/<row id>/watch/: an admin watches a terminal, read-only; its owner is told."""
+    """ws/terminals/<row id>/watch/: an admin watches a terminal, read-only; its owner is told.
+
+    A session of the gateway's (hosting.terminals): counted, and ended by the
+    sweeper when the watcher is no longer an admin (or logs out)."""
 
     terminal = None
     queue = None
+    idles, owner, started, closed, row_id, key_id = False, True, False, False, None, None
 
     async def connect(self):
         user = self.scope["user"]
@@ -125,6 +129,14 @@ class WatchConsumer(_Reader):
         if self.terminal is None:
             await self.close_with("This terminal has ended.")
             return
+        self.id, self.user_id, self.server_id = secrets.token_hex(16), user.pk, self.terminal.server_id
+        self.session_key = self.scope["session"].session_key
+        try:
+            terminals.admit(self)
+        except terminals.TerminalError as error:
+            await self.close_with(str(error))
+            return
+        self.started = True
         self.queue = asyncio.Queue(WATCH_BACKLOG)
         self.sender = asyncio.create_task(self._send_queued())
         await self.send(text_data=json.dumps({"type": "hello", "terminal": self.terminal.id}))
@@ -145,7 +157,15 @@ class WatchConsumer(_Reader):
     async def receive(self, text_data=None, bytes_data=None):
         pass  # read-only
 
+    async def end(self, reason, *, by_admin=False):
+        """The sweeper's word: the watcher may no longer watch."""
+        if not self.closed:
+            await self.disconnect(None)
+            await self.close_with(reason)
+
     async def disconnect(self, code):
+        self.closed = True
+        terminals.let_go(self)
         if self.queue is not None:
             self.sender.cancel()
         if self.terminal is not None:

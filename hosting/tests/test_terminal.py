@@ -295,6 +295,21 @@ def test_a_demoted_admins_terminal_into_someone_elses_server_ends(gateway, runni
     assert "no longer have access" in shell.closed_reason(10)
 
 
+def test_a_demoted_admin_stops_watching(gateway, running_server, alice, admin, django_user_model):
+    started = gateway()
+    _, alices = session_cookie(alice)
+    shell = Shell(open_ws(started.url(running_server.pk), alices))
+    shell.type("echo watched\r")
+    shell.expect("watched")
+    watcher = django_user_model.objects.create_user(email="watcher@example.org", password="x", is_admin=True)
+    _, cookie = session_cookie(watcher)
+    watch = open_ws(f"ws://127.0.0.1:{started.port}/ws/terminals/{TerminalSession.objects.get().pk}/watch/", cookie)
+    assert shell.next_message("status", where=lambda message: message["watchers"] == 1)
+    account_services.user_update(actor=admin, user=watcher, email=watcher.email, is_admin=False, is_active=True)
+    assert "no longer have access" in Shell(watch).closed_reason(10)
+    assert shell.next_message("status", where=lambda message: message["watchers"] == 0)
+
+
 def test_many_opens_at_once_never_pass_the_limit(gateway, running_server, alice):
     """The review's race: 20 opens at the same moment all got a shell against a limit of 5."""
     started = gateway(TERMINALS_PER_USER=5)
