@@ -16,7 +16,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from hosting.routing import websocket_urlpatterns  # noqa: E402
+from hosting.gateway.routing import websocket_urlpatterns  # noqa: E402
 
 
 async def health(scope, receive, send):

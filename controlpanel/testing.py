@@ -141,7 +141,7 @@ def eager_tasks():
 
 @pytest.fixture
 def fake_docker(monkeypatch, eager_tasks):
-    """hosting.docker replaced by an in-memory fake (unit tests only)."""
+    """hosting.backends.docker replaced by an in-memory fake (unit tests only)."""
     from hosting.tests.fake_docker import install
 
     return install(monkeypatch)

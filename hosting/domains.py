@@ -22,7 +22,7 @@ from django.utils import timezone
 from accounts.models import ActivityLog
 from accounts.services import activity_log
 
-from . import dns, proxy
+from .backends import caddy, dns
 from .domain_names import ERRORS as NAME_ERRORS
 from .domain_names import normalize_domain
 from .models import Domain, Lock, VirtualServer
@@ -93,8 +93,8 @@ def check_settings(*, name, ssl, cloudflare):
 def _apply(code):
     """Load the configuration into Caddy; its refusal rolls the surrounding transaction back."""
     try:
-        proxy.apply()
-    except proxy.ProxyError as error:
+        caddy.apply()
+    except caddy.ProxyError as error:
         raise _error(code, error=error) from None
 
 
@@ -225,4 +225,4 @@ def server_domains_remove(server):
     (or at the drift check, if it does not answer now)."""
     if server.domains.exists():
         server.domains.all().delete()
-        transaction.on_commit(proxy.apply_quietly)
+        transaction.on_commit(caddy.apply_quietly)

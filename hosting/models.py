@@ -148,7 +148,7 @@ class VirtualServer(models.Model):
     memory_mb = models.PositiveIntegerField(validators=[MinValueValidator(64), MaxValueValidator(1024 * 1024)])
     cpus = models.DecimalField(max_digits=6, decimal_places=2, validators=[MinValueValidator(0.01), MaxValueValidator(1024)])
     pids_limit = models.PositiveIntegerField(validators=[MinValueValidator(32), MaxValueValidator(4_194_304)])
-    # Its disk on the node (hosting.disks): everything its owner can keep, at most this
+    # Its disk on the node (hosting.backends.disks): everything its owner can keep, at most this
     # much. Empty: a server made before disks had quotas, on a Docker volume.
     disk_mb = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(256), MaxValueValidator(16 * 1024 * 1024)])
     disk_used_mb = models.PositiveIntegerField(null=True, blank=True)  # as the monitor last read it

@@ -1,6 +1,8 @@
 from celery import shared_task
 
-from . import domains, monitor, proxy, reconcile, workloads
+from . import domains
+from .worker import monitor, reconcile, workloads
+from .backends import caddy
 
 
 @shared_task(acks_late=True)
@@ -46,7 +48,7 @@ def monitor_cycle():
 
 @shared_task(ignore_result=True)
 def proxy_reapply_if_drifted():
-    return proxy.reapply_if_drifted()
+    return caddy.reapply_if_drifted()
 
 
 @shared_task(ignore_result=True)

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 def slots_from_ids(apps, schema_editor):
     """Servers made before slots have their address and uids from their id: keep them."""
-    from hosting.docker import server_slots
+    from hosting.backends.docker import server_slots
 
     VirtualServer = apps.get_model("hosting", "VirtualServer")
     VirtualServer.objects.filter(deleted_at__isnull=True, pk__lte=server_slots()).update(slot=models.F("pk"))

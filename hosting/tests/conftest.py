@@ -16,7 +16,8 @@ import docker as docker_sdk
 import pytest
 from django.urls import reverse
 
-from hosting import docker, services
+from hosting.backends import docker
+from hosting import services
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_INSTANCE = "controlpanel-test"

@@ -1,7 +1,7 @@
-"""A stand-in for hosting.docker (and the node's disks, hosting.disks), for fast unit
+"""A stand-in for hosting.backends.docker (and the node's disks, hosting.backends.disks), for fast unit
 tests: records calls, keeps container states and mounts."""
 
-from hosting import disks, docker
+from hosting.backends import disks, docker
 
 
 class FakeDocker:

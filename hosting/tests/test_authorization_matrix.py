@@ -109,9 +109,9 @@ def expected(visitor, access, allowed):
 
 @pytest.fixture
 def world(alice, bob, admin, disabled, make_server, fake_docker, monkeypatch):
-    from hosting import proxy
+    from hosting.backends import caddy
 
-    monkeypatch.setattr(proxy, "_admin", lambda *a, **k: "{}")  # domain changes reach no real Caddy
+    monkeypatch.setattr(caddy, "_admin", lambda *a, **k: "{}")  # domain changes reach no real Caddy
     server = make_server(name="alice's")
     domain = Domain.objects.create(name="alice.example.org", server=server)
     terminal = TerminalSession.objects.create(user=alice, server=server)

@@ -9,7 +9,8 @@ import os
 import pytest
 from django.urls import reverse
 
-from hosting import docker, monitor
+from hosting.backends import docker
+from hosting.worker import monitor
 from hosting.models import VirtualServer
 
 from .conftest import SHOTS, TEST_APP_IMAGE, inner_daemon_answers, shot, wait_until

@@ -4,7 +4,9 @@ responsive and its memory bounded (measured here); the app and server pages as u
 import pytest
 from django.urls import reverse
 
-from hosting import docker, monitor, services
+from hosting.backends import docker
+from hosting.worker import monitor
+from hosting import services
 from hosting.models import App
 
 from .conftest import TEST_APP_IMAGE, browser_log_in, shot, wait_until

@@ -22,7 +22,7 @@ import pytest
 import requests
 from websockets.sync.client import connect
 
-from hosting import docker
+from hosting.backends import docker
 
 from .conftest import TEST_APP_IMAGE, free_port, unmount_all_below, wait_until
 

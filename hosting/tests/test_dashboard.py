@@ -1,7 +1,8 @@
 import pytest
 from django.urls import reverse
 
-from hosting import monitor, services
+from hosting.worker import monitor
+from hosting import services
 from hosting.models import ContainerSnapshot, VirtualServer
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,8 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import ActivityLog
-from hosting import docker, services
+from hosting.backends import docker
+from hosting import services
 from hosting.models import VirtualServer
 
 from .conftest import TEST_APP_IMAGE, inner_client, inner_daemon_answers

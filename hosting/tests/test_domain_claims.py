@@ -17,7 +17,8 @@ from hypothesis import given, settings as hsettings, strategies as st
 from hypothesis import HealthCheck
 
 from accounts.models import ActivityLog
-from hosting import domains, proxy, services, tasks
+from hosting import domains, services, tasks
+from hosting.backends import caddy
 from hosting.models import Domain
 
 pytestmark = pytest.mark.django_db
@@ -68,7 +69,7 @@ def dns_server(settings):
 @pytest.fixture
 def proxy_applies(monkeypatch):
     loaded = []
-    monkeypatch.setattr(proxy, "_admin", lambda method, path, body=None: loaded.append((method, path)))
+    monkeypatch.setattr(caddy, "_admin", lambda method, path, body=None: loaded.append((method, path)))
     return loaded
 
 
@@ -77,7 +78,7 @@ def add(client, server, name, **data):
 
 
 def routed():
-    return str(proxy.render())
+    return str(caddy.render())
 
 
 def test_proof_by_dns_is_the_default():

@@ -4,7 +4,8 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import ActivityLog
-from hosting import domains, proxy, services
+from hosting import domains, services
+from hosting.backends import caddy
 from hosting.domain_names import normalize_domain
 from hosting.models import Domain
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.django_db
 def proxy_applies(monkeypatch):
     """Record what would be loaded into Caddy instead of loading it (fast tests only)."""
     loaded = []
-    monkeypatch.setattr(proxy, "_admin", lambda method, path, body=None: loaded.append((method, path)))
+    monkeypatch.setattr(caddy, "_admin", lambda method, path, body=None: loaded.append((method, path)))
     return loaded
 
 
@@ -88,7 +89,7 @@ def test_nonsense_flag_combinations_are_refused_with_a_reason(as_alice, as_admin
 
 def test_cloudflare_flexible_mode_is_plain_http_behind_the_guard(as_alice, server, proxy_applies):
     assert add(as_alice, server, name="flex.example.org", ssl="", cloudflare="on").status_code == 302
-    plain = proxy.render()["apps"]["http"]["servers"]["plain"]["routes"]
+    plain = caddy.render()["apps"]["http"]["servers"]["plain"]["routes"]
     assert plain[0]["match"][0]["host"] == ["flex.example.org"] and plain[0]["handle"][0]["status_code"] == 403
 
 
@@ -114,7 +115,7 @@ def test_platform_domain_is_free_and_other_names_wait_for_approval(as_alice, as_
     add(as_alice, server, name="mine.apps.example.org")
     add(as_alice, server, name="www.elsewhere.org")
     assert dict(Domain.objects.values_list("name", "status")) == {"mine.apps.example.org": "active", "www.elsewhere.org": "approval"}
-    assert "www.elsewhere.org" not in str(proxy.render())
+    assert "www.elsewhere.org" not in str(caddy.render())
     response = add(as_alice, server, name="a.b.apps.example.org")
     assert "single name directly under apps.example.org" in response.content.decode()
 
@@ -123,7 +124,7 @@ def test_platform_domain_is_free_and_other_names_wait_for_approval(as_alice, as_
     assert "www.elsewhere.org" in page and "mine.apps" not in page
     as_admin.post(reverse("hosting:domain_approve", args=[pending.pk]))
     pending.refresh_from_db()
-    assert pending.is_active and "www.elsewhere.org" in str(proxy.render())
+    assert pending.is_active and "www.elsewhere.org" in str(caddy.render())
 
 
 def test_caddy_down_means_nothing_is_saved(as_alice, server):
@@ -172,13 +173,13 @@ def test_deleting_a_server_removes_its_domains(as_alice, server, proxy_applies, 
     with committed():
         as_alice.post(reverse("hosting:server_delete", args=[server.pk]))
     assert not Domain.objects.exists()
-    assert "gone.example.org" not in str(proxy.render())
+    assert "gone.example.org" not in str(caddy.render())
 
 
 def test_render_routes_each_domain_to_its_servers_address_and_port(server, proxy_applies, alice):
     domains.domain_add(actor=alice, server=server, name="a.example.org", port=8080, ssl=False)
     domains.domain_add(actor=alice, server=server, name="b.example.org", ssl=True, cloudflare=True)
-    config = proxy.render()
+    config = caddy.render()
     plain = config["apps"]["http"]["servers"]["plain"]["routes"]
     tls = config["apps"]["http"]["servers"]["tls"]["routes"]
     assert {"match": [{"host": ["a.example.org"]}], "handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": f"{server.ip_address}:8080"}]}], "terminal": True} in plain
@@ -209,13 +210,13 @@ def test_exact_names_come_before_wildcards_and_the_most_specific_wildcard_first(
     for name, target in [("*.example.org", other), ("*.apps.example.org", other), ("alice.apps.example.org", server),
                          ("zeta.example.org", server)]:
         domains.domain_add(actor=admin, server=target, name=name, ssl=False)
-    routes = proxy.render()["apps"]["http"]["servers"]["plain"]["routes"]
+    routes = caddy.render()["apps"]["http"]["servers"]["plain"]["routes"]
     hosts = [route["match"][0]["host"][0] for route in routes if route.get("match")]
     assert hosts == ["alice.apps.example.org", "zeta.example.org", "*.apps.example.org", "*.example.org"]
 
 
 def test_a_server_that_is_not_running_has_no_address_and_its_domains_say_it_is_stopped(server, fake_docker, proxy_applies, alice):
-    from hosting import monitor
+    from hosting.worker import monitor
 
     domains.domain_add(actor=alice, server=server, name="gone.example.org", ssl=False)
     assert server.ip_address  # running: its domains reach it
@@ -223,5 +224,5 @@ def test_a_server_that_is_not_running_has_no_address_and_its_domains_say_it_is_s
     monitor.run_cycle()
     server.refresh_from_db()
     assert server.ip_address is None
-    handler = proxy.render()["apps"]["http"]["servers"]["plain"]["routes"][0]["handle"][0]
+    handler = caddy.render()["apps"]["http"]["servers"]["plain"]["routes"][0]["handle"][0]
     assert handler["status_code"] == 503 and "server is stopped" in handler["body"]

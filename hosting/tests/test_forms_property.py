@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from accounts import services as account_services
 from accounts.models import User
-from hosting import proxy
+from hosting.backends import caddy
 from hosting.models import Domain, VirtualServer
 
 pytestmark = pytest.mark.django_db
@@ -71,7 +71,7 @@ DOMAINISH = st.from_regex(r"\A[a-zA-Z0-9äöüß*-]{1,20}(\.[a-zA-Z0-9-]{1,20}){
 @PROPERTY
 @given(name=ANY_TEXT | DOMAINISH, port=st.integers(-5, 70000) | ANY_TEXT, ssl=st.booleans(), cloudflare=st.booleans())
 def test_domains(as_alice, server, monkeypatch, name, port, ssl, cloudflare):
-    monkeypatch.setattr(proxy, "_admin", lambda *a, **k: "{}")
+    monkeypatch.setattr(caddy, "_admin", lambda *a, **k: "{}")
     data = {"name": name, "port": port}
     if ssl:
         data["ssl"] = "on"
@@ -107,7 +107,7 @@ def test_every_accepted_domain_passes_caddy_validate(server, tmp_path, names):
     Domain.objects.all().delete()
     Domain.objects.bulk_create(Domain(name=n, server=server, ssl=False) for n in accepted)
     path = tmp_path / "caddy.json"
-    path.write_text(json.dumps(proxy.render()))
+    path.write_text(json.dumps(caddy.render()))
     result = subprocess.run(["caddy", "validate", "--config", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, (accepted, result.stderr[-1000:])
 

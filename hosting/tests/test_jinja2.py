@@ -9,7 +9,7 @@ from django.test import RequestFactory, override_settings
 from django.urls import path, reverse, set_script_prefix, set_urlconf
 
 from controlpanel.jinja2 import page_query, strftime, url
-from hosting import logs
+from hosting.gateway import logs
 from hosting.models import ContainerSnapshot
 
 

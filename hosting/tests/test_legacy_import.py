@@ -15,7 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import ActivityLog, RegistrationCode, User
-from hosting import proxy, services
+from hosting.backends import caddy
+from hosting import services
 from hosting.legacy import import_legacy
 from hosting.models import Domain, VirtualServer
 
@@ -77,7 +78,7 @@ def test_sample_database_imports_completely(sample, settings):
 
     # Domains of live servers are routed; the activity history shows on the pages.
     routed = set(Domain.objects.values_list("name", flat=True))
-    config = str(proxy.render())
+    config = str(caddy.render())
     assert routed and all(name in config for name in routed)
     assert not Domain.objects.filter(server__deleted_at__isnull=False).exists()
 

@@ -1,4 +1,4 @@
-"""The poll cycle's bookkeeping, with daemons faked at the hosting.docker boundary."""
+"""The poll cycle's bookkeeping, with daemons faked at the hosting.backends.docker boundary."""
 
 import threading
 from datetime import timedelta
@@ -11,7 +11,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from controlpanel.testing import run_in_threads
-from hosting import docker, monitor, services
+from hosting.backends import docker
+from hosting.worker import monitor
+from hosting import services
 from hosting.models import ContainerSnapshot, MonitorRun, VirtualServer
 
 pytestmark = pytest.mark.django_db

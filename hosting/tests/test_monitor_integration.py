@@ -12,7 +12,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from hosting import monitor, services
+from hosting.worker import monitor
+from hosting import services
 from hosting.models import ContainerSnapshot, MonitorRun, VirtualServer
 
 from .conftest import (

@@ -7,7 +7,8 @@ import time
 import pytest
 import requests
 
-from hosting import docker, services
+from hosting.backends import docker
+from hosting import services
 
 from .conftest import inner_daemon_answers
 

@@ -1,4 +1,4 @@
-"""Virtual server pages and services, with Docker faked at the hosting.docker boundary."""
+"""Virtual server pages and services, with Docker faked at the hosting.backends.docker boundary."""
 
 import pytest
 from django.urls import reverse

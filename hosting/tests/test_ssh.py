@@ -11,7 +11,7 @@ import requests
 
 from accounts import services as account_services
 from accounts.models import ActivityLog, SshKey
-from hosting import docker
+from hosting.backends import docker
 
 from .conftest import TEST_APP_IMAGE, free_port, wait_until
 
@@ -240,7 +240,7 @@ def test_sftp_servers_stderr_never_enters_the_sftp_stream(server, alice, monkeyp
     import asyncio
     import struct
 
-    from hosting import ssh
+    from hosting.gateway import ssh
 
     class Collect:
         def __init__(self):

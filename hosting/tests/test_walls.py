@@ -19,7 +19,9 @@ import tarfile
 import pytest
 import requests
 
-from hosting import docker, domains, monitor
+from hosting.backends import docker
+from hosting import domains
+from hosting.worker import monitor
 from hosting.models import ContainerSnapshot
 
 from .conftest import TEST_APP_IMAGE, inner_daemon_answers, wait_until

@@ -20,7 +20,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from hosting import docker, monitor, services
+from hosting.backends import docker
+from hosting.worker import monitor
+from hosting import services
 from hosting.models import App
 
 from .conftest import TEST_APP_IMAGE, inner_daemon_answers, wait_until

@@ -13,7 +13,8 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from accounts.models import ActivityLog
-from hosting import docker, domains, services
+from hosting.backends import docker
+from hosting import domains, services
 from hosting.models import App, AppDeployment, ContainerSnapshot
 
 from .conftest import TEST_APP_IMAGE, inner_client, wait_until
@@ -29,7 +30,7 @@ def logged_in(user):
 
 
 def refreshed(server):
-    from hosting import monitor
+    from hosting.worker import monitor
 
     server.refresh_from_db()
     monitor.refresh_server(server)

@@ -13,7 +13,8 @@ from django.conf import settings
 from django.core.management.base import CommandError
 
 from accounts.models import User
-from hosting import reconcile, services
+from hosting.worker import reconcile
+from hosting import services
 
 ROOT = Path(__file__).resolve().parents[3]
 

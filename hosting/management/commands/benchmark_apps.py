@@ -22,7 +22,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.test import Client
 from websockets.sync.client import connect
 
-from hosting import docker, monitor, services, workloads
+from hosting.backends import docker
+from hosting.worker import monitor, workloads
+from hosting import services
 from hosting.models import App
 
 from ._panel_processes import benchmark_owner, delete_server, free_port, running_server, start, stop

@@ -31,7 +31,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import User
-from hosting import docker, monitor, reconcile, services
+from hosting.backends import docker
+from hosting.worker import monitor, reconcile
+from hosting import services
 from hosting.models import ContainerSnapshot, Node, VirtualServer
 
 TABLES = ("hosting_containersnapshot", "hosting_virtualserver")

@@ -20,7 +20,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
-from hosting import docker, reconcile, services
+from hosting.backends import docker
+from hosting.worker import reconcile
+from hosting import services
 from hosting.models import VirtualServer
 
 TEST_APP_IMAGE = "controlpanel/testapp:local"

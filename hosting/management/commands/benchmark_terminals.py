@@ -22,7 +22,7 @@ from django.core.management.base import BaseCommand
 from django.test import Client
 from websockets.sync.client import connect
 
-from hosting import docker
+from hosting.backends import docker
 
 from ._panel_processes import benchmark_owner, delete_server, free_port, percentile, rss_kib, running_server, start, stop
 

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from hosting import ssh, terminals
+from hosting.gateway import ssh, terminals
 
 
 class HandshakeDeadline(HttpToolsProtocol):

@@ -24,8 +24,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from accounts.models import ActivityLog
 from accounts.services import activity_log, forwarded_client_ip
 
-from . import docker, logs, terminals
-from .models import TerminalSession, VirtualServer
+from ..backends import docker
+from . import logs, terminals
+from ..models import TerminalSession, VirtualServer
 
 CLOSED = 4000  # the close code of a terminal that ended (the reason comes first, as a message)
 WATCH_BACKLOG = 64  # output messages a watcher may lag behind before it is let go
@@ -112,7 +113,7 @@ class TerminalConsumer(_Reader):
 class WatchConsumer(_Reader):
     """ws/terminals/<row id>/watch/: an admin watches a terminal, read-only; its owner is told.
 
-    A session of the gateway's (hosting.terminals): counted, and ended by the
+    A session of the gateway's (hosting.gateway.terminals): counted, and ended by the
     sweeper when the watcher is no longer an admin (or logs out)."""
 
     terminal = None
@@ -200,7 +201,7 @@ class LogConsumer(AsyncWebsocketConsumer):
     Text frames: {"type": "lines", "lines": [[stream, time, text], ...], "skipped": n},
     then {"type": "ended", "reason"} when the log ends (the container stopped, or went).
 
-    A session of the gateway's like a terminal (hosting.terminals): counted in the
+    A session of the gateway's like a terminal (hosting.gateway.terminals): counted in the
     user's limit and checked by the sweeper, which ends it for the same reasons."""
 
     task = None

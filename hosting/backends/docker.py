@@ -259,7 +259,7 @@ def server_create(spec: ServerSpec):
         os.chown(spec.socket_dir, spec.uid, spec.uid)  # its daemon makes its socket there
     create, options, raw, data_mount = _isolation(spec)
     mounts = [
-        # Its disk (hosting.disks, mounted by the worker), the home itself when rootless; a server
+        # Its disk (hosting.backends.disks, mounted by the worker), the home itself when rootless; a server
         # from before disks had quotas keeps its Docker volume.
         docker.types.Mount(OWNER_HOME if rootless else data_mount, spec.disk_dir, type="bind") if spec.disk_dir else
         docker.types.Mount(data_mount, spec.volume_name, type="volume", labels=spec.labels),

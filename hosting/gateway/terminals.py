@@ -29,8 +29,8 @@ from django.utils import timezone
 from accounts.models import ActivityLog, SshKey, User, UserSession
 from accounts.services import activity_log
 
-from . import docker
-from .models import TerminalSession, VirtualServer
+from ..backends import docker
+from ..models import TerminalSession, VirtualServer
 
 log = logging.getLogger(__name__)
 Action = ActivityLog.Action

@@ -27,8 +27,8 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import disks, docker, proxy
-from .models import ContainerSnapshot, MonitorRun, Node, VirtualServer
+from ..backends import caddy, disks, docker
+from ..models import ContainerSnapshot, MonitorRun, Node, VirtualServer
 
 log = logging.getLogger(__name__)
 LOCK_KEY = "hosting:monitor:lock"
@@ -416,7 +416,7 @@ def _cycle():
     record_disks(servers)
     db_ms = int((time.perf_counter() - writing) * 1000)
     if moved:
-        proxy.apply_quietly()  # domains follow their server to its new address
+        caddy.apply_quietly()  # domains follow their server to its new address
     reads = [host_read, *inner_reads]
     failures = [{"daemon": "host" if r.server_id is None else f"server {r.server_id}", "error": r.error} for r in reads if r.error]
     return MonitorRun.objects.create(

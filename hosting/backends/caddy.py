@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from .models import Domain
+from ..models import Domain
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,9 @@ from django.utils import timezone
 from accounts.models import ActivityLog
 from accounts.services import activity_log
 
-from . import disks, docker, monitor, proxy
-from .models import VirtualServer
+from ..backends import caddy, disks, docker
+from . import monitor
+from ..models import VirtualServer
 
 log = logging.getLogger(__name__)
 Op = VirtualServer.Operation
@@ -156,7 +157,7 @@ def _record_result(server, info):
         fields.update(deleted_at=now, slot=None)  # its address and uids are free for the next server
     VirtualServer.objects.filter(pk=server.pk).update(updated_at=now, **fields)
     if fields["ip_address"] != server.ip_address:
-        proxy.apply_quietly()  # its domains follow it: to its address, or to the "stopped" page
+        caddy.apply_quietly()  # its domains follow it: to its address, or to the "stopped" page
 
 
 def _address(info):
@@ -180,7 +181,7 @@ def _record_failure(server, operation, message):
         fields.update(observed_state=info.state if info else Observed.MISSING, ip_address=_address(info))
     VirtualServer.objects.filter(pk=server.pk).update(**fields)
     if fields.get("ip_address", server.ip_address) != server.ip_address:
-        proxy.apply_quietly()
+        caddy.apply_quietly()
     verb = (VirtualServer.Operation(operation).label if operation else "Changing").lower()
     activity_log(
         action=ActivityLog.Action.SERVER_FAILED,

@@ -6,7 +6,7 @@ be enabled and own the server, or be an admin; anyone else's server is
 refused exactly like one that does not exist. A session is one of:
 
 - a shell, with a pty: the browser terminal's own `controlpanel-shell`, as a
-  Terminal (hosting.terminals) of kind ssh;
+  Terminal (hosting.gateway.terminals) of kind ssh;
 - a command (`ssh host 'docker ps'`): `controlpanel-shell -c`, its exit
   status returned;
 - sftp, which scp uses too: the image's sftp-server, as the server's owner,
@@ -39,8 +39,9 @@ from accounts import throttling
 from accounts.models import ActivityLog, SshKey
 from accounts.services import activity_log, visitor_activity
 
-from . import docker, logs, terminals
-from .models import TerminalSession, VirtualServer
+from ..backends import docker
+from . import logs, terminals
+from ..models import TerminalSession, VirtualServer
 
 log = logging.getLogger(__name__)
 Action = ActivityLog.Action
@@ -107,7 +108,7 @@ def _too_many_refused():
 
 class GatewayServer(asyncssh.SSHServer):
     """One SSH connection. Once logged in it is a session of its own for the terminals'
-    sweeper (hosting.terminals): what ends the account's or the key's sessions closes
+    sweeper (hosting.gateway.terminals): what ends the account's or the key's sessions closes
     the connection too, so a held connection (ControlMaster) cannot open new ones."""
 
     key = server = None

@@ -15,7 +15,7 @@ import time
 
 from controlpanel.text import visible_controls
 
-from . import docker
+from ..backends import docker
 
 LINE_LIMIT = 4096
 LINES_PER_SECOND = 2000

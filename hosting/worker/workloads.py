@@ -19,8 +19,9 @@ from django.utils import timezone
 from accounts.models import ActivityLog
 from accounts.services import activity_log
 
-from . import docker, monitor
-from .models import App, AppDeployment, ContainerSnapshot, VirtualServer
+from ..backends import docker
+from . import monitor
+from ..models import App, AppDeployment, ContainerSnapshot, VirtualServer
 
 APPS_FOLDER = "apps"  # ~/apps/<name>/compose.yaml in the server: its owner sees and may edit it
 FLUSH_SECONDS = 0.5  # how often the output of a running deploy reaches the page
