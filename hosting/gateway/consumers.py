@@ -18,7 +18,7 @@ import json
 import secrets
 from urllib.parse import parse_qs
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from accounts.models import ActivityLog
@@ -32,7 +32,7 @@ CLOSED = 4000  # the close code of a terminal that ended (the reason comes first
 WATCH_BACKLOG = 64  # output messages a watcher may lag behind before it is let go
 
 
-@sync_to_async
+@database_sync_to_async
 def _server_for(user, server_id):
     if not (user.is_authenticated and user.is_active):
         return None
@@ -149,7 +149,8 @@ class WatchConsumer(_Reader):
             self.queue.put_nowait(data)
         except asyncio.QueueFull:
             self.terminal.watchers.discard(self)
-            asyncio.create_task(self.close_with("You fell too far behind this terminal: watch it again."))
+            # Kept: a task nothing refers to may be collected before it runs.
+            self.letting_go = asyncio.create_task(self.close_with("You fell too far behind this terminal: watch it again."))
 
     async def _send_queued(self):
         while True:
@@ -180,14 +181,14 @@ def _number(value, default):
         return default
 
 
-@sync_to_async
+@database_sync_to_async
 def _log_watch(admin, terminal):
     row = TerminalSession.objects.select_related("user").get(pk=terminal.row_id)
     activity_log(action=ActivityLog.Action.TERMINAL_WATCHED, user=admin, target=terminal.container,
                  message=f"Watched {row.user.email if row.user else 'someone'}'s terminal on “{terminal.server_name}”")
 
 
-@sync_to_async
+@database_sync_to_async
 def _container_for(user, server_id, container_id):
     if not (user.is_authenticated and user.is_active):
         return None

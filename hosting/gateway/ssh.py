@@ -31,7 +31,7 @@ import struct
 import time
 
 import asyncssh
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
@@ -66,7 +66,7 @@ def host_key():
 
 # Logging in ----------------------------------------------------------------------------
 
-@sync_to_async
+@database_sync_to_async
 def _authorize(login, fingerprint):
     """(key, server) if this key's account may use the server this login names, else None."""
     key = SshKey.objects.select_related("user").filter(fingerprint=fingerprint, user__is_active=True).first()
@@ -76,25 +76,25 @@ def _authorize(login, fingerprint):
     return (key, server) if server else None
 
 
-@sync_to_async
+@database_sync_to_async
 def _logged_in(key, server, client):
     SshKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
     activity_log(action=Action.SSH_LOGIN, user=key.user, target=server.container_name,
                  message=f"SSH login to “{server.name}” with the key “{key.name}” ({key.fingerprint}) from {client}")
 
 
-@sync_to_async
+@database_sync_to_async
 def _refused(login, fingerprint, client, address):
     throttling.hit("ssh", client, window=settings.THROTTLE_WINDOW)
     visitor_activity(action=Action.SSH_LOGIN_FAILED, address=address, typed=f"{login[:40]} {fingerprint}")
 
 
-@sync_to_async
+@database_sync_to_async
 def _throttled(client):
     return throttling.count("ssh", client) >= settings.SSH_FAILURE_LIMIT
 
 
-@sync_to_async
+@database_sync_to_async
 def _still_authorized(gateway):
     """Whether the connection's key, its account and its access to the server still hold:
     asked again for every channel, not only at login."""
@@ -361,7 +361,7 @@ async def _sftp(gateway, process):
         await _log_sftp(gateway, counter)
 
 
-@sync_to_async
+@database_sync_to_async
 def _log_sftp(gateway, counter):
     activity_log(action=Action.SSH_SESSION, user=gateway.key.user, target=gateway.server.container_name,
                  message=f"SFTP session on “{gateway.server.name}”: {counter.summary()}")

@@ -22,7 +22,7 @@ import logging
 import secrets
 import time
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
@@ -251,7 +251,7 @@ async def sweep_forever():
             log.exception("terminal sweep failed")
 
 
-@sync_to_async
+@database_sync_to_async
 def _reasons_to_end(open_sessions):
     """session id -> (why it must end, whether an admin asked), from one look at the database.
 
@@ -289,7 +289,7 @@ def _reasons_to_end(open_sessions):
 
 # The database's part --------------------------------------------------------------
 
-@sync_to_async
+@database_sync_to_async
 def record_opened(terminal):
     row = TerminalSession.objects.create(user_id=terminal.user_id, server_id=terminal.server_id, kind=terminal.kind,
                                          client_ip=terminal.client_ip)
@@ -298,7 +298,7 @@ def record_opened(terminal):
     return row.pk
 
 
-@sync_to_async
+@database_sync_to_async
 def record_closed(terminal, reason, by_admin):
     if terminal.row_id is None:
         return
@@ -312,7 +312,7 @@ def record_closed(terminal, reason, by_admin):
                          f"{terminal.bytes_in} bytes in, {terminal.bytes_out} bytes out: {reason}")
 
 
-@sync_to_async
+@database_sync_to_async
 def close_leftovers():
     """At start-up: the rows of terminals a previous gateway left open end (their guards ended the shells)."""
     return TerminalSession.objects.filter(closed_at__isnull=True).update(

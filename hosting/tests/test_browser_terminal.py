@@ -68,3 +68,16 @@ def test_the_owner_works_in_a_terminal_reloads_it_and_an_admin_watches(browser, 
     page_gateway.stop()
     owner.wait_for_selector("text=The connection to the terminal gateway was lost", timeout=20_000)
     shot(owner, "t5-gateway-gone")
+
+
+def test_a_paste_larger_than_a_message_arrives_whole(browser, live_server, page_gateway, running_server, alice):
+    """The gateway takes 64 KiB a message: the page sends a larger paste in pieces, none lost."""
+    page = browser_log_in(browser, live_server.url, alice)
+    page.goto(live_server.url + reverse("hosting:server_detail", args=[running_server.pk]))
+    page.click("text=Open a terminal")
+    wait_for_screen(page, "root@server")
+    # Raw mode, so no line limit applies; head stops after exactly that many bytes.
+    type_line(page, "stty -echo -icanon; head -c 200000 > /tmp/paste; stty sane; echo size=$(wc -c < /tmp/paste)")
+    page.click(".terminal-box:not([hidden]) .terminal-screen")
+    page.keyboard.insert_text("x" * 200_000)  # as a paste
+    wait_for_screen(page, "size=200000", timeout=60)

@@ -135,8 +135,13 @@
     if (Date.now() - this.lastPong > DEAD_AFTER) { this.ws.close(); return; }  // dead: onclose reconnects
     this.sendJSON({ type: "ping" });
   };
+  // The gateway takes at most 64 KiB a message (terminals.MAX_INPUT): a larger paste goes in pieces, in order.
+  var PIECE = 32 * 1024;
   Session.prototype.sendBytes = function (bytes) {
-    if (!readOnly && this.ws && this.ws.readyState === WebSocket.OPEN) { this.ws.send(bytes); }
+    if (readOnly || !this.ws || this.ws.readyState !== WebSocket.OPEN) { return; }
+    for (var start = 0; start < bytes.length; start += PIECE) {
+      this.ws.send(bytes.subarray(start, start + PIECE));
+    }
   };
   Session.prototype.sendJSON = function (message) {
     if (this.ws && this.ws.readyState === WebSocket.OPEN) { this.ws.send(JSON.stringify(message)); }
