@@ -15,7 +15,6 @@ other); text frames are JSON: {"type": "resize", "rows", "cols"} and
 
 import asyncio
 import json
-import secrets
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -110,7 +109,7 @@ class TerminalConsumer(_Reader):
             self.terminal.detach(self)
 
 
-class WatchConsumer(_Reader):
+class WatchConsumer(_Reader, terminals.GatewaySession):
     """ws/terminals/<row id>/watch/: an admin watches a terminal, read-only; its owner is told.
 
     A session of the gateway's (hosting.gateway.terminals): counted, and ended by the
@@ -118,7 +117,6 @@ class WatchConsumer(_Reader):
 
     terminal = None
     queue = None
-    idles, owner, started, closed, row_id, key_id = False, True, False, False, None, None
 
     async def connect(self):
         user = self.scope["user"]
@@ -130,10 +128,8 @@ class WatchConsumer(_Reader):
         if self.terminal is None:
             await self.close_with("This terminal has ended.")
             return
-        self.id, self.user_id, self.server_id = secrets.token_hex(16), user.pk, self.terminal.server_id
-        self.session_key = self.scope["session"].session_key
         try:
-            terminals.admit(self)
+            self.enter(user_id=user.pk, server_id=self.terminal.server_id, session_key=self.scope["session"].session_key)
         except terminals.TerminalError as error:
             await self.close_with(str(error))
             return
@@ -196,7 +192,7 @@ def _container_for(user, server_id, container_id):
     return server and server.containers.filter(pk=container_id).first()
 
 
-class LogConsumer(AsyncWebsocketConsumer):
+class LogConsumer(AsyncWebsocketConsumer, terminals.GatewaySession):
     """ws/servers/<id>/containers/<row>/logs/[?tail=N]: a container's last lines, then what it prints.
 
     Text frames: {"type": "lines", "lines": [[stream, time, text], ...], "skipped": n},
@@ -206,7 +202,6 @@ class LogConsumer(AsyncWebsocketConsumer):
     user's limit and checked by the sweeper, which ends it for the same reasons."""
 
     task = None
-    idles, owner, started, closed, row_id, key_id = False, True, False, False, None, None
 
     async def connect(self):
         kwargs = self.scope["url_route"]["kwargs"]
@@ -216,10 +211,8 @@ class LogConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         await self.accept()
-        self.id, self.user_id, self.server_id = secrets.token_hex(16), user.pk, container.server_id
-        self.session_key = self.scope["session"].session_key
         try:
-            terminals.admit(self)
+            self.enter(user_id=user.pk, server_id=container.server_id, session_key=self.scope["session"].session_key)
         except terminals.TerminalError as error:
             await self._ended(str(error))
             return

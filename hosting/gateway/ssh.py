@@ -26,7 +26,6 @@ server closes it within seconds.
 
 import asyncio
 import logging
-import secrets
 import struct
 import time
 
@@ -106,18 +105,15 @@ def _too_many_refused():
     return asyncssh.DisconnectError(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, "Too many refused keys from your address: wait a few minutes.")
 
 
-class GatewayServer(asyncssh.SSHServer):
+class GatewayServer(asyncssh.SSHServer, terminals.GatewaySession):
     """One SSH connection. Once logged in it is a session of its own for the terminals'
     sweeper (hosting.gateway.terminals): what ends the account's or the key's sessions closes
     the connection too, so a held connection (ControlMaster) cannot open new ones."""
 
     key = server = None
-    idles, owner, started, row_id, session_key, closed = False, True, False, None, None, False
-    last_input = detached_at = 0.0
 
     def connection_made(self, conn):
         self.conn = conn
-        self.id = secrets.token_hex(16)
         peer = conn.get_extra_info("peername") or ("",)
         self.address = peer[0]
         self.client = throttling.client_key(self.address) if self.address else "unknown"
@@ -152,9 +148,8 @@ class GatewayServer(asyncssh.SSHServer):
         return True
 
     async def auth_completed(self):
-        self.user_id, self.server_id, self.key_id = self.key.user_id, self.server.pk, self.key.pk
         try:
-            terminals.admit(self)
+            self.enter(user_id=self.key.user_id, server_id=self.server.pk, key_id=self.key.pk)
         except terminals.TerminalError as error:
             self.conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, str(error))
             return
@@ -183,22 +178,17 @@ class GatewayServer(asyncssh.SSHServer):
 
 # Sessions ---------------------------------------------------------------------------------
 
-class Session:
-    """A command, sftp or a forwarded connection: what the terminals' sweeper needs to end it."""
+class Session(terminals.GatewaySession):
+    """A command, sftp or a forwarded connection: a session of the gateway's, ended with its channel."""
 
     idles = True
 
     def __init__(self, gateway, what):
-        self.id = secrets.token_hex(16)
-        self.user_id, self.user_email = gateway.key.user_id, gateway.key.user.email
-        self.server_id, self.server_name, self.container = gateway.server.pk, gateway.server.name, gateway.server.container_name
-        self.key_id, self.session_key, self.client_ip, self.kind, self.what = gateway.key.pk, None, gateway.address, SSH, what
-        self.owner = self  # never detached: it ends with its channel
-        self.last_input = self.detached_at = time.monotonic()
+        self.gateway, self.what = gateway, what
+        self.user_email, self.server_name, self.container = gateway.key.user.email, gateway.server.name, gateway.server.container_name
+        self.client_ip, self.kind = gateway.address, SSH
         self.bytes_in = self.bytes_out = 0
-        self.closed = self.started = False
-        self.row_id = None
-        self.on_end = None
+        self.on_end = None  # what ends its channel, when something else ends it
 
     @property
     def description(self):
@@ -206,7 +196,7 @@ class Session:
 
     async def start(self):
         """Counted in (TerminalError past the user's limit), then recorded."""
-        terminals.admit(self)
+        self.enter(user_id=self.gateway.key.user_id, server_id=self.gateway.server.pk, key_id=self.gateway.key.pk)
         try:
             self.row_id = await terminals.record_opened(self)
         except BaseException:
@@ -219,7 +209,7 @@ class Session:
             return
         self.closed = True
         terminals.let_go(self)
-        if self.on_end:
+        if self.on_end and reason != terminals.Ended.FINISHED:
             self.on_end(reason)
         await terminals.record_closed(self, reason, by_admin)
 
@@ -265,14 +255,14 @@ async def _exec(gateway, command, process):
 async def _command(gateway, process):
     session = Session(gateway, "command")
     await session.start()
-    session.on_end = lambda reason: process.close() if reason != "done" else None
+    session.on_end = lambda reason: process.close()
     try:
         exec_id, reader, writer = await _exec(gateway, ["controlpanel-shell", "-c", process.command], process)
         await _relay(session, reader, writer, process.stdin, process.stdout, process.stderr)
         _, code = await asyncio.to_thread(docker.exec_inspect, exec_id)
         process.exit(code if isinstance(code, int) else 1)
     finally:
-        await session.end("done")
+        await session.end(terminals.Ended.FINISHED)
 
 
 SFTP_CHANGES = {3: "wrote", 9: "changed", 13: "removed", 14: "made folder", 15: "removed folder", 18: "renamed", 20: "linked"}
@@ -349,7 +339,7 @@ class _CountingReader:
 async def _sftp(gateway, process):
     session = Session(gateway, "sftp")
     await session.start()
-    session.on_end = lambda reason: process.close() if reason != "done" else None
+    session.on_end = lambda reason: process.close()
     counter = SftpCounter()
     try:
         _, reader, writer = await _exec(gateway, ["controlpanel-shell", "-c", f"exec {SFTP_SERVER}"], process)
@@ -357,7 +347,7 @@ async def _sftp(gateway, process):
         await _relay(session, reader, writer, _CountingReader(process.stdin, counter), process.stdout, process.stderr)
         process.exit(0)
     finally:
-        await session.end("done")
+        await session.end(terminals.Ended.FINISHED)
         await _log_sftp(gateway, counter)
 
 
@@ -383,7 +373,7 @@ class _SshOwner:
     async def close_with(self, reason):
         if self.process.is_closing():
             return
-        if reason != terminals.SHELL_ENDED:
+        if reason != terminals.Ended.SHELL_ENDED:
             self.process.stdout.write(f"\r\n[{reason}]\r\n".encode())
         _, code = await asyncio.to_thread(docker.exec_inspect, self.terminal.exec_id)
         self.process.exit(code if isinstance(code, int) else 0)
@@ -416,7 +406,7 @@ async def _shell(gateway, process, command=None):
     except (asyncssh.BreakReceived, asyncssh.SignalReceived):
         pass
     finally:
-        await terminal.end("The SSH connection closed.")
+        await terminal.end(terminals.Ended.SSH_CLOSED)
 
 
 class _Process(asyncssh.SSHServerProcess):
@@ -466,7 +456,7 @@ async def _forward(gateway, port, reader, writer):
         log.info("forward to port %s of %s refused: %s", port, gateway.server.container_name, error)
         writer.close()
         return
-    session.on_end = lambda reason: writer.close() if reason != "done" else None
+    session.on_end = lambda reason: writer.close()
     try:
         _, exec_reader, exec_writer = await _exec(gateway, ["socat", "-", f"TCP:127.0.0.1:{int(port)}"], None)
         await _relay(session, exec_reader, exec_writer, reader, writer)
@@ -474,7 +464,7 @@ async def _forward(gateway, port, reader, writer):
         log.info("forward to port %s of %s failed: %s", port, gateway.server.container_name, error)
     finally:
         writer.close()
-        await session.end("done")
+        await session.end(terminals.Ended.FINISHED)
 
 
 async def serve(host, port):

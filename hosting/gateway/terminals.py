@@ -18,6 +18,7 @@ One gateway process per panel: the terminals live in its memory.
 """
 
 import asyncio
+import enum
 import logging
 import secrets
 import time
@@ -37,36 +38,66 @@ Action = ActivityLog.Action
 READ_CHUNK = 64 * 1024
 MAX_INPUT = 64 * 1024  # one message of typing or pasting
 
-SHELL_ENDED = "The shell has ended."
+terminals = {}  # session id -> every open session of this gateway (GatewaySession): shells, SSH, log streams, watchers
 
-terminals = {}  # session id -> every open session of this gateway: Terminals, SSH sessions and connections, log streams
+
+class Ended(enum.StrEnum):
+    """Why a session ended, as its user is told (and its row keeps)."""
+
+    DISABLED = "Your account was disabled."
+    LOGGED_OUT = "You logged out."
+    KEY_REMOVED = "The SSH key it was opened with was removed."
+    SERVER_DELETED = "The server was deleted."
+    NO_ACCESS = "You no longer have access to this server."
+    SERVER_STOPPED = "The server is not running."
+    BY_ADMIN = "An administrator ended this terminal."
+    ABANDONED = "Nobody came back to this terminal."
+    SHELL_ENDED = "The shell has ended."
+    SSH_CLOSED = "The SSH connection closed."
+    FINISHED = "Finished."  # a command, sftp or forward that ran to its end
+    GATEWAY_STOPPED = "The gateway stopped."
+    GATEWAY_RESTARTED = "The gateway restarted."
 
 
 class TerminalError(Exception):
     """A terminal cannot be opened or reached; str() is fit for people."""
 
 
-class Terminal:
-    idles = True  # ends after TERMINAL_IDLE_SECONDS without typing
+class GatewaySession:
+    """What every session of the gateway is to the one place that counts and checks
+    them (admit, the sweeper): whose it is, on which server, by which browser login
+    or SSH key, and how to end it. Terminals, SSH connections and sessions, log
+    streams and watchers are all one of these."""
 
-    def __init__(self, *, user, server, session_key, client_ip, kind=TerminalSession.Kind.BROWSER, key_id=None, command=None):
+    idles = False  # ends after TERMINAL_IDLE_SECONDS without input
+    detaches = False  # its reader may go and come back (a Terminal): ends when nobody came back
+    id = row_id = key_id = session_key = None
+    started = closed = False
+
+    def enter(self, *, user_id, server_id, session_key=None, key_id=None):
+        """Counted in as the user's (TerminalError past their limit); checked by the sweeper once `started`."""
         self.id = secrets.token_hex(16)
-        self.user_id, self.user_email = user.pk, user.email
-        self.server_id, self.server_name, self.container = server.pk, server.name, server.container_name
-        self.session_key, self.client_ip, self.kind = session_key, client_ip, kind
-        self.key_id = key_id  # the SSH key it was opened with, if it was
+        self.user_id, self.server_id, self.session_key, self.key_id = user_id, server_id, session_key, key_id
+        self.last_input = self.detached_at = time.monotonic()
+        admit(self)
+
+    async def end(self, reason, *, by_admin=False):
+        raise NotImplementedError
+
+
+class Terminal(GatewaySession):
+    idles = detaches = True
+
+    def __init__(self, *, user, server, client_ip, kind=TerminalSession.Kind.BROWSER, command=None):
+        self.user_email, self.server_name, self.container = user.email, server.name, server.container_name
+        self.client_ip, self.kind = client_ip, kind
         self.command = command or ["controlpanel-shell"]
         self.scrollback = bytearray()
         self.owner = None  # what the shell's output goes to: an object with `async send_output(bytes)` and `async close_with(reason)`
         self.watchers = set()
-        self.opened = time.monotonic()
-        self.last_input = self.opened
-        self.detached_at = self.opened
         self.bytes_in = self.bytes_out = 0
-        self.closed = False
-        self.started = False  # recorded, and so checked by the sweeper
         self.attached = asyncio.Event()  # output is read only while someone takes it
-        self.row_id = self.exec_id = self.reader = self.writer = self.guard = self.pump = None
+        self.exec_id = self.reader = self.writer = self.guard = self.pump = None
 
     @property
     def description(self):
@@ -175,7 +206,7 @@ class Terminal:
         except (OSError, asyncio.IncompleteReadError):
             pass
         # The shell ends by itself (exit), or because its server went: say which.
-        reason, by_admin = (await _reasons_to_end([self])).get(self.id, (SHELL_ENDED, False))
+        reason, by_admin = (await _reasons_to_end([self])).get(self.id, (Ended.SHELL_ENDED, False))
         await self.end(reason, by_admin=by_admin)
 
 
@@ -200,8 +231,8 @@ def let_go(session):
 
 async def open_terminal(*, user, server, session_key, client_ip, rows=24, cols=80, kind=TerminalSession.Kind.BROWSER,
                         key_id=None, command=None):
-    terminal = Terminal(user=user, server=server, session_key=session_key, client_ip=client_ip, kind=kind, key_id=key_id, command=command)
-    admit(terminal)
+    terminal = Terminal(user=user, server=server, client_ip=client_ip, kind=kind, command=command)
+    terminal.enter(user_id=user.pk, server_id=server.pk, session_key=session_key, key_id=key_id)
     try:
         await terminal.start(rows, cols)
     except docker.DockerError as error:
@@ -236,8 +267,8 @@ async def sweep():
         reason, by_admin = reasons.get(session.id, (None, False))
         if reason is None and session.idles and now - session.last_input > settings.TERMINAL_IDLE_SECONDS:
             reason = f"Closed after {settings.TERMINAL_IDLE_SECONDS // 60} minutes without typing."
-        if reason is None and session.owner is None and now - session.detached_at > settings.TERMINAL_REATTACH_SECONDS:
-            reason = "Nobody came back to this terminal."
+        if reason is None and session.detaches and session.owner is None and now - session.detached_at > settings.TERMINAL_REATTACH_SECONDS:
+            reason = Ended.ABANDONED
         if reason:
             await session.end(reason, by_admin=by_admin)
 
@@ -271,19 +302,19 @@ def _reasons_to_end(open_sessions):
     for session in open_sessions:
         user, server = users.get(session.user_id), servers.get(session.server_id)
         if user is None or not user.is_active:
-            reasons[session.id] = ("Your account was disabled.", False)
+            reasons[session.id] = (Ended.DISABLED, False)
         elif session.session_key and session.session_key not in logins:
-            reasons[session.id] = ("You logged out.", False)
+            reasons[session.id] = (Ended.LOGGED_OUT, False)
         elif session.key_id and (session.key_id, session.user_id) not in keys:
-            reasons[session.id] = ("The SSH key it was opened with was removed.", False)
+            reasons[session.id] = (Ended.KEY_REMOVED, False)
         elif server is None or server.deleted_at or server.desired_state == VirtualServer.DesiredState.DELETED:
-            reasons[session.id] = ("The server was deleted.", False)
+            reasons[session.id] = (Ended.SERVER_DELETED, False)
         elif server.owner_id != user.pk and not user.is_admin:
-            reasons[session.id] = ("You no longer have access to this server.", False)
+            reasons[session.id] = (Ended.NO_ACCESS, False)
         elif server.observed_state != VirtualServer.ObservedState.RUNNING:
-            reasons[session.id] = ("The server is not running.", False)
+            reasons[session.id] = (Ended.SERVER_STOPPED, False)
         elif session.row_id in ended:
-            reasons[session.id] = ("An administrator ended this terminal.", True)
+            reasons[session.id] = (Ended.BY_ADMIN, True)
     return reasons
 
 
@@ -316,4 +347,4 @@ def record_closed(terminal, reason, by_admin):
 def close_leftovers():
     """At start-up: the rows of terminals a previous gateway left open end (their guards ended the shells)."""
     return TerminalSession.objects.filter(closed_at__isnull=True).update(
-        closed_at=timezone.now(), close_reason="The gateway restarted.")
+        closed_at=timezone.now(), close_reason=Ended.GATEWAY_RESTARTED)

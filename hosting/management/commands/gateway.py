@@ -75,4 +75,4 @@ class Command(BaseCommand):
             if ssh_server:
                 ssh_server.close()
             for terminal in list(terminals.terminals.values()):
-                await terminal.end("The gateway stopped.")
+                await terminal.end(terminals.Ended.GATEWAY_STOPPED)
