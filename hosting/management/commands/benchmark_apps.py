@@ -64,7 +64,7 @@ class Command(BaseCommand):
             client.force_login(self.owner)
             self.cookie = client.cookies["sessionid"].value
             gateway_port, web_port = free_port(), free_port()
-            gateway = start("gateway", gateway_port)
+            gateway = start("gateway", gateway_port, PANEL_ORIGINS=f"http://127.0.0.1,http://127.0.0.1:{web_port}")
             web = start("web", web_port, GATEWAY_URL=f"ws://127.0.0.1:{gateway_port}")
             try:
                 self.log_throughput(gateway_port, flood, seconds)

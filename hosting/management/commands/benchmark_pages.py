@@ -45,11 +45,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--runs", type=int, default=100)
-        parser.add_argument("--wrk-seconds", type=int, default=10)
+        parser.add_argument("--wrk-seconds", type=int, default=10, help="0: no load test")
+        parser.add_argument("--servers", type=int, default=1000, help="what to seed: this many servers, and the rest in proportion")
 
-    def handle(self, *args, runs, wrk_seconds, **options):
+    def handle(self, *args, runs, wrk_seconds, servers, **options):
         if not User.objects.filter(email=SEED_EMAIL).exists():
-            self.seed()
+            self.seed(servers)
         admin = User.objects.get(email=SEED_EMAIL)
         user = User.objects.filter(email__startswith="user", servers__isnull=False).first()
         server = user.servers.first()
@@ -66,29 +67,33 @@ class Command(BaseCommand):
         ]
         self.stdout.write(f"Python {platform.python_version()} ({sys.executable}): {_interpreter_build()}")
         self.measure(pages, runs)
-        self.load_test(admin, wrk_seconds)
+        if wrk_seconds:
+            self.load_test(admin, wrk_seconds)
 
-    def seed(self):
+    def seed(self, count):
+        """`count` servers (1,000 by default) over count / 5 users, 20 snapshots each,
+        a domain each and five activity rows each."""
         started = time.perf_counter()
         now = timezone.now()
         node = Node.local()
         User.objects.create_user(email=SEED_EMAIL, password=PASSWORD, is_admin=True)
-        users = User.objects.bulk_create(User(email=f"user{n:03}@example.org", password="!") for n in range(200))
+        users = User.objects.bulk_create(User(email=f"user{n:03}@example.org", password="!") for n in range(max(count // 5, 1)))
         servers = VirtualServer.objects.bulk_create(
-            VirtualServer(owner=users[n % 200], node=node, name=f"server {n}", observed_state="running" if n % 4 else "exited",
-                          observed_at=now, inner_seen_at=now, memory_mb=1024, cpus=1, pids_limit=1024, ip_address=f"10.1.{n // 250}.{n % 250 + 1}")
-            for n in range(1000)
+            VirtualServer(owner=users[n % len(users)], node=node, name=f"server {n}", observed_state="running" if n % 4 else "exited",
+                          observed_at=now, inner_seen_at=now, memory_mb=1024, cpus=1, pids_limit=1024, disk_mb=10240,
+                          disk_used_mb=n % 10240, ip_address=f"10.1.{n // 250}.{n % 250 + 1}")
+            for n in range(count)
         )
         ContainerSnapshot.objects.bulk_create(
             (ContainerSnapshot(server=s, docker_id=f"{s.pk:032x}{k:032x}", name=f"app{k}", image="busybox", state="running",
-                               status="Up 2 hours", ports=["0.0.0.0:80→8080/tcp"], labels={"k": "v"}, digest="x", last_seen=now)
+                               status="Up 2 hours", ports=["0.0.0.0:80→8080/tcp"], labels={"k": "v"}, digest="x")
              for s in servers for k in range(20)),
             batch_size=2000,
         )
-        Domain.objects.bulk_create(Domain(name=f"site{n}.example.org", server=servers[n]) for n in range(1000))
+        Domain.objects.bulk_create(Domain(name=f"site{n}.example.org", server=servers[n]) for n in range(count))
         ActivityLog.objects.bulk_create(
-            (ActivityLog(user=users[n % 200], email=users[n % 200].email, action="login", message=f"Logged in #{n}",
-                         created_at=now - timedelta(minutes=n)) for n in range(5000)),
+            (ActivityLog(user=users[n % len(users)], email=users[n % len(users)].email, action="login", message=f"Logged in #{n}",
+                         created_at=now - timedelta(minutes=n)) for n in range(count * 5)),
             batch_size=2000,
         )
         if connection.vendor == "postgresql":
