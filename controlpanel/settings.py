@@ -105,6 +105,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "accounts",
     "hosting",
+    "hosting.benchmarks",
 ]
 
 MIDDLEWARE = [

@@ -27,6 +27,8 @@ import docker.errors
 import requests.exceptions
 from django.conf import settings
 
+from controlpanel.text import visible_controls
+
 log = logging.getLogger(__name__)
 
 INNER_SOCKET_DIR = "/controlpanel"  # where a server's socket directory is mounted inside it
@@ -665,7 +667,7 @@ def _inner_message(data):
         message = json.loads(data).get("message", "")
     except (ValueError, AttributeError):
         message = data.decode("utf-8", "replace")
-    return str(message)[:300] or "no reason given"
+    return visible_controls(str(message)[:300]) or "no reason given"
 
 
 CONTAINER_ID = re.compile(r"[0-9a-f]{12,64}")
@@ -720,18 +722,6 @@ def inner_ping(socket_dir, timeout=5):
     return True
 
 
-def inner_wait(socket_dir, timeout=60):
-    """Wait until a just-started server's inner daemon answers; DockerError if it never does."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return inner_ping(socket_dir, timeout=2)
-        except DockerError:
-            if time.monotonic() > deadline:
-                raise DockerError(f"The server's Docker daemon did not answer within {timeout:g}s.") from None
-            time.sleep(0.1)
-
-
 def inner_containers_json(socket_dir, *, timeout, max_bytes):
     """`GET /containers/json?all=1` of a server's daemon, parsed, cut off past
     `max_bytes` or when the whole read takes longer than `timeout`."""
@@ -742,56 +732,6 @@ def inner_containers_json(socket_dir, *, timeout, max_bytes):
 def host_containers_json(*, timeout):
     """`GET /containers/json?all=1` of the host's daemon (the panel's own: trusted)."""
     return _client(timeout=timeout).api.containers(all=True)
-
-
-# For benchmarks and tests: acting inside a server as its owner would -------------
-
-@_translate_errors
-def image_copy_to_inner(image, socket_dir):
-    """Copy an image from the host into a server's inner daemon (no registry needed)."""
-    chunks = _client().images.get(image).save(named=True)  # keep the tag
-    status, data = _inner_request(socket_dir, "POST", "/images/load?quiet=1", timeout=120, body=chunks,
-                                  headers={"Content-Type": "application/x-tar"})
-    if status != 200 or b'"error"' in data:
-        raise DockerError(f"The server's daemon did not load {image}: {_inner_message(data)}")
-
-
-def inner_container_run(socket_dir, image, command, *, name=None, ports=None):
-    """Create and start a container inside a server; `ports` maps "8080/tcp" to a published port."""
-    ports = ports or {}
-    spec = {
-        "Image": image,
-        "Cmd": command,
-        "ExposedPorts": {port: {} for port in ports},
-        "HostConfig": {"PortBindings": {port: [{"HostPort": str(published)}] for port, published in ports.items()}},
-    }
-    query = f"?name={name}" if name else ""
-    created = _inner_json(socket_dir, "POST", f"/containers/create{query}", timeout=30, body=spec)
-    _inner_json(socket_dir, "POST", f"/containers/{created['Id']}/start", timeout=30)
-    return created["Id"]
-
-
-@_translate_errors
-def container_process_memory(name):
-    """Proportional set size in bytes of the container's processes, by command name
-    (read from the host's /proc: for benchmarks run on the Docker host)."""
-    usage = {}
-    for (pid, command) in _client().api.top(name, ps_args="-eo pid,comm")["Processes"]:
-        try:
-            rollup = open(f"/proc/{pid}/smaps_rollup").read()
-        except OSError:
-            continue  # gone, or not ours to read
-        pss = next((int(line.split()[1]) * 1024 for line in rollup.splitlines() if line.startswith("Pss:")), 0)
-        usage[command] = usage.get(command, 0) + pss
-    return usage
-
-
-@_translate_errors
-def container_memory_usage(name):
-    """Bytes of memory the container uses now (page cache excluded)."""
-    stats = _client().api.stats(name, stream=False)["memory_stats"]
-    cache = stats.get("stats", {}).get("inactive_file", stats.get("stats", {}).get("cache", 0))
-    return stats.get("usage", 0) - cache
 
 
 @_translate_errors

@@ -37,6 +37,7 @@ from django.utils import timezone
 from accounts import throttling
 from accounts.models import ActivityLog, SshKey
 from accounts.services import activity_log, visitor_activity
+from controlpanel.text import visible_controls
 
 from ..backends import docker
 from . import logs, terminals
@@ -309,7 +310,7 @@ class SftpCounter:
             return
         self.counts[change] = self.counts.get(change, 0) + 1
         if len(self.paths) < 10:
-            self.paths.append(path[:120])
+            self.paths.append(visible_controls(path[:120]))
 
     def summary(self):
         if not self.counts:

@@ -16,12 +16,13 @@ import docker as docker_sdk
 import pytest
 from django.urls import reverse
 
+from hosting.benchmarks import inside
+from hosting.benchmarks.inside import TEST_APP_IMAGE
 from hosting.backends import docker
 from hosting import services
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_INSTANCE = "controlpanel-test"
-TEST_APP_IMAGE = "controlpanel/testapp:local"
 
 
 def _remove_test_objects():
@@ -112,7 +113,7 @@ def running_server(make_server, real_docker):
     server = make_server()
     assert server.state == "running", server.last_error
     inner_daemon_answers(server)
-    docker.image_copy_to_inner(TEST_APP_IMAGE, str(server.socket_dir))
+    inside.image_copy_to_inner(TEST_APP_IMAGE, str(server.socket_dir))
     return server
 
 
@@ -157,7 +158,7 @@ def inner_client(server):
 
 
 def inner_daemon_answers(server):
-    return docker.inner_wait(str(server.socket_dir), timeout=30)
+    return inside.inner_wait(str(server.socket_dir), timeout=30)
 
 
 def free_port():

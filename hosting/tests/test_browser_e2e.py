@@ -9,6 +9,7 @@ import os
 import pytest
 from django.urls import reverse
 
+from hosting.benchmarks import inside
 from hosting.backends import docker
 from hosting.worker import monitor
 from hosting.models import VirtualServer
@@ -55,8 +56,8 @@ def test_admin_invites_a_student_who_hosts_a_site_until_disabled(browser, live_s
 
     # A container starts inside it (test helper); after a poll the page lists it by itself.
     inner_daemon_answers(server)
-    docker.image_copy_to_inner(TEST_APP_IMAGE, str(server.socket_dir))
-    docker.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE, ["httpd", "-f", "-p", "8080", "-h", "/www"],
+    inside.image_copy_to_inner(TEST_APP_IMAGE, str(server.socket_dir))
+    inside.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE, ["httpd", "-f", "-p", "8080", "-h", "/www"],
                                name="website", ports={"8080/tcp": 80})
     monitor.run_cycle()
     student.wait_for_selector("table.containers >> text=website", timeout=20_000)

@@ -4,6 +4,7 @@ responsive and its memory bounded (measured here); the app and server pages as u
 import pytest
 from django.urls import reverse
 
+from hosting.benchmarks import inside
 from hosting.backends import docker
 from hosting.worker import monitor
 from hosting import services
@@ -23,7 +24,7 @@ WATCH_FRAMES = """() => { window.__gaps = []; let last = performance.now();
 
 def test_a_log_flood_leaves_the_page_responsive_and_bounded(browser, live_server, page_gateway, running_server, alice):
     server = running_server
-    docker.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE, ["sh", "-c", FLOOD], name="flood")
+    inside.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE, ["sh", "-c", FLOOD], name="flood")
     monitor.refresh_server(server)
     container = server.containers.get(name="flood")
     page = browser_log_in(browser, live_server.url, alice, bypass_csp=True)

@@ -22,6 +22,7 @@ import pytest
 import requests
 from websockets.sync.client import connect
 
+from hosting.benchmarks import inside
 from hosting.backends import docker
 
 from .conftest import TEST_APP_IMAGE, free_port, unmount_all_below, wait_until
@@ -201,9 +202,9 @@ def test_the_stack_from_first_admin_to_restore(stack, tmp_path):
     socket_dir = str(stack.socket_root / str(server_id))
 
     # A container inside, published on port 80: the page lists it after a poll.
-    docker.inner_wait(socket_dir)
-    docker.image_copy_to_inner(TEST_APP_IMAGE, socket_dir)
-    docker.inner_container_run(socket_dir, TEST_APP_IMAGE, ["httpd", "-f", "-p", "8080", "-h", "/www"],
+    inside.inner_wait(socket_dir)
+    inside.image_copy_to_inner(TEST_APP_IMAGE, socket_dir)
+    inside.inner_container_run(socket_dir, TEST_APP_IMAGE, ["httpd", "-f", "-p", "8080", "-h", "/www"],
                                name="web", ports={"8080/tcp": 80})
     assert wait_until(lambda: TEST_APP_IMAGE in student.get(stack.url + server_page).text, timeout=90,
                       what="the inner container on the page"), stack.logs()

@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import ActivityLog
+from hosting.benchmarks import inside
 from hosting.backends import docker
 from hosting import services
 from hosting.models import VirtualServer
@@ -47,8 +48,8 @@ def test_create_runs_a_limited_labelled_dind_with_a_working_inner_daemon(real_do
 
     # The inner daemon answers over the socket and runs the test app image.
     inner_daemon_answers(server)
-    docker.image_copy_to_inner(TEST_APP_IMAGE, str(server.socket_dir))
-    docker.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE, ["sleep", "300"], name="sleeper")
+    inside.image_copy_to_inner(TEST_APP_IMAGE, str(server.socket_dir))
+    inside.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE, ["sleep", "300"], name="sleeper")
     inner = inner_client(server)
     assert [c.name for c in inner.containers.list()] == ["sleeper"]
     assert inner.info()["Driver"] == "overlay2"

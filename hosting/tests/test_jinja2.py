@@ -10,6 +10,7 @@ from django.urls import path, reverse, set_script_prefix, set_urlconf
 
 from controlpanel.jinja2 import page_query, strftime, url
 from hosting.gateway import logs
+from hosting.worker import monitor
 from hosting.models import ContainerSnapshot
 
 
@@ -53,9 +54,10 @@ def test_page_query_keeps_the_filters():
 @pytest.mark.django_db
 def test_control_characters_from_inside_a_server_are_shown_never_sent_raw(as_alice, server):
     """A container named with an escape sequence and a bell: HTML escaping leaves both
-    to the browser; the page shows their symbols instead."""
-    ContainerSnapshot.objects.create(server=server, docker_id="c" * 64, name="evil\x1b[2J\x07name", image="img\x1b]0;title\x07",
-                                     state="running", status="Up\x08\x08\x08Down", digest="x")
+    to the browser; the monitor stores their symbols instead, and so the page shows them."""
+    _, fields = monitor.snapshot_fields({"Id": "c" * 64, "Names": ["/evil\x1b[2J\x07name"], "Image": "img\x1b]0;title\x07",
+                                         "State": "running", "Status": "Up\x08\x08\x08Down"})  # as the monitor stores it
+    ContainerSnapshot.objects.create(server=server, docker_id="c" * 64, digest="x", **fields)
     page = as_alice.get(reverse("hosting:server_detail", args=[server.pk])).content.decode()
     assert "evil␛[2J␇name" in page and "img␛]0;title␇" in page
     assert not any(char in page for char in "\x1b\x07\x08")

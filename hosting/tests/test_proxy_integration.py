@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 
 from controlpanel.testing import run_in_threads
+from hosting.benchmarks import inside
 from hosting.backends import caddy, docker
 from hosting import domains, services
 from hosting.models import Domain
@@ -27,7 +28,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.docker, pytest.mark.usefixtures
 def web_server(running_server):
     """A running virtual server with busybox httpd inside, published on the server's port 80."""
     server = running_server
-    docker.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE, ["httpd", "-f", "-p", "8080", "-h", "/www"],
+    inside.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE, ["httpd", "-f", "-p", "8080", "-h", "/www"],
                                name="site", ports={"8080/tcp": 80})
     wait_until(lambda: _direct(server), what="the inner web server")
     return server
@@ -205,7 +206,7 @@ def test_from_inside_a_server_nothing_else_is_reachable(caddy, web_server, bob, 
         code, _ = container.exec_run(["timeout", "3", "bash", "-c", f"exec 3<>/dev/tcp/{host}/{port}"])
         assert code != 0, f"{what} is reachable from inside another server"
     # ...and from a container inside the attacker's server.
-    docker.image_copy_to_inner(TEST_APP_IMAGE, str(attacker.socket_dir))
+    inside.image_copy_to_inner(TEST_APP_IMAGE, str(attacker.socket_dir))
     inner = inner_client(attacker)
     output = inner.containers.run(TEST_APP_IMAGE, ["sh", "-c", f"wget -q -T 3 -O - http://{web_server.ip_address}/ || echo BLOCKED"], remove=True)
     assert b"BLOCKED" in output and b"hello" not in output

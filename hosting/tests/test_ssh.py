@@ -11,6 +11,7 @@ import requests
 
 from accounts import services as account_services
 from accounts.models import ActivityLog, SshKey
+from hosting.benchmarks import inside
 from hosting.backends import docker
 
 from .conftest import TEST_APP_IMAGE, free_port, wait_until
@@ -103,7 +104,7 @@ def docker_stat(server, path):
 
 
 def test_a_local_forward_reaches_a_port_of_that_server_and_nothing_else(alice_ssh, running_server, tmp_path):
-    docker.inner_container_run(str(running_server.socket_dir), TEST_APP_IMAGE, ["httpd", "-f", "-p", "8080", "-h", "/www"],
+    inside.inner_container_run(str(running_server.socket_dir), TEST_APP_IMAGE, ["httpd", "-f", "-p", "8080", "-h", "/www"],
                                name="site", ports={"8080/tcp": 80})
     local = free_port()
     tunnel = subprocess.Popen(["ssh", "-N", "-L", f"{local}:localhost:80", *alice_ssh.options(), f"{alice_ssh.login}@127.0.0.1"])

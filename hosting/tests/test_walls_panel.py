@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
+from hosting.benchmarks import inside
 from hosting.backends import docker
 from hosting.worker import monitor
 from hosting import services
@@ -142,7 +143,7 @@ def test_a_disk_filled_to_its_quota_says_no_space_and_its_neighbour_and_the_pane
     filler, neighbour = make_server(name="filler"), make_server(name="neighbour", owner=bob)
     for server in (filler, neighbour):
         inner_daemon_answers(server)
-    docker.image_copy_to_inner(TEST_APP_IMAGE, str(filler.socket_dir))
+    inside.image_copy_to_inner(TEST_APP_IMAGE, str(filler.socket_dir))
     container = real_docker.containers.get(filler.container_name)
     size, _ = df_mb(container, "~")
     assert 250 <= size <= 300, size  # df inside tells the quota, not the node's disk

@@ -13,6 +13,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from accounts.models import ActivityLog
+from hosting.benchmarks import inside
 from hosting.backends import docker
 from hosting import domains, services
 from hosting.models import App, AppDeployment, ContainerSnapshot
@@ -55,7 +56,7 @@ def read_lines(ws, until, timeout=20):
 
 def test_a_containers_log_follows_it_stops_from_the_page_shows_its_last_lines_and_goes(gateway, running_server, alice, bob):
     server = running_server
-    docker.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE,
+    inside.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE,
                                ["sh", "-c", "echo first-line; echo on-stderr >&2; i=0; while :; do i=$((i+1)); echo tick-$i; sleep 0.2; done"],
                                name="ticker")
     container = wait_until(lambda: refreshed(server).get("ticker"), what="the container listed")
@@ -195,7 +196,7 @@ def test_log_streams_end_on_logout_and_disable_and_count_in_the_users_limit(gate
     from accounts import services as account_services
 
     server = running_server
-    docker.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE,
+    inside.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE,
                                ["sh", "-c", "i=0; while :; do i=$((i+1)); echo tick-$i; sleep 0.2; done"], name="ticker")
     container = wait_until(lambda: refreshed(server).get("ticker"), what="the container listed")
     started = gateway(SESSIONS_PER_USER=3)

@@ -27,6 +27,8 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from controlpanel.text import visible_controls
+
 from ..backends import caddy, disks, docker
 from ..models import ContainerSnapshot, MonitorRun, Node, VirtualServer
 
@@ -48,12 +50,12 @@ class DaemonRead:
     seconds: float = 0.0
 
 
-# Untrusted data, bounded ------------------------------------------------------
+# Untrusted data, bounded, its control characters made visible ----------------------
 
 def _text(value, limit):
     if value is None:
         return ""
-    return (value if isinstance(value, str) else json.dumps(value, default=str))[:limit]
+    return visible_controls((value if isinstance(value, str) else json.dumps(value, default=str))[:limit])
 
 
 def _items(value, limit):
@@ -112,7 +114,7 @@ def snapshot_fields(entry):
     names = entry.get("Names")
     name = names[0] if isinstance(names, list) and names and isinstance(names[0], str) else ""
     fields = {
-        "name": name.lstrip("/")[:255],
+        "name": visible_controls(name.lstrip("/")[:255]),
         "image": _text(entry.get("Image"), 512),
         "command": _text(entry.get("Command"), 2048),
         "created": _created(entry.get("Created")),

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ActivityLog
+from controlpanel.text import visible_controls
 from accounts.services import activity_log
 
 from ..backends import docker
@@ -79,7 +80,7 @@ class _Output:
     def add(self, chunk):
         if isinstance(chunk, bytes):
             chunk = chunk.decode("utf-8", "replace")
-        self.text = (self.text + chunk.replace("\x00", "\ufffd"))[-AppDeployment.OUTPUT_LIMIT:]
+        self.text = (self.text + visible_controls(chunk))[-AppDeployment.OUTPUT_LIMIT:]
         if time.monotonic() - self.flushed > FLUSH_SECONDS:
             self.flush()
 

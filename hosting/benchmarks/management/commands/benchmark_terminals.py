@@ -24,7 +24,7 @@ from websockets.sync.client import connect
 
 from hosting.backends import docker
 
-from ._panel_processes import benchmark_owner, delete_server, free_port, percentile, rss_kib, running_server, start, stop
+from hosting.benchmarks.setup import benchmark_owner, delete_server, free_port, percentile, rss_kib, running_server, start, stop
 
 
 def _cpu_seconds(pid):

@@ -20,12 +20,13 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
+from hosting.benchmarks import inside
+from hosting.benchmarks.inside import TEST_APP_IMAGE
 from hosting.backends import docker
 from hosting.worker import reconcile
 from hosting import services
 from hosting.models import VirtualServer
 
-TEST_APP_IMAGE = "controlpanel/testapp:local"
 
 
 class Command(BaseCommand):
@@ -64,18 +65,18 @@ class Command(BaseCommand):
             if server.state != VirtualServer.State.RUNNING:
                 raise CommandError(f"{server.container_name} ({mode}): {server.state.label} {server.last_error}")
             to_running.append(time.perf_counter() - started)
-            docker.inner_wait(str(server.socket_dir))
+            inside.inner_wait(str(server.socket_dir))
             to_inner.append(time.perf_counter() - started)
             servers.append(server)
             self.stdout.write(f"  {mode} {server.container_name}: running after {to_running[-1]:.2f}s, inner daemon after {to_inner[-1]:.2f}s")
         time.sleep(idle_seconds)
-        memory = [docker.container_memory_usage(s.container_name) / 2**20 for s in servers]
+        memory = [inside.container_memory_usage(s.container_name) / 2**20 for s in servers]
         processes = defaultdict(list)
         for server in servers:
-            for name, pss in docker.container_process_memory(server.container_name).items():
+            for name, pss in inside.container_process_memory(server.container_name).items():
                 processes[name].append(pss / 2**20)
 
-        docker.image_copy_to_inner(TEST_APP_IMAGE, str(servers[0].socket_dir))
+        inside.image_copy_to_inner(TEST_APP_IMAGE, str(servers[0].socket_dir))
         runs = []
         for _ in range(5):
             started = time.perf_counter()

@@ -22,14 +22,15 @@ from django.core.management.base import BaseCommand, CommandError
 from django.test import Client
 from websockets.sync.client import connect
 
+from hosting.benchmarks import inside
+from hosting.benchmarks.inside import TEST_APP_IMAGE
 from hosting.backends import docker
 from hosting.worker import monitor, workloads
 from hosting import services
 from hosting.models import App
 
-from ._panel_processes import benchmark_owner, delete_server, free_port, running_server, start, stop
+from hosting.benchmarks.setup import benchmark_owner, delete_server, free_port, running_server, start, stop
 
-TEST_APP_IMAGE = "controlpanel/testapp:local"
 COMPOSE = f"""services:
   web:
     image: {TEST_APP_IMAGE}
@@ -54,10 +55,10 @@ class Command(BaseCommand):
         self.owner = benchmark_owner()
         server = running_server(self.owner, "apps bench")
         try:
-            docker.inner_wait(str(server.socket_dir))
-            docker.image_copy_to_inner(TEST_APP_IMAGE, str(server.socket_dir))
+            inside.inner_wait(str(server.socket_dir))
+            inside.image_copy_to_inner(TEST_APP_IMAGE, str(server.socket_dir))
             self.deploys(server, deploys)
-            docker.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE, ["sh", "-c", FLOOD], name="flood")
+            inside.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE, ["sh", "-c", FLOOD], name="flood")
             monitor.refresh_server(server)
             flood = server.containers.get(name="flood")
             client = Client()

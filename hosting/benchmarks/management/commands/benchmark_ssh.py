@@ -24,7 +24,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts import services as account_services
 
-from ._panel_processes import benchmark_owner, delete_server, free_port, percentile, rss_kib, running_server, start, stop
+from hosting.benchmarks.setup import benchmark_owner, delete_server, free_port, percentile, rss_kib, running_server, start, stop
 
 
 class Command(BaseCommand):

@@ -16,7 +16,7 @@ from accounts.models import User
 from hosting.worker import reconcile
 from hosting import services
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def benchmark_owner(quota=100):

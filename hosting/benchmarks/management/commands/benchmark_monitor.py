@@ -31,6 +31,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import User
+from hosting.benchmarks import inside
+from hosting.benchmarks.inside import TEST_APP_IMAGE
 from hosting.backends import docker
 from hosting.worker import monitor, reconcile
 from hosting import services
@@ -38,7 +40,6 @@ from hosting.models import ContainerSnapshot, Node, VirtualServer
 
 TABLES = ("hosting_containersnapshot", "hosting_virtualserver")
 
-TEST_APP_IMAGE = "controlpanel/testapp:local"
 
 
 class Command(BaseCommand):
@@ -81,10 +82,10 @@ class Command(BaseCommand):
             server.refresh_from_db()
             made.append(server)
             socket_dir = str(server.socket_dir)
-            docker.inner_wait(socket_dir)
-            docker.image_copy_to_inner(TEST_APP_IMAGE, socket_dir)
+            inside.inner_wait(socket_dir)
+            inside.image_copy_to_inner(TEST_APP_IMAGE, socket_dir)
             for k in range(containers):
-                docker.inner_container_run(socket_dir, TEST_APP_IMAGE, ["sleep", "3600"], name=f"app{k}")
+                inside.inner_container_run(socket_dir, TEST_APP_IMAGE, ["sleep", "3600"], name=f"app{k}")
 
     def _measure(self, servers, cycles):
         with CaptureQueriesContext(connection) as first_queries:
