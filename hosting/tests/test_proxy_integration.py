@@ -9,7 +9,8 @@ from django.db import connection
 
 from controlpanel.testing import run_in_threads
 from hosting.benchmarks import inside
-from hosting.backends import caddy, docker
+from hosting.backends import caddy as caddy_config
+from hosting.backends import docker
 from hosting import domains, services
 from hosting.models import Domain
 
@@ -107,14 +108,14 @@ def test_caddy_down_fails_cleanly_and_the_drift_task_restores_every_route(caddy,
 
 def test_a_refused_configuration_changes_nothing_and_the_old_one_keeps_serving(caddy, web_server, alice, monkeypatch):
     domains.domain_add(actor=alice, server=web_server, name="keep.example.org", ssl=False)
-    original = caddy.render
+    original = caddy_config.render
 
     def broken():
         config = original()
         config["apps"]["http"]["servers"]["plain"]["routes"].insert(0, {"handle": [{"handler": "no_such_handler"}]})
         return config
 
-    monkeypatch.setattr(caddy, "render", broken)
+    monkeypatch.setattr(caddy_config, "render", broken)
     with pytest.raises(ValidationError, match="refused"):
         domains.domain_add(actor=alice, server=web_server, name="new.example.org", ssl=False)
     assert not Domain.objects.filter(name="new.example.org").exists()
@@ -129,7 +130,7 @@ def test_every_accepted_domain_passes_caddy_validate(caddy, web_server, alice, a
 
         domains.domain_add(actor=user, server=web_server, name=normalize_domain(name, allow_wildcard=user.is_admin), ssl=False)
     path = tmp_path / "rendered.json"
-    path.write_text(json.dumps(caddy.render()))
+    path.write_text(json.dumps(caddy_config.render()))
     result = subprocess.run(["caddy", "validate", "--config", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
 
@@ -153,7 +154,7 @@ def test_parallel_additions_all_end_up_in_the_final_config(caddy, web_server, al
 
     run_in_threads(add, range(20), timeout=60)
     assert not errors, errors
-    hosts = {h for route in caddy.current()["apps"]["http"]["servers"]["plain"]["routes"] for m in route.get("match", []) for h in m.get("host", [])}
+    hosts = {h for route in caddy_config.current()["apps"]["http"]["servers"]["plain"]["routes"] for m in route.get("match", []) for h in m.get("host", [])}
     assert {f"p{n}.example.org" for n in range(20)} <= hosts
 
 
@@ -175,7 +176,7 @@ def test_caddys_admin_api_over_a_unix_socket(tmp_path, settings, alice, make_ser
         settings.CADDY_HTTP_PORT, settings.CADDY_HTTPS_PORT = free_port(), free_port()
         server = make_server(name="row only", ip_address="192.0.2.10")
         domains.domain_add(actor=alice, server=server, name="sock.example.org", ssl=False)
-        assert "sock.example.org" in json_module.dumps(caddy.current())
+        assert "sock.example.org" in json_module.dumps(caddy_config.current())
     finally:
         process.terminate()
         process.wait(10)
