@@ -41,7 +41,6 @@ ERRORS = {
     "claimed_here": "This server already has this domain.",
     "no_record": "No TXT record {txt_name} saying {txt_value} yet.",
     "taken": "Someone else proved this name first.",
-    "server_deleting": "This virtual server is being deleted.",
     "proxy_add": "{error} Nothing was saved.",
     "proxy_update": "{error} Nothing was changed.",
     "proxy_remove": "{error} The domain was kept.",
@@ -103,8 +102,7 @@ def domain_add(*, actor, server, name, port=80, ssl=True, cloudflare=False, requ
     """Add a domain; a name that needs proof waits as a claim. If Caddy refuses or is down, nothing is saved."""
     Lock.hold(Lock.PROXY)
     server = VirtualServer.objects.select_for_update().get(pk=server.pk)
-    if server.deleted_at or server.desired_state == VirtualServer.DesiredState.DELETED:
-        raise _error("server_deleting")
+    server.refuse_if_going()
     if server.domains.count() >= settings.DOMAINS_PER_SERVER:
         raise _error("too_many", limit=settings.DOMAINS_PER_SERVER)
     try:

@@ -10,6 +10,9 @@ from django.utils import timezone
 
 from .domain_names import ERRORS, display_domain
 
+UIDS_PER_SERVER = 65536  # rootless: a server's root on the host, then 65,535 ids for its containers' users
+SERVER_GOING = "This virtual server is being deleted."
+
 # Letters of any language, digits, spaces and -_.()
 SERVER_NAME_PATTERN = re.compile(r"^[\w \-.()]+$")
 
@@ -210,11 +213,20 @@ class VirtualServer(models.Model):
     @property
     def host_uid(self):
         """Rootless isolation: the host uid its root maps to (the next 65,535 are its containers' users)."""
-        return None if self.slot is None else settings.SERVER_UID_BASE + self.slot * 65536
+        return None if self.slot is None else settings.SERVER_UID_BASE + self.slot * UIDS_PER_SERVER
 
     @property
     def is_busy(self):
         return bool(self.operation)
+
+    @property
+    def is_going(self):
+        """Deleted, or being deleted: nothing new may be done with it."""
+        return bool(self.deleted_at) or self.desired_state == self.DesiredState.DELETED
+
+    def refuse_if_going(self):
+        if self.is_going:
+            raise ValidationError(SERVER_GOING, code="server_deleting")
 
     @property
     def state(self):

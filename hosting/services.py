@@ -94,8 +94,7 @@ def server_create(*, owner, name, request=None, actor=None):
 def _change(*, actor, server, desired, operation, action, verb, request=None):
     with transaction.atomic():
         server = VirtualServer.objects.select_for_update().get(pk=server.pk)
-        if server.deleted_at or server.desired_state == Desired.DELETED:
-            raise ValidationError("This virtual server is being deleted.")
+        server.refuse_if_going()
         if server.operation:
             raise ValidationError(f"The server is busy ({server.state.label.lower()}); try again when it is done.")
         server.desired_state = desired
@@ -155,8 +154,7 @@ def server_set_limits(*, actor, server, memory_mb, cpus, pids_limit, disk_mb=Non
     A new disk size applies when the server next starts (a restart applies it now).
     `disk_mb` None: its disk as it is."""
     server = VirtualServer.objects.select_for_update().get(pk=server.pk)
-    if server.deleted_at or server.desired_state == Desired.DELETED:
-        raise ValidationError("This virtual server is being deleted.")
+    server.refuse_if_going()
     disk = ""
     if disk_mb is not None and disk_mb != server.disk_mb:
         if server.disk_mb is None:

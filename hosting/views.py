@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.csp import CSP
 from django.views.decorators.csp import csp_override
@@ -161,21 +162,29 @@ def server_live(request, server_id):
     return render(request, "hosting/partials/server_live.html", _live_context(request, server))
 
 
-def _server_action(service, done):
-    """A POST-only view that runs one lifecycle service on a server."""
+def _post_action(load, run, done, back):
+    """A POST-only view: load the user's object (404 if it is not theirs), run one
+    service on it, say so (or why not), and go back to the page it belongs on."""
 
     @require_POST
-    def view(request, server_id):
-        server = _get_server_for_user(request, server_id)
+    def view(request, *args, **kwargs):
+        (object_id,) = args or tuple(kwargs.values())
+        target = load(request, object_id)
         try:
-            service(actor=request.user, server=server, request=request)
+            run(request, target)
         except ValidationError as error:
             _error_messages(request, error)
         else:
-            messages.success(request, done.format(name=server.name))
-        return redirect("hosting:server_detail", server_id=server.pk)
+            messages.success(request, done.format(name=target.name))
+        return redirect(back(target))
 
     return view
+
+
+def _server_action(service, done):
+    """A lifecycle service run on a server."""
+    return _post_action(_get_server_for_user, lambda request, server: service(actor=request.user, server=server, request=request),
+                        done, lambda server: reverse("hosting:server_detail", args=[server.pk]))
 
 
 server_start = _server_action(services.server_start, "Starting “{name}”.")
@@ -453,18 +462,12 @@ def container_logs(request, container_id):
 
 
 def _container_action(action, done):
-    @require_POST
-    def view(request, container_id):
-        container = _get_container_for_user(request, container_id)
-        try:
-            services.container_act(actor=request.user, server=container.server, container=container, action=action, request=request)
-        except ValidationError as error:
-            _error_messages(request, error)
-        else:
-            messages.success(request, done.format(name=container.name))
-        return redirect("hosting:server_detail", server_id=container.server_id)
-
-    return view
+    """A start, stop, restart or remove of a container inside a server."""
+    return _post_action(
+        _get_container_for_user,
+        lambda request, container: services.container_act(actor=request.user, server=container.server, container=container,
+                                                          action=action, request=request),
+        done, lambda container: reverse("hosting:server_detail", args=[container.server_id]))
 
 
 container_start = _container_action(ContainerSnapshot.Action.START, "Starting “{name}”.")
@@ -531,18 +534,9 @@ def app_deploy(request, app_id):
 
 
 def _app_action(service, done):
-    @require_POST
-    def view(request, app_id):
-        app = _get_app_for_user(request, app_id)
-        try:
-            service(actor=request.user, app=app, request=request)
-        except ValidationError as error:
-            _error_messages(request, error)
-        else:
-            messages.success(request, done.format(name=app.name))
-        return redirect("hosting:app_detail", app_id=app.pk)
-
-    return view
+    """A stop or remove of an app."""
+    return _post_action(_get_app_for_user, lambda request, app: service(actor=request.user, app=app, request=request),
+                        done, lambda app: reverse("hosting:app_detail", args=[app.pk]))
 
 
 app_stop = _app_action(services.app_stop, "Stopping “{name}”.")

@@ -29,6 +29,8 @@ from django.conf import settings
 
 from controlpanel.text import visible_controls
 
+from ..models import UIDS_PER_SERVER
+
 log = logging.getLogger(__name__)
 
 INNER_SOCKET_DIR = "/controlpanel"  # where a server's socket directory is mounted inside it
@@ -40,7 +42,6 @@ OWNER_HOME = "/home/user"  # rootless: the owner's home, the server's disk
 # server's uid range. No process holds them: none runs as uid 0 on the host,
 # and the image has no other setuid program (images/dind/setup).
 ROOTLESS_BOUNDING_CAPS = ["SETUID", "SETGID", "DAC_OVERRIDE", "SYS_ADMIN"]
-UIDS_PER_SERVER = 65536  # the server's root, then 65535 ids for its containers' users
 
 
 class DockerError(Exception):

@@ -307,7 +307,7 @@ def _reasons_to_end(open_sessions):
             reasons[session.id] = (Ended.LOGGED_OUT, False)
         elif session.key_id and (session.key_id, session.user_id) not in keys:
             reasons[session.id] = (Ended.KEY_REMOVED, False)
-        elif server is None or server.deleted_at or server.desired_state == VirtualServer.DesiredState.DELETED:
+        elif server is None or server.is_going:
             reasons[session.id] = (Ended.SERVER_DELETED, False)
         elif server.owner_id != user.pk and not user.is_admin:
             reasons[session.id] = (Ended.NO_ACCESS, False)
