@@ -14,6 +14,16 @@ from django.conf import settings
 from hosting.backends import docker
 
 TEST_APP_IMAGE = "controlpanel/testapp:local"  # busybox in an empty root (hosting/images/build)
+# A compose app of two services that runs where no registry is: a web server on 8081, and a worker.
+TWO_SERVICE_APP = f"""services:
+  web:
+    image: {TEST_APP_IMAGE}
+    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    ports: ["8081:8080"]
+  worker:
+    image: {TEST_APP_IMAGE}
+    command: ["sh", "-c", "while :; do echo working; sleep 5; done"]
+"""
 
 
 def host_engine():

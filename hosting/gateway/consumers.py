@@ -43,6 +43,15 @@ def _client_ip(scope):
     return forwarded_client_ip((scope.get("client") or ("",))[0], headers.get(b"x-forwarded-for", b"").decode("latin1"))
 
 
+async def _say_and_close(consumer, message):
+    """The last word to a page, then the close (CLOSED): the page shows the reason."""
+    try:
+        await consumer.send(text_data=json.dumps(message))
+        await consumer.close(code=CLOSED)
+    except Exception:  # noqa: BLE001 - the browser is already gone
+        pass
+
+
 class _Reader(AsyncWebsocketConsumer):
     async def send_output(self, data):
         await self.send(bytes_data=data)
@@ -51,11 +60,7 @@ class _Reader(AsyncWebsocketConsumer):
         await self.send(text_data=json.dumps({"type": "status", **status}))
 
     async def close_with(self, reason):
-        try:
-            await self.send(text_data=json.dumps({"type": "closed", "reason": reason}))
-            await self.close(code=CLOSED)
-        except Exception:  # noqa: BLE001 - the browser is already gone
-            pass
+        await _say_and_close(self, {"type": "closed", "reason": reason})
 
 
 class TerminalConsumer(_Reader):
@@ -232,11 +237,7 @@ class LogConsumer(AsyncWebsocketConsumer, terminals.GatewaySession):
         await self._ended(reason)
 
     async def _ended(self, reason):
-        try:
-            await self.send(text_data=json.dumps({"type": "ended", "reason": reason}))
-            await self.close(code=CLOSED)
-        except Exception:  # noqa: BLE001 - the browser is already gone
-            pass
+        await _say_and_close(self, {"type": "ended", "reason": reason})
 
     async def end(self, reason, *, by_admin=False):
         """The sweeper's word (or the gateway stopping): the stream ends, and the page is told why."""

@@ -48,15 +48,7 @@ def test_a_log_flood_leaves_the_page_responsive_and_bounded(browser, live_server
     assert "skipped" in status, "a flood is more than the page shows: the rest is counted"
 
 
-COMPOSE = f"""services:
-  web:
-    image: {TEST_APP_IMAGE}
-    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
-    ports: ["8081:8080"]
-  worker:
-    image: {TEST_APP_IMAGE}
-    command: ["sh", "-c", "while :; do echo working; sleep 5; done"]
-"""
+COMPOSE = inside.TWO_SERVICE_APP
 
 
 def test_an_app_deployed_from_the_page(browser, live_server, running_server, alice):

@@ -31,15 +31,6 @@ from hosting.models import App
 
 from hosting.benchmarks.setup import benchmark_owner, delete_server, free_port, running_server, start, stop
 
-COMPOSE = f"""services:
-  web:
-    image: {TEST_APP_IMAGE}
-    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
-    ports: ["8081:8080"]
-  worker:
-    image: {TEST_APP_IMAGE}
-    command: ["sleep", "3600"]
-"""
 FLOOD = 'i=0; while :; do i=$((i+1)); echo "flood line $i: the quick brown fox jumps over the lazy dog"; done'
 CHROMIUM = "/usr/bin/chromium"
 
@@ -80,7 +71,7 @@ class Command(BaseCommand):
         times = []
         for n in range(count):
             started = time.perf_counter()
-            app = services.app_create(actor=self.owner, server=server, name=f"bench{n}", compose_file=COMPOSE)
+            app = services.app_create(actor=self.owner, server=server, name=f"bench{n}", compose_file=inside.TWO_SERVICE_APP)
             workloads.app_run(deployment_id=app.deployments.get().pk)  # what the worker does
             while True:
                 running = [c for c in docker.inner_containers_json(str(server.socket_dir), timeout=5, max_bytes=2**22)
