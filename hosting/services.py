@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from accounts import throttling
@@ -50,10 +51,10 @@ def _check_disk_total(owner, *, adding_mb, besides=None):
     servers = VirtualServer.objects.live().filter(owner=owner, disk_mb__isnull=False)
     if besides is not None:
         servers = servers.exclude(pk=besides.pk)
-    taken = sum(servers.values_list("disk_mb", flat=True))
-    if taken + adding_mb > disk_quota_for(owner):
+    taken, quota = servers.aggregate(taken=Sum("disk_mb"))["taken"] or 0, disk_quota_for(owner)
+    if taken + adding_mb > quota:
         raise ValidationError(
-            f"{owner.email}'s servers may have {disk_quota_for(owner)} MB of disk in all; {taken} MB are taken, "
+            f"{owner.email}'s servers may have {quota} MB of disk in all; {taken} MB are taken, "
             f"and this needs {adding_mb} MB. Delete a server or ask an administrator for more.", code="disk_quota")
 
 

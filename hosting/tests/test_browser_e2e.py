@@ -10,7 +10,6 @@ import pytest
 from django.urls import reverse
 
 from hosting.benchmarks import inside
-from hosting.backends import docker
 from hosting.worker import monitor
 from hosting.models import VirtualServer
 

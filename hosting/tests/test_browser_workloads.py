@@ -5,7 +5,6 @@ import pytest
 from django.urls import reverse
 
 from hosting.benchmarks import inside
-from hosting.backends import docker
 from hosting.worker import monitor
 from hosting import services
 from hosting.models import App

@@ -10,7 +10,6 @@ from django.db import connection
 from controlpanel.testing import run_in_threads
 from hosting.benchmarks import inside
 from hosting.backends import caddy as caddy_config
-from hosting.backends import docker
 from hosting import domains, services
 from hosting.models import Domain
 

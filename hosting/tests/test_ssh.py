@@ -12,7 +12,6 @@ import requests
 from accounts import services as account_services
 from accounts.models import ActivityLog, SshKey
 from hosting.benchmarks import inside
-from hosting.backends import docker
 
 from .conftest import TEST_APP_IMAGE, free_port, wait_until
 

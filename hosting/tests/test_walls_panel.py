@@ -16,7 +16,6 @@ import time
 
 import docker as docker_sdk
 import pytest
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 

@@ -14,7 +14,6 @@ from websockets.sync.client import connect
 
 from accounts.models import ActivityLog
 from hosting.benchmarks import inside
-from hosting.backends import docker
 from hosting import domains, services
 from hosting.models import App, AppDeployment, ContainerSnapshot
 

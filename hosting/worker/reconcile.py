@@ -83,8 +83,8 @@ def _start(server):
     _claim_slot(server)
     mounted_now = _mount(server)
     docker.server_create(server_spec(server))
-    info = docker.container_info(server.container_name)
-    if mounted_now and info and info.state in (Observed.RUNNING, Observed.RESTARTING):
+    info = docker.container_info(server.container_name) if mounted_now else None  # only then can it have started early
+    if info and info.state in (Observed.RUNNING, Observed.RESTARTING):
         # It started before its disk was there (the node rebooted): start it again, onto its disk.
         docker.container_restart(server.container_name)
     else:
