@@ -5,4 +5,4 @@ class AccountsConfig(AppConfig):
     name = "accounts"
 
     def ready(self):
-        from . import receivers  # noqa: F401  (login/logout activity logging)
+        from . import activity, receivers  # noqa: F401  (its activity vocabulary; login/logout logging)

@@ -2,7 +2,8 @@ from django import forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
-from .models import ActivityLog, User, normalize_email
+from . import activity
+from .models import User, normalize_email
 
 
 class EmailField(forms.EmailField):
@@ -171,7 +172,7 @@ class UserSearchForm(forms.Form):
 
 class ActivityFilterForm(forms.Form):
     user = forms.CharField(label="User email", required=False, max_length=254)
-    action = forms.ChoiceField(choices=[("", "Any action"), *ActivityLog.Action.choices], required=False)
+    action = forms.ChoiceField(choices=lambda: [("", "Any action"), *activity.choices()], required=False)
     date_from = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
 

@@ -5,6 +5,8 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from . import activity
+
 
 def normalize_email(email):
     """The one canonical form of an email: trimmed, lowercased, its domain in
@@ -101,56 +103,12 @@ class RegistrationCode(models.Model):
 
 
 class ActivityLog(models.Model):
-    class Action(models.TextChoices):
-        LOGIN = "login", "Logged in"
-        LOGIN_FAILED = "login_failed", "Failed login"
-        LOGIN_THROTTLED = "login_throttled", "Login throttled"
-        LOGOUT = "logout", "Logged out"
-        SIGNUP = "signup", "Signed up"
-        CODE_GENERATED = "code_generated", "Registration code generated"
-        CODE_REVOKED = "code_revoked", "Registration code revoked"
-        PASSWORD_CHANGED = "password_changed", "Password changed"
-        USER_CREATED = "user_created", "User created"
-        USER_UPDATED = "user_updated", "User updated"
-        USER_PASSWORD_SET = "user_password_set", "User password set"
-        USER_DELETED = "user_deleted", "User deleted"
-        SERVER_CREATED = "server_created", "Server created"
-        SERVER_STARTED = "server_started", "Server started"
-        SERVER_STOPPED = "server_stopped", "Server stopped"
-        SERVER_RESTARTED = "server_restarted", "Server restarted"
-        SERVER_RENAMED = "server_renamed", "Server renamed"
-        SERVER_LIMITS_CHANGED = "server_limits", "Server limits changed"
-        SERVER_DELETED = "server_deleted", "Server deleted"
-        SERVER_FAILED = "server_failed", "Server operation failed"
-        DOMAIN_ADDED = "domain_added", "Domain added"
-        DOMAIN_UPDATED = "domain_updated", "Domain changed"
-        DOMAIN_REMOVED = "domain_removed", "Domain removed"
-        DOMAIN_APPROVED = "domain_approved", "Domain approved"
-        DOMAIN_VERIFIED = "domain_verified", "Domain proved by DNS"
-        SIGNUP_FAILED = "signup_failed", "Failed sign-up"
-        TERMINAL_OPENED = "terminal_opened", "Terminal opened"
-        TERMINAL_CLOSED = "terminal_closed", "Terminal closed"
-        TERMINAL_WATCHED = "terminal_watched", "Terminal watched"
-        TERMINAL_ENDED = "terminal_ended", "Terminal ended by an administrator"
-        CONTAINER_ACTION = "container_action", "Container action"
-        APP_CREATED = "app_created", "App created"
-        APP_DEPLOYED = "app_deployed", "App deployed"
-        APP_STOPPED = "app_stopped", "App stopped"
-        APP_REMOVED = "app_removed", "App removed"
-        APP_FAILED = "app_failed", "App deploy failed"
-        SSH_KEY_ADDED = "ssh_key_added", "SSH key added"
-        SSH_KEY_REMOVED = "ssh_key_removed", "SSH key removed"
-        SSH_LOGIN = "ssh_login", "SSH login"
-        SSH_LOGIN_FAILED = "ssh_login_failed", "Failed SSH login"
-        SSH_SESSION = "ssh_session", "SSH session"
-        LEGACY = "legacy", "From the old platform"
-
     # The FK is nulled when the user is deleted; the copied email survives.
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="activity"
     )
     email = models.CharField(max_length=254, blank=True)
-    action = models.CharField(max_length=32, choices=Action.choices)
+    action = models.CharField(max_length=32)  # an app's activity.Action (see accounts.activity)
     message = models.TextField()
     target = models.CharField(max_length=255, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
@@ -170,8 +128,7 @@ class ActivityLog(models.Model):
 
     @property
     def action_label(self):
-        # The enum, not get_action_display(), which rebuilds a dict of every choice on each call.
-        return self.Action(self.action).label
+        return activity.label(self.action)
 
 
 class UserSession(models.Model):

@@ -2,11 +2,10 @@
 
 import ipaddress
 import secrets
-
-import asyncssh
 from datetime import timedelta
 from importlib import import_module
 
+import asyncssh
 from django.conf import settings
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.sessions.models import Session
@@ -15,12 +14,17 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import throttling
-from .models import ActivityLog, RegistrationCode, SshKey, User, UserSession, normalize_email
+from . import activity, throttling
+from .activity import Action
+from .models import (
+    ActivityLog,
+    RegistrationCode,
+    SshKey,
+    User,
+    UserSession,
+    normalize_email,
+)
 from .signals import user_delete_check
-
-Action = ActivityLog.Action
-
 
 # Activity log ----------------------------------------------------------------
 
@@ -81,7 +85,7 @@ def visitor_activity(*, action, typed="", request=None, address=None):
     address = client_ip(request) if request is not None else address
     client = throttling.client_key(address)
     typed = _typed(typed)
-    label = ActivityLog.Action(action).label
+    label = activity.label(action)
     since = timezone.now() - timedelta(seconds=settings.THROTTLE_WINDOW)
     row = (ActivityLog.objects.select_for_update().filter(action=action, user=None, target=client, created_at__gte=since)
            .order_by("-created_at").first())

@@ -12,6 +12,7 @@ from controlpanel.forms import add_errors
 from controlpanel.pagination import get_page
 
 from . import forms, services, throttling
+from .activity import Action
 from .decorators import admin_required
 from .models import ActivityLog, User, normalize_email
 
@@ -34,7 +35,7 @@ class LoginView(auth_views.LoginView):
         email = normalize_email(request.POST.get("username", ""))[:254]
         client = throttling.client_key(services.client_ip(request))
         if not throttling.login_allowed(request, email, client):
-            services.visitor_activity(action=ActivityLog.Action.LOGIN_THROTTLED, request=request, typed=email)
+            services.visitor_activity(action=Action.LOGIN_THROTTLED, request=request, typed=email)
             return _too_many(request, "Too many failed logins for this account. Wait a few minutes and try again.")
         response = super().post(request, *args, **kwargs)
         if request.user.is_authenticated:
@@ -73,7 +74,7 @@ def signup(request):
             return redirect("home")
     # Every refusal counts, whatever it was for: the code is checked before the email.
     throttling.hit("signup", client, window=settings.THROTTLE_WINDOW)
-    services.visitor_activity(action=ActivityLog.Action.SIGNUP_FAILED, request=request, typed=request.POST.get("code", ""))
+    services.visitor_activity(action=Action.SIGNUP_FAILED, request=request, typed=request.POST.get("code", ""))
     return render(request, "accounts/signup.html", {"form": form})
 
 

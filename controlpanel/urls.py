@@ -1,9 +1,9 @@
 from django.urls import include, path
 
-from hosting import views as hosting_views
+from hosting.views.servers import home
 
 urlpatterns = [
-    path("", hosting_views.home, name="home"),
+    path("", home, name="home"),
     path("", include("accounts.urls")),
     path("", include("hosting.urls")),
 ]

@@ -71,7 +71,7 @@ class DomainForm(DomainSettingsForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # What the name may be is the service's rule (hosting.domains.check_name), checked live too.
+        # What the name may be is the service's rule (hosting.services.domains.check_name), checked live too.
         self.fields["name"].widget.attrs["data-check-url"] = reverse_lazy("hosting:domain_check")
 
 

@@ -17,7 +17,8 @@ import sqlite3
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -29,6 +30,7 @@ from django.utils import timezone
 from accounts.hashers import bcrypt_cost
 from accounts.models import ActivityLog, RegistrationCode, User, normalize_email
 
+from .activity import Action
 from .domain_names import normalize_domain
 from .models import Domain, Node, VirtualServer
 
@@ -386,7 +388,7 @@ def _import_activity(db, report, users, zone):
             report.note("activity", legacy_id, "message contains markup: kept as text")
         entries.append(ActivityLog(
             user=user, email=user.email if user else _text(f"legacy user {row.get('UserID')}", 254),
-            action=ActivityLog.Action.LEGACY, message=message, target=target, created_at=when,
+            action=Action.LEGACY, message=message, target=target, created_at=when,
         ))
         report.imported("activity")
     ActivityLog.objects.bulk_create(entries, batch_size=1000)

@@ -1,8 +1,7 @@
 from celery import shared_task
 
-from . import domains
-from .worker import monitor, reconcile, workloads
 from .backends import caddy
+from .worker import claims, monitor, reconcile, workloads
 
 
 @shared_task(acks_late=True)
@@ -61,11 +60,11 @@ def servers_reconcile_stuck():
 
 @shared_task(ignore_result=True, expires=60)
 def domain_check_claim(domain_id):
-    domains.domain_check_claim(domain_id=domain_id)
+    claims.domain_check_claim(domain_id=domain_id)
 
 
 @shared_task(ignore_result=True)
 def domains_check_claims():
     """Expire old claims, then look up the TXT record of every DNS claim."""
-    domains.domains_expire_claims()
-    return sum(domains.domain_check_claim(domain_id=pk) for pk in domains.dns_claims_due())
+    claims.domains_expire_claims()
+    return sum(claims.domain_check_claim(domain_id=pk) for pk in claims.dns_claims_due())

@@ -2,6 +2,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from accounts.activity import Action
 from accounts.models import ActivityLog
 from controlpanel.testing import PASSWORD
 
@@ -33,7 +34,7 @@ def test_change_password_keeps_this_session_and_ends_the_others(alice):
     assert other.get(ACCOUNT).status_code == 302
     assert alice.sessions.count() == 1
     assert alice.sessions.get().session_key == this.session.session_key
-    assert ActivityLog.objects.filter(user=alice, action=ActivityLog.Action.PASSWORD_CHANGED).exists()
+    assert ActivityLog.objects.filter(user=alice, action=Action.PASSWORD_CHANGED).exists()
 
 
 def test_change_password_needs_the_current_one(as_alice, alice):
@@ -95,4 +96,4 @@ def test_broken_or_monstrous_rsa_keys_are_refused_in_words(case, as_alice):
     response = as_alice.post(reverse("accounts:ssh_key_add"), {"name": "odd", "public_key": line})
     assert response.status_code in (200, 400), case
     assert "not an OpenSSH public key" in response.content.decode(), case
-    assert not ActivityLog.objects.filter(action=ActivityLog.Action.SSH_KEY_ADDED).exists()
+    assert not ActivityLog.objects.filter(action=Action.SSH_KEY_ADDED).exists()

@@ -3,6 +3,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts import services
+from accounts.activity import Action
 from accounts.models import ActivityLog, User
 from accounts.signals import user_delete_check
 from controlpanel.testing import PASSWORD
@@ -69,7 +70,7 @@ def test_create_user(as_admin, admin):
     assert response.url == detail(user)
     assert not user.is_admin and user.is_active
     assert user.check_password("a-Fine-passphrase-9")
-    assert ActivityLog.objects.filter(action=ActivityLog.Action.USER_CREATED, user=admin, target="new@example.com").exists()
+    assert ActivityLog.objects.filter(action=Action.USER_CREATED, user=admin, target="new@example.com").exists()
 
 
 def test_create_user_field_errors(as_admin, alice):
@@ -89,7 +90,7 @@ def test_edit_email_and_flags(as_admin, admin, alice):
     assert response.status_code == 302
     alice.refresh_from_db()
     assert alice.email == "alice2@example.com" and alice.is_admin
-    entry = ActivityLog.objects.get(action=ActivityLog.Action.USER_UPDATED)
+    entry = ActivityLog.objects.get(action=Action.USER_UPDATED)
     assert entry.user == admin and "made admin" in entry.message
 
 
@@ -158,7 +159,7 @@ def test_admin_sets_a_password_and_the_users_sessions_end(as_admin, admin, alice
     alice.refresh_from_db()
     assert alice.check_password("brand-New-secret-7")
     assert alice_browser.get(reverse("accounts:account")).status_code == 302
-    assert ActivityLog.objects.filter(action=ActivityLog.Action.USER_PASSWORD_SET, user=admin, target=alice.email).exists()
+    assert ActivityLog.objects.filter(action=Action.USER_PASSWORD_SET, user=admin, target=alice.email).exists()
 
 
 def test_admin_set_password_validates(as_admin, alice):
@@ -181,7 +182,7 @@ def test_delete_asks_for_confirmation_then_deletes(as_admin, admin, alice):
     # Her history survives with the copied email.
     kept = ActivityLog.objects.get(action="login", email="alice@example.com")
     assert kept.user is None
-    assert ActivityLog.objects.filter(action=ActivityLog.Action.USER_DELETED, user=admin, target="alice@example.com").exists()
+    assert ActivityLog.objects.filter(action=Action.USER_DELETED, user=admin, target="alice@example.com").exists()
 
 
 def test_admin_cannot_delete_themselves(as_admin, admin):

@@ -4,6 +4,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 
+from accounts.activity import Action
 from accounts.models import ActivityLog, User
 
 pytestmark = pytest.mark.django_db
@@ -17,7 +18,7 @@ def test_create_admin_generates_and_prints_a_password_once():
     password = out.getvalue().split("Password (shown only now): ")[1].strip()
     assert len(password) >= 16
     assert Client().login(username="boss@example.com", password=password)
-    assert ActivityLog.objects.filter(action=ActivityLog.Action.USER_CREATED, target="boss@example.com").exists()
+    assert ActivityLog.objects.filter(action=Action.USER_CREATED, target="boss@example.com").exists()
 
 
 def test_create_admin_refuses_duplicates_and_bad_emails(alice):

@@ -6,6 +6,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts import services, throttling
+from accounts.activity import Action
 from accounts.models import ActivityLog, RegistrationCode, User, normalize_email
 from controlpanel.testing import PASSWORD, run_in_threads
 
@@ -89,8 +90,9 @@ def test_one_account_attacked_from_many_addresses_is_limited_but_its_owners_brow
     assert post_login(Client(), alice.email, PASSWORD, REMOTE_ADDR="192.0.2.77").status_code == 429  # a stranger's browser
     assert post_login(owner, alice.email, REMOTE_ADDR="198.51.100.1").status_code == 302
     # Not forever: the count ends with its window.
-    from accounts.models import ThrottleCount
     from django.utils import timezone
+
+    from accounts.models import ThrottleCount
 
     ThrottleCount.objects.update(expires_at=timezone.now())
     assert post_login(Client(), alice.email, PASSWORD, REMOTE_ADDR="192.0.2.77").status_code == 302
@@ -113,7 +115,7 @@ def test_twenty_failed_logins_are_one_bounded_row(alice, admin, as_admin, settin
     long_domain = ".".join(["y" * 60] * 3) + ".example.com"
     for n in range(20):
         post_login(Client(), f"attacker-{n}@{long_domain}", "wrong", REMOTE_ADDR="203.0.113.50")
-    rows = ActivityLog.objects.filter(action=ActivityLog.Action.LOGIN_FAILED)
+    rows = ActivityLog.objects.filter(action=Action.LOGIN_FAILED)
     assert rows.count() == 1
     row = rows.get()
     assert row.count == 20 and len(row.email) <= 100 and "×20" in row.message
@@ -123,7 +125,7 @@ def test_twenty_failed_logins_are_one_bounded_row(alice, admin, as_admin, settin
 
 def test_what_visitors_type_is_kept_printable_and_short(client):
     signup(client, "line\nbreak\x1b[31m" + "z" * 5000, "someone@example.com")
-    row = ActivityLog.objects.get(action=ActivityLog.Action.SIGNUP_FAILED)
+    row = ActivityLog.objects.get(action=Action.SIGNUP_FAILED)
     assert "\n" not in row.email and "\x1b" not in row.email and "\n" not in row.message
     assert len(row.email) <= 100 and len(row.message) < 300
 

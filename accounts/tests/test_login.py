@@ -6,6 +6,7 @@ from django.contrib.auth import SESSION_KEY
 from django.test import Client
 from django.urls import reverse
 
+from accounts.activity import Action
 from accounts.models import ActivityLog, User
 from controlpanel.testing import PASSWORD
 
@@ -29,7 +30,7 @@ def test_login_with_email_in_any_case_and_spaces(client, alice):
     assert response.status_code == 302
     assert response.url == reverse("home")
     assert int(client.session[SESSION_KEY]) == alice.pk
-    entry = ActivityLog.objects.get(action=ActivityLog.Action.LOGIN)
+    entry = ActivityLog.objects.get(action=Action.LOGIN)
     assert entry.user == alice
 
 
@@ -51,7 +52,7 @@ def test_refusals_all_say_the_same(client, alice, disabled, email, password):
     assert response.status_code == 200
     assert SAME_MESSAGE in response.content.decode()
     assert SESSION_KEY not in client.session
-    failed = ActivityLog.objects.get(action=ActivityLog.Action.LOGIN_FAILED)
+    failed = ActivityLog.objects.get(action=Action.LOGIN_FAILED)
     assert failed.email == email
     assert failed.user is None
 
@@ -100,7 +101,7 @@ def test_logout_is_post_only(as_alice, alice):
     response = as_alice.post(reverse("accounts:logout"))
     assert response.status_code == 302
     assert as_alice.get(reverse("accounts:account")).status_code == 302
-    assert ActivityLog.objects.filter(user=alice, action=ActivityLog.Action.LOGOUT).exists()
+    assert ActivityLog.objects.filter(user=alice, action=Action.LOGOUT).exists()
     assert not alice.sessions.exists()
 
 
@@ -125,7 +126,7 @@ def test_last_seen_is_written_at_most_once_a_minute(as_alice, alice, django_asse
 
 def test_login_form_ignores_forwarded_for_without_trusted_proxies(client, alice):
     post_login(client, alice.email, REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR="6.6.6.6")
-    assert ActivityLog.objects.get(action=ActivityLog.Action.LOGIN).ip == "10.0.0.5"
+    assert ActivityLog.objects.get(action=Action.LOGIN).ip == "10.0.0.5"
 
 
 def test_second_browser_keeps_its_own_session(alice):
@@ -143,7 +144,7 @@ def test_repeated_failures_for_one_account_from_one_client_are_throttled(client,
     assert response.status_code == 429
     assert "Too many failed logins" in response.content.decode()
     assert SESSION_KEY not in client.session
-    assert ActivityLog.objects.filter(action=ActivityLog.Action.LOGIN_THROTTLED, email=alice.email).exists()
+    assert ActivityLog.objects.filter(action=Action.LOGIN_THROTTLED, email=alice.email).exists()
     # The victim still gets in from elsewhere; other accounts from the same client too.
     assert post_login(Client(), alice.email, PASSWORD, REMOTE_ADDR="198.51.100.7").status_code == 302
 
@@ -217,4 +218,4 @@ def test_a_throttled_login_with_a_nul_in_the_email_is_logged_not_a_500(client, s
     post_login(client, "evil\x00@example.com", "wrong")
     response = post_login(client, "evil\x00@example.com", "wrong")
     assert response.status_code == 429
-    assert ActivityLog.objects.get(action=ActivityLog.Action.LOGIN_THROTTLED).email == "evil\ufffd@example.com"
+    assert ActivityLog.objects.get(action=Action.LOGIN_THROTTLED).email == "evil\ufffd@example.com"

@@ -6,6 +6,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import services, tasks
+from accounts.activity import Action
 from accounts.models import ActivityLog, RegistrationCode
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +25,7 @@ def test_generate_from_dashboard_shows_code_and_time_left(as_admin, admin):
     page = as_admin.get(DASHBOARD).content.decode()
     assert code.code in page
     assert "29\xa0minutes" in page or "30\xa0minutes" in page
-    assert ActivityLog.objects.filter(action=ActivityLog.Action.CODE_GENERATED, user=admin, target=code.code).exists()
+    assert ActivityLog.objects.filter(action=Action.CODE_GENERATED, user=admin, target=code.code).exists()
 
 
 def test_codes_use_the_unambiguous_alphabet():
@@ -61,7 +62,7 @@ def test_revoke(as_admin, admin):
     code = RegistrationCode.objects.get().code
     assert as_admin.post(REVOKE).status_code == 302
     assert not RegistrationCode.objects.exists()
-    assert ActivityLog.objects.filter(action=ActivityLog.Action.CODE_REVOKED, target=code).exists()
+    assert ActivityLog.objects.filter(action=Action.CODE_REVOKED, target=code).exists()
     page = as_admin.get(DASHBOARD)
     assert page.context["code"] is None
     assert "You have no active code" in page.content.decode()

@@ -6,6 +6,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import services
+from accounts.activity import Action
 from accounts.models import ActivityLog, RegistrationCode, User
 from controlpanel.testing import run_in_threads
 
@@ -45,7 +46,7 @@ def test_valid_code_creates_enabled_plain_user_and_logs_them_in(client, code, ad
     assert user.is_active and not user.is_admin
     assert user.check_password(GOOD_PASSWORD)
     assert int(client.session[SESSION_KEY]) == user.pk
-    entry = ActivityLog.objects.get(action=ActivityLog.Action.SIGNUP)
+    entry = ActivityLog.objects.get(action=Action.SIGNUP)
     assert entry.user == user
     assert admin.email in entry.message and code.code in entry.message
     code.refresh_from_db()

@@ -20,12 +20,12 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from accounts.models import ActivityLog
 from accounts.services import activity_log, forwarded_client_ip
 
+from ..activity import Action
 from ..backends import docker
-from . import logs, terminals
 from ..models import TerminalSession, VirtualServer
+from . import logs, terminals
 
 CLOSED = 4000  # the close code of a terminal that ended (the reason comes first, as a message)
 WATCH_BACKLOG = 64  # output messages a watcher may lag behind before it is let go
@@ -185,7 +185,7 @@ def _number(value, default):
 @database_sync_to_async
 def _log_watch(admin, terminal):
     row = TerminalSession.objects.select_related("user").get(pk=terminal.row_id)
-    activity_log(action=ActivityLog.Action.TERMINAL_WATCHED, user=admin, target=terminal.container,
+    activity_log(action=Action.TERMINAL_WATCHED, user=admin, target=terminal.container,
                  message=f"Watched {row.user.email if row.user else 'someone'}'s terminal on “{terminal.server_name}”")
 
 

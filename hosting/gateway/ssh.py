@@ -35,16 +35,16 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts import throttling
-from accounts.models import ActivityLog, SshKey
+from accounts.models import SshKey
 from accounts.services import activity_log, visitor_activity
 from controlpanel.text import visible_controls
 
+from ..activity import Action
 from ..backends import docker
-from . import logs, terminals
 from ..models import TerminalSession, VirtualServer
+from . import logs, terminals
 
 log = logging.getLogger(__name__)
-Action = ActivityLog.Action
 SSH = TerminalSession.Kind.SSH
 LOCALHOST = {"localhost", "127.0.0.1", "::1", "ip6-localhost"}
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"

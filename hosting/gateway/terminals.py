@@ -27,14 +27,14 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from accounts.models import ActivityLog, SshKey, User, UserSession
+from accounts.models import SshKey, User, UserSession
 from accounts.services import activity_log
 
+from ..activity import Action
 from ..backends import docker
 from ..models import TerminalSession, VirtualServer
 
 log = logging.getLogger(__name__)
-Action = ActivityLog.Action
 READ_CHUNK = 64 * 1024
 MAX_INPUT = 64 * 1024  # one message of typing or pasting
 
@@ -309,7 +309,7 @@ def _reasons_to_end(open_sessions):
             reasons[session.id] = (Ended.KEY_REMOVED, False)
         elif server is None or server.is_going:
             reasons[session.id] = (Ended.SERVER_DELETED, False)
-        elif server.owner_id != user.pk and not user.is_admin:
+        elif not server.is_visible_to(user):
             reasons[session.id] = (Ended.NO_ACCESS, False)
         elif server.observed_state != VirtualServer.ObservedState.RUNNING:
             reasons[session.id] = (Ended.SERVER_STOPPED, False)

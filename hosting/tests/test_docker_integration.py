@@ -6,9 +6,10 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import ActivityLog
-from hosting.benchmarks import inside
-from hosting.backends import docker
 from hosting import services
+from hosting.activity import Action
+from hosting.backends import docker
+from hosting.benchmarks import inside
 from hosting.models import VirtualServer
 
 from .conftest import TEST_APP_IMAGE, inner_client, inner_daemon_answers
@@ -130,7 +131,7 @@ def test_engine_unreachable_gives_a_readable_error_and_loses_nothing(real_docker
         failed = services.server_create(owner=alice, name="never")
     failed.refresh_from_db()
     assert failed.state == "failed" and "not reachable" in failed.last_error
-    assert ActivityLog.objects.filter(action=ActivityLog.Action.SERVER_FAILED).count() == 2
+    assert ActivityLog.objects.filter(action=Action.SERVER_FAILED).count() == 2
 
     with committed():
         services.server_set_limits(actor=admin, server=server, memory_mb=256, cpus=1, pids_limit=128)

@@ -13,11 +13,15 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
-from hypothesis import given, settings as hsettings, strategies as st
-from hypothesis import HealthCheck
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from accounts.models import ActivityLog
-from hosting import domains, services, tasks
+from hosting import services, tasks
+from hosting.services import domains
+from hosting.worker import claims
+from hosting.activity import Action
 from hosting.backends import caddy
 from hosting.models import Domain
 
@@ -106,7 +110,7 @@ def test_a_famous_name_is_not_routed_until_its_txt_record_says_so(as_alice, alic
     claim.refresh_from_db()
     assert claim.status == Domain.Status.ACTIVE and claim.pending_until is None
     assert "login.microsoftonline.com" in routed()
-    assert ActivityLog.objects.filter(action=ActivityLog.Action.DOMAIN_VERIFIED, user=alice).exists()
+    assert ActivityLog.objects.filter(action=Action.DOMAIN_VERIFIED, user=alice).exists()
 
 
 def test_the_owner_can_check_at_once_and_is_told_what_was_found(as_alice, as_bob, server, dns_server, proxy_applies,
@@ -152,7 +156,7 @@ def test_a_dns_server_that_does_not_answer_is_a_clear_error(as_alice, server, dn
     settings.DOMAIN_DNS_SERVERS = ["127.0.0.1:9"]  # nothing answers there
     settings.DOMAIN_DNS_TIMEOUT = 0.5
     add(as_alice, server, "quiet.example.org")
-    domains.domain_check_claim(domain_id=Domain.objects.get().pk)
+    claims.domain_check_claim(domain_id=Domain.objects.get().pk)
     claim = Domain.objects.get()
     assert claim.status == Domain.Status.DNS and ("did not answer" in claim.check_error or "failed" in claim.check_error)
 

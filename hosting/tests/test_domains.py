@@ -4,7 +4,9 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import ActivityLog
-from hosting import domains, services
+from hosting import services
+from hosting.services import domains
+from hosting.activity import Action
 from hosting.backends import caddy
 from hosting.domain_names import normalize_domain
 from hosting.models import Domain
@@ -71,7 +73,7 @@ def test_good_names_are_normalised_and_shown_in_unicode(as_alice, server, proxy_
     page = as_alice.get(reverse("hosting:server_detail", args=[server.pk])).content.decode()
     assert "bücher.example" in page
     assert proxy_applies == [("POST", "/load")]
-    assert ActivityLog.objects.filter(action=ActivityLog.Action.DOMAIN_ADDED, target="xn--bcher-kva.example").exists()
+    assert ActivityLog.objects.filter(action=Action.DOMAIN_ADDED, target="xn--bcher-kva.example").exists()
 
 
 def test_admins_may_add_wildcards(as_admin, server, proxy_applies, settings):
@@ -133,7 +135,7 @@ def test_caddy_down_means_nothing_is_saved(as_alice, server):
     assert response.status_code == 400
     assert "not reachable" in response.content.decode() and "Nothing was saved" in response.content.decode()
     assert not Domain.objects.exists()
-    assert not ActivityLog.objects.filter(action=ActivityLog.Action.DOMAIN_ADDED).exists()
+    assert not ActivityLog.objects.filter(action=Action.DOMAIN_ADDED).exists()
 
 
 def test_edit_and_remove(as_alice, server, proxy_applies):

@@ -10,7 +10,8 @@ from django.db import connection
 from controlpanel.testing import run_in_threads
 from hosting.benchmarks import inside
 from hosting.backends import caddy as caddy_config
-from hosting import domains, services
+from hosting import services
+from hosting.services import domains
 from hosting.models import Domain
 
 from .conftest import (

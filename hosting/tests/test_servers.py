@@ -5,10 +5,10 @@ from django.urls import reverse
 
 from accounts.models import ActivityLog
 from hosting import services
+from hosting.activity import Action
 from hosting.models import Node, VirtualServer
 
 pytestmark = pytest.mark.django_db
-Action = ActivityLog.Action
 
 
 def create(client, committed, name="web"):
@@ -391,4 +391,4 @@ def test_a_server_id_is_always_positive(alice):
     from django.db import IntegrityError
 
     with pytest.raises(IntegrityError):
-        VirtualServer.objects.create(pk=-5, owner=alice, node=services.Node.local(), name="negative", memory_mb=64, cpus=1, pids_limit=64)
+        VirtualServer.objects.create(pk=-5, owner=alice, node=Node.local(), name="negative", memory_mb=64, cpus=1, pids_limit=64)

@@ -11,6 +11,7 @@ import requests
 
 from accounts import services as account_services
 from accounts.models import ActivityLog, SshKey
+from hosting.activity import Action
 from hosting.benchmarks import inside
 
 from .conftest import TEST_APP_IMAGE, free_port, wait_until
@@ -65,7 +66,7 @@ def test_a_command_runs_in_the_server_with_its_exit_status(alice_ssh, running_se
     assert f"daemon={running_server.hostname}\n0\n".encode() in result.stdout
     result = alice_ssh.run("cat > piped.txt && wc -c < piped.txt", stdin=b"x" * 5000)
     assert result.stdout.strip() == b"5000"
-    assert ActivityLog.objects.filter(action=ActivityLog.Action.SSH_LOGIN, user=alice, message__contains="SHA256:").exists()
+    assert ActivityLog.objects.filter(action=Action.SSH_LOGIN, user=alice, message__contains="SHA256:").exists()
     assert SshKey.objects.get().last_used_at is not None
 
 
@@ -91,7 +92,7 @@ def test_files_copied_in_and_out_belong_to_the_owner_and_are_logged(alice_ssh, r
     assert owners.split() == ["root", "renamed.bin", "root", "made"]
     on_host = docker_stat(running_server, "/home/user/renamed.bin")
     assert on_host == str(running_server.host_uid)
-    logged = ActivityLog.objects.filter(action=ActivityLog.Action.SSH_SESSION, message__contains="renamed 1").first()
+    logged = ActivityLog.objects.filter(action=Action.SSH_SESSION, message__contains="renamed 1").first()
     assert logged and "wrote" in logged.message and "removed 1" in logged.message
 
 
@@ -159,7 +160,7 @@ def test_refusals_look_alike_and_close_open_sessions(alice_ssh, gateway, running
         assert result.returncode == 255 and b"Permission denied (publickey)" in result.stderr, name
     said = {result.stderr.replace(ssh.login.encode(), b"LOGIN") for ssh, result in zip([stranger, not_mine, nowhere], answers.values())}
     assert len(said) == 1  # nothing tells them apart
-    assert ActivityLog.objects.filter(action=ActivityLog.Action.SSH_LOGIN_FAILED).exists()
+    assert ActivityLog.objects.filter(action=Action.SSH_LOGIN_FAILED).exists()
 
     # A session open while its key is removed, or its user disabled, is closed within seconds.
     for take_away in ("key", "user"):

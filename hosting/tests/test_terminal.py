@@ -17,6 +17,7 @@ from websockets.sync.client import connect
 from accounts import services as account_services
 from accounts.models import ActivityLog
 from hosting import services
+from hosting.activity import Action
 from hosting.models import TerminalSession
 
 from .conftest import wait_until
@@ -197,7 +198,7 @@ def test_a_disabled_user_a_logout_elsewhere_and_a_deleted_server_close_terminals
     assert "deleted" in shell.closed_reason(10)
     closed = TerminalSession.objects.filter(closed_at__isnull=False)
     assert closed.count() == 3
-    entry = ActivityLog.objects.filter(action=ActivityLog.Action.TERMINAL_CLOSED).first()
+    entry = ActivityLog.objects.filter(action=Action.TERMINAL_CLOSED).first()
     assert "bytes in" in entry.message and "min" in entry.message
 
 
@@ -232,10 +233,10 @@ def test_an_admin_watches_read_only_the_user_is_told_and_an_admin_can_end_it(gat
             pass
     assert b"before-watch" in seen and b"while-watched" in seen  # the scrollback, then live
     assert b"typed-by-the-watcher" not in shell.output
-    assert ActivityLog.objects.filter(action=ActivityLog.Action.TERMINAL_WATCHED, user=admin).exists()
+    assert ActivityLog.objects.filter(action=Action.TERMINAL_WATCHED, user=admin).exists()
     assert admin_browser.post(f"/admin/terminals/{row.pk}/end/").status_code == 302
     assert "administrator ended" in shell.closed_reason(10)
-    wait_until(lambda: ActivityLog.objects.filter(action=ActivityLog.Action.TERMINAL_ENDED).count() == 2,
+    wait_until(lambda: ActivityLog.objects.filter(action=Action.TERMINAL_ENDED).count() == 2,
                what="the end asked for, then done, in the activity log")
 
 

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from hosting.backends import docker
-from hosting import domains
+from hosting.services import domains
 from hosting.worker import monitor
 from hosting.models import ContainerSnapshot
 

@@ -6,15 +6,17 @@ import json
 import time
 
 import pytest
-from markupsafe import escape
 from django.test import Client
 from django.urls import reverse
+from markupsafe import escape
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from accounts.models import ActivityLog
+from hosting import services
+from hosting.services import domains
+from hosting.activity import Action
 from hosting.benchmarks import inside
-from hosting import domains, services
 from hosting.models import App, AppDeployment, ContainerSnapshot
 
 from .conftest import TEST_APP_IMAGE, inner_client, wait_until
@@ -86,7 +88,7 @@ def test_a_containers_log_follows_it_stops_from_the_page_shows_its_last_lines_an
     again = log_stream(started, stopped, client.cookies["sessionid"].value, tail=3)
     lines, ended = read_lines(again, "never printed")
     assert len(lines) == 3 and lines[-1][2].startswith("tick-") and ended
-    assert ActivityLog.objects.filter(action=ActivityLog.Action.CONTAINER_ACTION, message__startswith="Stop container").exists()
+    assert ActivityLog.objects.filter(action=Action.CONTAINER_ACTION, message__startswith="Stop container").exists()
 
     # Removed, after the confirmation page.
     assert "Remove the container" in client.get(reverse("hosting:container_remove", args=[stopped.pk])).content.decode()
@@ -103,7 +105,7 @@ def test_a_failed_action_is_explained_on_the_page(running_server, alice):
     container.refresh_from_db()
     assert not container.action and "refused" in container.action_error and "no such" in container.action_error.lower()
     assert str(escape(container.action_error)) in client.get(reverse("hosting:server_detail", args=[server.pk])).content.decode()
-    assert ActivityLog.objects.filter(action=ActivityLog.Action.CONTAINER_ACTION, message__contains="failed").exists()
+    assert ActivityLog.objects.filter(action=Action.CONTAINER_ACTION, message__contains="failed").exists()
 
 
 TWO_SERVICES = f"""
@@ -151,7 +153,7 @@ def test_a_two_service_app_deploys_groups_is_served_redeploys_and_goes(running_s
     wait_until(lambda: not App.objects.filter(pk=app.pk).exists(), timeout=60,
                what=f"the removal ({AppDeployment.objects.filter(app_id=app.pk).values_list('output', flat=True).first()!r})")
     assert not refreshed(server)
-    assert ActivityLog.objects.filter(action=ActivityLog.Action.APP_REMOVED).exists()
+    assert ActivityLog.objects.filter(action=Action.APP_REMOVED).exists()
 
 
 def test_bad_compose_input_is_a_clear_message_and_loses_nothing(running_server, alice):

@@ -11,12 +11,12 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import ActivityLog
 from accounts.services import activity_log
 
+from ..activity import Action
 from ..backends import caddy, disks, docker
-from . import monitor
 from ..models import VirtualServer
+from . import monitor
 
 log = logging.getLogger(__name__)
 Op = VirtualServer.Operation
@@ -97,7 +97,7 @@ def server_reconcile(*, server_id):
     Idempotent: running it again, or after a worker died half-way, finishes
     the job. A failure is recorded on the server and in the activity log.
     """
-    server = VirtualServer.objects.select_related("owner").get(pk=server_id)
+    server = VirtualServer.objects.select_related("owner", "node").get(pk=server_id)
     if server.deleted_at:
         return
     operation = server.operation
@@ -184,7 +184,7 @@ def _record_failure(server, operation, message):
         caddy.apply_quietly()
     verb = (VirtualServer.Operation(operation).label if operation else "Changing").lower()
     activity_log(
-        action=ActivityLog.Action.SERVER_FAILED,
+        action=Action.SERVER_FAILED,
         user=server.owner,
         message=f"{verb.capitalize()} virtual server “{server.name}” failed: {message}",
         target=server.container_name,

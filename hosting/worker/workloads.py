@@ -16,13 +16,13 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import ActivityLog
-from controlpanel.text import visible_controls
 from accounts.services import activity_log
+from controlpanel.text import visible_controls
 
+from ..activity import Action
 from ..backends import docker
-from . import monitor
 from ..models import App, AppDeployment, ContainerSnapshot, VirtualServer
+from . import monitor
 
 APPS_FOLDER = "apps"  # ~/apps/<name>/compose.yaml in the server: its owner sees and may edit it
 FLUSH_SECONDS = 0.5  # how often the output of a running deploy reaches the page
@@ -65,7 +65,7 @@ def _container_action(container):
         error = ""
     except docker.DockerError as failure:
         error = str(failure)
-        activity_log(action=ActivityLog.Action.CONTAINER_ACTION, user=server.owner, target=server.container_name,
+        activity_log(action=Action.CONTAINER_ACTION, user=server.owner, target=server.container_name,
                      message=f"{container.action.capitalize()} container “{container.name}” failed: {error}")
     ContainerSnapshot.objects.filter(pk=container.pk).update(action="", action_error=error[:255])
     monitor.refresh_server(server)
@@ -155,6 +155,6 @@ def _finish(deployment, app, *, ok, status, output, note=""):
             fields["compose_file"] = deployment.compose_file
         App.objects.filter(pk=app.pk).update(**fields)
     if not ok:
-        activity_log(action=ActivityLog.Action.APP_FAILED, user=app.server.owner, target=app.server.container_name,
+        activity_log(action=Action.APP_FAILED, user=app.server.owner, target=app.server.container_name,
                      message=f"{deployment.get_action_display()} of app “{app.name}” failed{': ' + note if note else ''}")
     return ok

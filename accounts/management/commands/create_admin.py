@@ -7,7 +7,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 
-from accounts.models import ActivityLog, User, normalize_email
+from accounts.activity import Action
+from accounts.models import User, normalize_email
 from accounts.services import activity_log
 
 
@@ -36,7 +37,7 @@ class Command(BaseCommand):
 
         user = User.objects.create_user(email=email, password=password, is_admin=True)
         activity_log(
-            action=ActivityLog.Action.USER_CREATED,
+            action=Action.USER_CREATED,
             user=user,
             message=f"Created admin {email} from the command line",
             target=email,

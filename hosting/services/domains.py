@@ -19,15 +19,16 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import ActivityLog
+from accounts import throttling
 from accounts.services import activity_log
 
-from .backends import caddy, dns
-from .domain_names import ERRORS as NAME_ERRORS
-from .domain_names import normalize_domain
-from .models import Domain, Lock, VirtualServer
+from ..activity import Action
+from .. import tasks
+from ..backends import caddy
+from ..domain_names import ERRORS as NAME_ERRORS
+from ..domain_names import normalize_domain
+from ..models import Domain, Lock, VirtualServer
 
-Action = ActivityLog.Action
 Status = Domain.Status
 
 ERRORS = {
@@ -156,7 +157,7 @@ def domain_remove(*, actor, domain, request=None):
     _apply("proxy_remove")
 
 
-def _activate(domain, *, actor=None, action, message, error_code, request=None):
+def domain_activate(domain, *, actor=None, action, message, error_code, request=None):
     """Route a proven or approved claim; the other claims on its name lose.
     Raises ValidationError (and changes nothing) if Caddy refuses, or if the
     name was proven by someone else first."""
@@ -176,46 +177,7 @@ def _activate(domain, *, actor=None, action, message, error_code, request=None):
 
 @transaction.atomic
 def domain_approve(*, actor, domain, request=None):
-    _activate(domain, actor=actor, action=Action.DOMAIN_APPROVED, message="Approved domain {name}", error_code="proxy_approve", request=request)
-
-
-def domain_check_claim(*, domain_id):
-    """Look up a DNS claim's TXT record; route the name once it is there. The worker
-    does this for every claim each DOMAIN_CHECK_INTERVAL; its owner may ask at once.
-    Returns whether the name is now routed."""
-    domain = Domain.objects.filter(pk=domain_id, status=Status.DNS).first()
-    if domain is None:
-        return False
-    try:
-        found = domain.txt_value in dns.txt_records(domain.txt_name)
-        problem = "" if found else ERRORS["no_record"].format(txt_name=domain.txt_name, txt_value=domain.txt_value)
-    except dns.DnsError as error:
-        found, problem = False, str(error)
-    if found:
-        try:
-            with transaction.atomic():
-                _activate(domain, action=Action.DOMAIN_VERIFIED, message="Proved domain {name} with its DNS record", error_code="proxy_add")
-            return True
-        except ValidationError as error:
-            problem = " ".join(error.messages)
-    Domain.objects.filter(pk=domain.pk).update(checked_at=timezone.now(), check_error=problem[:255])
-    return False
-
-
-def domains_expire_claims():
-    """Claims that waited longer than DOMAIN_CLAIM_HOURS end, so nobody holds a name forever."""
-    expired = list(Domain.objects.pending().filter(pending_until__lt=timezone.now()).select_related("server__owner"))
-    for domain in expired:
-        domain.delete()
-        activity_log(action=Action.DOMAIN_REMOVED, user=domain.server.owner, target=domain.name,
-                     message=f"Claim for {domain.display_name} expired: it was not proven within {settings.DOMAIN_CLAIM_HOURS} hours")
-    return len(expired)
-
-
-def dns_claims_due():
-    """Ids of the claims whose TXT record to look up this round (oldest look-up first)."""
-    claims = Domain.objects.filter(status=Status.DNS).order_by("checked_at", "pk")
-    return list(claims.values_list("pk", flat=True)[:500])
+    domain_activate(domain, actor=actor, action=Action.DOMAIN_APPROVED, message="Approved domain {name}", error_code="proxy_approve", request=request)
 
 
 def server_domains_remove(server):
@@ -224,3 +186,18 @@ def server_domains_remove(server):
     if server.domains.exists():
         server.domains.all().delete()
         transaction.on_commit(caddy.apply_quietly)
+
+
+DOMAIN_CHECKS_PER_WINDOW = 10  # "Check now" asks per user in THROTTLE_WINDOW
+
+
+def domain_check_request(*, actor, domain):
+    """The owner asks for their claim's TXT record to be looked up now: the worker
+    does it (the web tier never waits on DNS), at most DOMAIN_CHECKS_PER_WINDOW
+    times per user in a window. Returns (whether it was asked, what to tell them)."""
+    if domain.status != Domain.Status.DNS:
+        return False, f"{domain.display_name} is not waiting for a DNS record."
+    if throttling.hit("domain-check", str(actor.pk), window=settings.THROTTLE_WINDOW) > DOMAIN_CHECKS_PER_WINDOW:
+        return False, "You have asked for many look-ups: the panel looks the record up by itself every minute."
+    transaction.on_commit(lambda: tasks.domain_check_claim.delay(domain.pk))
+    return True, f"Looking up the record of {domain.display_name}: the result shows here in a few seconds."

@@ -1,4 +1,4 @@
-"""Virtual server work on the request side: views call one function here.
+"""Virtual servers on the request side: their lifecycle, limits and quotas.
 
 Each runs in a transaction, writes the activity log and leaves the Docker
 work to the worker (tasks → reconcile) after the commit.
@@ -6,23 +6,20 @@ work to the worker (tasks → reconcile) after the commit.
 
 import re
 
-import yaml
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Sum
-from django.utils import timezone
 
-from accounts import throttling
-from accounts.models import ActivityLog, User
+from accounts.models import User
 from accounts.services import activity_log
 
+from ..activity import Action
+from ..models import ContainerSnapshot, Node, VirtualServer
+from .. import tasks
 from .domains import server_domains_remove
-from .models import App, AppDeployment, ContainerSnapshot, Domain, Node, TerminalSession, VirtualServer
-from .tasks import app_run, container_action, domain_check_claim, server_reconcile, server_refresh
 
-Action = ActivityLog.Action
 Op = VirtualServer.Operation
 Desired = VirtualServer.DesiredState
 State = VirtualServer.State
@@ -59,10 +56,11 @@ def _check_disk_total(owner, *, adding_mb, besides=None):
 
 
 def _enqueue_reconcile(server):
-    transaction.on_commit(lambda: server_reconcile.delay(server.pk))
+    transaction.on_commit(lambda: tasks.server_reconcile.delay(server.pk))
 
 
-def _log(*, action, actor, server, message, request=None):
+def log_server_activity(*, action, actor, server, message, request=None):
+    """An activity row about `server` (its container's name is the target)."""
     activity_log(action=action, user=actor, message=message, target=server.container_name, request=request)
 
 
@@ -87,7 +85,7 @@ def server_create(*, owner, name, request=None, actor=None):
         pids_limit=settings.SERVER_DEFAULT_PIDS,
         disk_mb=settings.SERVER_DEFAULT_DISK_MB,
     )
-    _log(action=Action.SERVER_CREATED, actor=actor, server=server, message=f"Created virtual server “{name}” ({server.container_name})", request=request)
+    log_server_activity(action=Action.SERVER_CREATED, actor=actor, server=server, message=f"Created virtual server “{name}” ({server.container_name})", request=request)
     _enqueue_reconcile(server)
     return server
 
@@ -102,7 +100,7 @@ def _change(*, actor, server, desired, operation, action, verb, request=None):
         server.operation = operation
         server.last_error = ""
         server.save(update_fields=["desired_state", "operation", "last_error", "updated_at"])
-        _log(action=action, actor=actor, server=server, message=f"{verb} virtual server “{server.name}” ({server.container_name})", request=request)
+        log_server_activity(action=action, actor=actor, server=server, message=f"{verb} virtual server “{server.name}” ({server.container_name})", request=request)
         _enqueue_reconcile(server)
     return server
 
@@ -132,7 +130,7 @@ def server_delete(*, actor, server, request=None):
     server.operation = Op.DELETING
     server.last_error = ""
     server.save(update_fields=["desired_state", "operation", "last_error", "updated_at"])
-    _log(action=Action.SERVER_DELETED, actor=actor, server=server, message=f"Deleted virtual server “{server.name}” ({server.container_name})", request=request)
+    log_server_activity(action=Action.SERVER_DELETED, actor=actor, server=server, message=f"Deleted virtual server “{server.name}” ({server.container_name})", request=request)
     _enqueue_reconcile(server)
     return server
 
@@ -144,7 +142,7 @@ def server_rename(*, actor, server, name, request=None):
         return server
     server.name = name
     server.save(update_fields=["name", "updated_at"])
-    _log(action=Action.SERVER_RENAMED, actor=actor, server=server, message=f"Renamed virtual server “{old}” to “{name}”", request=request)
+    log_server_activity(action=Action.SERVER_RENAMED, actor=actor, server=server, message=f"Renamed virtual server “{old}” to “{name}”", request=request)
     return server
 
 
@@ -164,7 +162,7 @@ def server_set_limits(*, actor, server, memory_mb, cpus, pids_limit, disk_mb=Non
         server.disk_mb, disk = disk_mb, f", {disk_mb} MB disk (from its next start)"
     server.memory_mb, server.cpus, server.pids_limit = memory_mb, cpus, pids_limit
     server.save(update_fields=["memory_mb", "cpus", "pids_limit", "disk_mb", "updated_at"])
-    _log(
+    log_server_activity(
         action=Action.SERVER_LIMITS_CHANGED,
         actor=actor,
         server=server,
@@ -179,7 +177,7 @@ def server_watched(server):
     """Someone is looking at the server's page: have the worker re-read what runs inside
     it, at most every SERVER_REFRESH_SECONDS, so the list follows what they do in it."""
     if server.state == State.RUNNING and cache.add(f"hosting:refresh:{server.pk}", 1, timeout=settings.SERVER_REFRESH_SECONDS):
-        transaction.on_commit(lambda: server_refresh.delay(server.pk))
+        transaction.on_commit(lambda: tasks.server_refresh.delay(server.pk))
 
 
 def orphan_containers():
@@ -216,128 +214,3 @@ def isolation_summary():
     if mode.startswith("runtime:"):
         return mode, ISOLATION["runtime"].format(runtime=mode.split(":", 1)[1]), False
     return mode, ISOLATION[mode], mode != "rootless"
-
-
-def terminals_open():
-    """Open terminals as the database knows them (the gateway keeps the rows up to date)."""
-    return TerminalSession.objects.filter(closed_at__isnull=True).select_related("user", "server")
-
-
-@transaction.atomic
-def terminal_end(*, actor, terminal, request=None):
-    """An admin ends someone's terminal: the gateway sees the request within TERMINAL_CHECK_SECONDS."""
-    TerminalSession.objects.filter(pk=terminal.pk, end_requested_at__isnull=True).update(end_requested_at=timezone.now())
-    _log(action=Action.TERMINAL_ENDED, actor=actor, server=terminal.server, request=request,
-         message=f"Asked to end {terminal.user.email if terminal.user else 'someone'}'s terminal on “{terminal.server.name}”")
-
-
-# Containers inside a server -------------------------------------------------------
-
-@transaction.atomic
-def container_act(*, actor, server, container, action, request=None):
-    """Ask the worker to start, stop, restart or remove a container inside the server."""
-    container = ContainerSnapshot.objects.select_for_update().get(pk=container.pk, server=server)
-    if container.action:
-        raise ValidationError(f"{container.name or 'This container'} is busy ({container.action}); try again in a moment.")
-    if server.state != State.RUNNING:
-        raise ValidationError(f"The server is {server.state.label.lower()}: start it first.")
-    container.action, container.action_error = action, ""
-    container.save(update_fields=["action", "action_error"])
-    _log(action=Action.CONTAINER_ACTION, actor=actor, server=server, request=request,
-         message=f"{ContainerSnapshot.Action(action).label} container “{container.name}” in “{server.name}”")
-    transaction.on_commit(lambda: container_action.delay(container.pk))
-    return container
-
-
-# Apps: compose projects inside a server --------------------------------------------
-
-COMPOSE_MAX_BYTES = 64 * 1024
-
-
-def compose_file_check(text):
-    """The compose file as it will be deployed, or a ValidationError saying why not.
-    (The worker has compose itself check it again, in the server, before it deploys.)"""
-    text = (text or "").replace("\r\n", "\n")
-    if len(text.encode()) > COMPOSE_MAX_BYTES:
-        raise ValidationError(f"A compose file can be at most {COMPOSE_MAX_BYTES // 1024} KiB.", code="too_big")
-    try:
-        document = yaml.safe_load(text)
-    except RecursionError:
-        raise ValidationError("This file is nested too deeply to be a compose file.", code="too_deep") from None
-    except yaml.YAMLError as error:
-        where = getattr(error, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where else ""
-        raise ValidationError(f"This is not YAML{line}: {getattr(error, 'problem', None) or error}.", code="not_yaml") from None
-    if not isinstance(document, dict) or not isinstance(document.get("services"), dict) or not document["services"]:
-        raise ValidationError("A compose file needs a “services:” mapping with at least one service.", code="no_services")
-    return text
-
-
-def _deploy(*, actor, app, action, compose_file="", request=None):
-    deployment = AppDeployment.objects.create(app=app, actor=actor, action=action, compose_file=compose_file)
-    busy = {AppDeployment.Action.DEPLOY: App.Status.DEPLOYING, AppDeployment.Action.STOP: App.Status.STOPPING,
-            AppDeployment.Action.REMOVE: App.Status.REMOVING}[action]
-    App.objects.filter(pk=app.pk).update(status=busy, updated_at=timezone.now())
-    transaction.on_commit(lambda: app_run.delay(deployment.pk))
-    return deployment
-
-
-@transaction.atomic
-def app_create(*, actor, server, name, compose_file, request=None):
-    if server.apps.filter(name=name).exists():
-        raise ValidationError({"name": "This server already has an app of that name."})
-    app = App.objects.create(server=server, name=name)
-    _log(action=Action.APP_CREATED, actor=actor, server=server, request=request, message=f"Created app “{name}” in “{server.name}”")
-    _deploy(actor=actor, app=app, action=AppDeployment.Action.DEPLOY, compose_file=compose_file_check(compose_file), request=request)
-    return app
-
-
-def _app_for_change(app):
-    app = App.objects.select_for_update().select_related("server").get(pk=app.pk)
-    if app.is_busy:
-        raise ValidationError(f"The app is busy ({app.get_status_display().lower()}); try again when it is done.")
-    if app.server.state != State.RUNNING:
-        raise ValidationError(f"The server is {app.server.state.label.lower()}: start it first.")
-    return app
-
-
-@transaction.atomic
-def app_deploy(*, actor, app, compose_file, request=None):
-    app = _app_for_change(app)
-    _log(action=Action.APP_DEPLOYED, actor=actor, server=app.server, request=request, message=f"Deploying app “{app.name}”")
-    return _deploy(actor=actor, app=app, action=AppDeployment.Action.DEPLOY, compose_file=compose_file_check(compose_file))
-
-
-@transaction.atomic
-def app_stop(*, actor, app, request=None):
-    app = _app_for_change(app)
-    _log(action=Action.APP_STOPPED, actor=actor, server=app.server, request=request, message=f"Stopping app “{app.name}”")
-    return _deploy(actor=actor, app=app, action=AppDeployment.Action.STOP)
-
-
-@transaction.atomic
-def app_remove(*, actor, app, request=None):
-    app = _app_for_change(app)
-    _log(action=Action.APP_REMOVED, actor=actor, server=app.server, request=request, message=f"Removing app “{app.name}”")
-    return _deploy(actor=actor, app=app, action=AppDeployment.Action.REMOVE)
-
-
-def app_latest_file(app):
-    """What the app's edit form starts from: the last file submitted (it may not have deployed)."""
-    latest = app.deployments.filter(action=AppDeployment.Action.DEPLOY).first()
-    return latest.compose_file if latest else app.compose_file
-
-
-DOMAIN_CHECKS_PER_WINDOW = 10  # "Check now" asks per user in THROTTLE_WINDOW
-
-
-def domain_check_request(*, actor, domain):
-    """The owner asks for their claim's TXT record to be looked up now: the worker
-    does it (the web tier never waits on DNS), at most DOMAIN_CHECKS_PER_WINDOW
-    times per user in a window. Returns (whether it was asked, what to tell them)."""
-    if domain.status != Domain.Status.DNS:
-        return False, f"{domain.display_name} is not waiting for a DNS record."
-    if throttling.hit("domain-check", str(actor.pk), window=settings.THROTTLE_WINDOW) > DOMAIN_CHECKS_PER_WINDOW:
-        return False, "You have asked for many look-ups: the panel looks the record up by itself every minute."
-    transaction.on_commit(lambda: domain_check_claim.delay(domain.pk))
-    return True, f"Looking up the record of {domain.display_name}: the result shows here in a few seconds."

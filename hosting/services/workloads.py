@@ -1,0 +1,107 @@
+"""What runs inside a server, on the request side: container actions and compose apps.
+The worker (worker.workloads) does the work, one piece per server at a time."""
+
+import yaml
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from ..activity import Action
+from ..models import App, AppDeployment, ContainerSnapshot, VirtualServer
+from .. import tasks
+from .servers import log_server_activity
+
+State = VirtualServer.State
+
+
+@transaction.atomic
+def container_act(*, actor, server, container, action, request=None):
+    """Ask the worker to start, stop, restart or remove a container inside the server."""
+    container = ContainerSnapshot.objects.select_for_update().get(pk=container.pk, server=server)
+    if container.action:
+        raise ValidationError(f"{container.name or 'This container'} is busy ({container.action}); try again in a moment.")
+    if server.state != State.RUNNING:
+        raise ValidationError(f"The server is {server.state.label.lower()}: start it first.")
+    container.action, container.action_error = action, ""
+    container.save(update_fields=["action", "action_error"])
+    log_server_activity(action=Action.CONTAINER_ACTION, actor=actor, server=server, request=request,
+                        message=f"{ContainerSnapshot.Action(action).label} container “{container.name}” in “{server.name}”")
+    transaction.on_commit(lambda: tasks.container_action.delay(container.pk))
+    return container
+
+
+COMPOSE_MAX_BYTES = 64 * 1024
+
+
+def compose_file_check(text):
+    """The compose file as it will be deployed, or a ValidationError saying why not.
+    (The worker has compose itself check it again, in the server, before it deploys.)"""
+    text = (text or "").replace("\r\n", "\n")
+    if len(text.encode()) > COMPOSE_MAX_BYTES:
+        raise ValidationError(f"A compose file can be at most {COMPOSE_MAX_BYTES // 1024} KiB.", code="too_big")
+    try:
+        document = yaml.safe_load(text)
+    except RecursionError:
+        raise ValidationError("This file is nested too deeply to be a compose file.", code="too_deep") from None
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where else ""
+        raise ValidationError(f"This is not YAML{line}: {getattr(error, 'problem', None) or error}.", code="not_yaml") from None
+    if not isinstance(document, dict) or not isinstance(document.get("services"), dict) or not document["services"]:
+        raise ValidationError("A compose file needs a “services:” mapping with at least one service.", code="no_services")
+    return text
+
+
+def _deploy(*, actor, app, action, compose_file="", request=None):
+    deployment = AppDeployment.objects.create(app=app, actor=actor, action=action, compose_file=compose_file)
+    busy = {AppDeployment.Action.DEPLOY: App.Status.DEPLOYING, AppDeployment.Action.STOP: App.Status.STOPPING,
+            AppDeployment.Action.REMOVE: App.Status.REMOVING}[action]
+    App.objects.filter(pk=app.pk).update(status=busy, updated_at=timezone.now())
+    transaction.on_commit(lambda: tasks.app_run.delay(deployment.pk))
+    return deployment
+
+
+@transaction.atomic
+def app_create(*, actor, server, name, compose_file, request=None):
+    if server.apps.filter(name=name).exists():
+        raise ValidationError({"name": "This server already has an app of that name."})
+    app = App.objects.create(server=server, name=name)
+    log_server_activity(action=Action.APP_CREATED, actor=actor, server=server, request=request, message=f"Created app “{name}” in “{server.name}”")
+    _deploy(actor=actor, app=app, action=AppDeployment.Action.DEPLOY, compose_file=compose_file_check(compose_file), request=request)
+    return app
+
+
+def _app_for_change(app):
+    app = App.objects.select_for_update().select_related("server").get(pk=app.pk)
+    if app.is_busy:
+        raise ValidationError(f"The app is busy ({app.get_status_display().lower()}); try again when it is done.")
+    if app.server.state != State.RUNNING:
+        raise ValidationError(f"The server is {app.server.state.label.lower()}: start it first.")
+    return app
+
+
+@transaction.atomic
+def app_deploy(*, actor, app, compose_file, request=None):
+    app = _app_for_change(app)
+    log_server_activity(action=Action.APP_DEPLOYED, actor=actor, server=app.server, request=request, message=f"Deploying app “{app.name}”")
+    return _deploy(actor=actor, app=app, action=AppDeployment.Action.DEPLOY, compose_file=compose_file_check(compose_file))
+
+
+@transaction.atomic
+def app_stop(*, actor, app, request=None):
+    app = _app_for_change(app)
+    log_server_activity(action=Action.APP_STOPPED, actor=actor, server=app.server, request=request, message=f"Stopping app “{app.name}”")
+    return _deploy(actor=actor, app=app, action=AppDeployment.Action.STOP)
+
+
+@transaction.atomic
+def app_remove(*, actor, app, request=None):
+    app = _app_for_change(app)
+    log_server_activity(action=Action.APP_REMOVED, actor=actor, server=app.server, request=request, message=f"Removing app “{app.name}”")
+    return _deploy(actor=actor, app=app, action=AppDeployment.Action.REMOVE)
+
+
+def app_latest_file(app):
+    """What the app's edit form starts from: the last file submitted (it may not have deployed)."""
+    latest = app.deployments.filter(action=AppDeployment.Action.DEPLOY).first()
+    return latest.compose_file if latest else app.compose_file

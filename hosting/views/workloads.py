@@ -1,0 +1,113 @@
+"""What runs inside a server: its containers (logs, actions) and its compose apps."""
+
+from functools import partial
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from controlpanel.forms import add_errors
+
+from .. import services
+from ..forms import AppForm
+from ..models import App, ContainerSnapshot
+from .shared import gateway_url, get_for_user, get_server_for_user, post_action
+
+
+@require_GET
+def container_logs(request, container_id):
+    container = get_for_user(ContainerSnapshot, request, container_id)
+    url = gateway_url(f"/ws/servers/{container.server_id}/containers/{container.pk}/logs/")
+    return render(request, "hosting/container_logs.html", {"container": container, "server": container.server, "logs_url": url})
+
+
+def _container_action(action, done):
+    """A start, stop, restart or remove of a container inside a server."""
+    return post_action(
+        partial(get_for_user, ContainerSnapshot),
+        lambda request, container: services.container_act(actor=request.user, server=container.server, container=container,
+                                                          action=action, request=request),
+        done, lambda container: reverse("hosting:server_detail", args=[container.server_id]))
+
+
+container_start = _container_action(ContainerSnapshot.Action.START, "Starting “{name}”.")
+container_stop = _container_action(ContainerSnapshot.Action.STOP, "Stopping “{name}”.")
+container_restart = _container_action(ContainerSnapshot.Action.RESTART, "Restarting “{name}”.")
+_container_remove = _container_action(ContainerSnapshot.Action.REMOVE, "Removing “{name}”.")
+
+
+@require_http_methods(["GET", "POST"])
+def container_remove(request, container_id):
+    if request.method == "POST":
+        return _container_remove(request, container_id)
+    container = get_for_user(ContainerSnapshot, request, container_id)
+    return render(request, "hosting/container_remove.html", {"container": container, "server": container.server})
+
+
+def _app_form_page(request, server, form, app=None, status=200):
+    context = {"server": server, "app": app, "form": form,
+               "deployments": app.deployments.all()[:20] if app else [], "latest": app.deployments.first() if app else None}
+    return render(request, "hosting/app_detail.html" if app else "hosting/app_new.html", context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+def app_new(request, server_id):
+    server = get_server_for_user(request, server_id)
+    form = AppForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            app = services.app_create(actor=request.user, server=server, request=request, **form.compose())
+        except ValidationError as error:
+            add_errors(form, error)
+        else:
+            messages.success(request, f"Deploying “{app.name}”: compose's output follows below.")
+            return redirect("hosting:app_detail", app_id=app.pk)
+    return _app_form_page(request, server, form, status=400 if form.errors else 200)
+
+
+@require_GET
+def app_detail(request, app_id):
+    app = get_for_user(App, request, app_id)
+    form = AppForm(initial={"name": app.name, "compose_file": services.app_latest_file(app)}, renaming=False)
+    return _app_form_page(request, app.server, form, app=app)
+
+
+@require_GET
+def app_live(request, app_id):
+    app = get_for_user(App, request, app_id)
+    return render(request, "hosting/partials/app_live.html", {"app": app, "latest": app.deployments.first()})
+
+
+@require_POST
+def app_deploy(request, app_id):
+    app = get_for_user(App, request, app_id)
+    form = AppForm(request.POST, request.FILES, renaming=False)
+    if form.is_valid():
+        try:
+            services.app_deploy(actor=request.user, app=app, compose_file=form.compose()["compose_file"], request=request)
+        except ValidationError as error:
+            add_errors(form, error)
+        else:
+            messages.success(request, f"Deploying “{app.name}” again.")
+            return redirect("hosting:app_detail", app_id=app.pk)
+    return _app_form_page(request, app.server, form, app=app, status=400)
+
+
+def _app_action(service, done):
+    """A stop or remove of an app."""
+    return post_action(partial(get_for_user, App), lambda request, app: service(actor=request.user, app=app, request=request),
+                        done, lambda app: reverse("hosting:app_detail", args=[app.pk]))
+
+
+app_stop = _app_action(services.app_stop, "Stopping “{name}”.")
+_app_remove = _app_action(services.app_remove, "Removing “{name}”: its containers and networks go; its volumes stay.")
+
+
+@require_http_methods(["GET", "POST"])
+def app_remove(request, app_id):
+    if request.method == "POST":
+        return _app_remove(request, app_id)
+    app = get_for_user(App, request, app_id)
+    return render(request, "hosting/app_remove.html", {"app": app, "server": app.server})
