@@ -49,6 +49,20 @@ class DockerError(Exception):
 
 
 @dataclass(frozen=True)
+class Engine:
+    """A node's Docker engine, as the panel reaches it, with the facts of that node
+    its servers are made with. Every call to a node's engine names one: Engine.of(node)."""
+
+    url: str
+    subnet: str  # the servers' network on the node: a server's address is its slot + 1 in it
+    uid_base: int  # rootless: the root of the server in slot N is uid_base + N × UIDS_PER_SERVER
+
+    @classmethod
+    def of(cls, node):
+        return cls(url=node.engine_url, subnet=node.server_subnet, uid_base=node.server_uid_base)
+
+
+@dataclass(frozen=True)
 class ServerSpec:
     """What a virtual server container is made of."""
 
@@ -110,9 +124,9 @@ _clients = {}
 _clients_lock = threading.Lock()
 
 
-def _client(base_url=None, timeout=None):
-    """A client per daemon and timeout, kept: creating one asks the daemon its API version."""
-    key = (base_url or settings.DOCKER_HOST_URL, timeout or settings.DOCKER_TIMEOUT)
+def _client(engine, timeout=None):
+    """A client per engine and timeout, kept: creating one asks the engine its API version."""
+    key = (engine.url, timeout or settings.DOCKER_TIMEOUT)
     with _clients_lock:
         client = _clients.get(key)
     if client is None:
@@ -179,16 +193,16 @@ def _resources(memory_mb, cpus, pids_limit):
 
 
 @_translate_errors
-def network_ensure(name):
-    """The servers' bridge network, on SERVER_NETWORK_SUBNET, which their fixed
+def network_ensure(engine, name):
+    """The servers' bridge network on the node, on its subnet, which their fixed
     addresses come from. Returns the subnet.
 
     Servers on it cannot talk to each other (no inter-container traffic); the
     host, where Caddy runs, reaches every one. A network of that name on
     another subnet (an older panel's) is made again if it is ours and empty.
     """
-    client = _client()
-    subnet = ipaddress.ip_network(settings.SERVER_NETWORK_SUBNET)
+    client = _client(engine)
+    subnet = ipaddress.ip_network(engine.subnet)
     for network in client.networks.list(names=[name]):
         owner, subnets = _network_facts(network)
         if owner != settings.PANEL_INSTANCE:
@@ -228,19 +242,19 @@ def _network_facts(network):
     return (network.attrs.get("Labels") or {}).get("controlpanel.instance"), {config.get("Subnet") for config in configs}
 
 
-def server_slots():
-    """How many servers this node has room for: an address each (.1 is the
+def server_slots(engine):
+    """How many servers the node has room for: an address each (.1 is the
     network's gateway, the last its broadcast) and, rootless, a uid range each."""
-    slots = ipaddress.ip_network(settings.SERVER_NETWORK_SUBNET).num_addresses - 3
+    slots = ipaddress.ip_network(engine.subnet).num_addresses - 3
     if settings.SERVER_ISOLATION == "rootless":
-        slots = min(slots, (2**32 - 1 - settings.SERVER_UID_BASE) // UIDS_PER_SERVER - 1)
+        slots = min(slots, (2**32 - 1 - engine.uid_base) // UIDS_PER_SERVER - 1)
     return slots
 
 
 @_translate_errors
-def server_create(spec: ServerSpec):
+def server_create(engine, spec: ServerSpec):
     """Create (not start) the DinD container. An existing one is kept."""
-    client = _client()
+    client = _client(engine)
     try:
         existing = client.api.inspect_container(spec.container_name)
     except docker.errors.NotFound:
@@ -250,10 +264,10 @@ def server_create(spec: ServerSpec):
             return  # ours, from an earlier attempt
         # Same name, someone else's container (another panel, or by hand): never adopt it.
         raise DockerError(f"A container named {spec.container_name} already exists and does not belong to this server.")
-    if not 1 <= spec.slot <= server_slots():
-        raise DockerError(f"Slot {spec.slot} is outside this node's {server_slots()} (SERVER_NETWORK_SUBNET, SERVER_UID_BASE).")
+    if not 1 <= spec.slot <= server_slots(engine):
+        raise DockerError(f"Slot {spec.slot} is outside this node's {server_slots(engine)} (its subnet and uid base).")
     # A fixed address: while the server exists it is no one else's, so its domains can only reach it.
-    address = str(network_ensure(settings.SERVER_NETWORK)[spec.slot + 1])
+    address = str(network_ensure(engine, settings.SERVER_NETWORK)[spec.slot + 1])
     rootless = settings.SERVER_ISOLATION == "rootless"
     os.makedirs(spec.socket_dir, mode=0o700, exist_ok=True)
     os.makedirs(spec.identity_dir, mode=0o755, exist_ok=True)
@@ -326,9 +340,9 @@ def _read_file(client, container, path):
         return archive.extractfile(member).read().decode()
 
 
-def _engine_address():
+def _engine_address(engine):
     """("unix", path) or ("tcp", host, port) of the node's engine."""
-    url = urlsplit(settings.DOCKER_HOST_URL)
+    url = urlsplit(engine.url)
     if url.scheme in ("unix", "http+unix"):
         return "unix", url.path
     return "tcp", url.hostname, url.port or 2375
@@ -347,10 +361,10 @@ def _check_started(head):
         raise DockerError(f"Docker refused to start the process in the server ({status.decode(errors='replace')}).")
 
 
-def _exec_attach(exec_id, timeout):
+def _exec_attach(engine, exec_id, timeout):
     """Start an exec without a TTY, blocking: the socket of its stdin (write, then shut
     down for its end) and of Docker's multiplexed output frames, and what came after the head."""
-    kind, *where = _engine_address()
+    kind, *where = _engine_address(engine)
     if kind == "unix":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
@@ -374,7 +388,7 @@ def _exec_attach(exec_id, timeout):
 
 
 @_translate_errors
-def container_exec(name, command, *, stdin=b"", on_output=None, timeout=300):
+def container_exec(engine, name, command, *, stdin=b"", on_output=None, timeout=300):
     """Run `command` in a server container as its user, `stdin` its input:
     (exit code, its last MiB of output as text). With on_output, each piece of
     output is handed to it as it comes (bytes).
@@ -384,10 +398,10 @@ def container_exec(name, command, *, stdin=b"", on_output=None, timeout=300):
     runs under `timeout` inside the server too, so it is killed there as well.
     """
     deadline = time.monotonic() + timeout
-    api = _client().api
+    api = _client(engine).api
     bounded = ["timeout", "-k", "5", str(int(timeout)), *command]
     exec_id = api.exec_create(name, bounded, stdin=True, stdout=True, stderr=True)["Id"]
-    sock, pending = _exec_attach(exec_id, settings.DOCKER_TIMEOUT)
+    sock, pending = _exec_attach(engine, exec_id, settings.DOCKER_TIMEOUT)
     output = bytearray()
     try:
         sock.sendall(stdin)
@@ -457,21 +471,21 @@ def _write_accounts(client, spec):
 
 
 @_translate_errors
-def container_start(name):
-    _client().containers.get(name).start()  # starting a running container is a no-op
+def container_start(engine, name):
+    _client(engine).containers.get(name).start()  # starting a running container is a no-op
 
 
 @_translate_errors
-def container_stop(name, timeout=10):
+def container_stop(engine, name, timeout=10):
     try:
-        _client(timeout=settings.DOCKER_TIMEOUT + timeout).containers.get(name).stop(timeout=timeout)
+        _client(engine, timeout=settings.DOCKER_TIMEOUT + timeout).containers.get(name).stop(timeout=timeout)
     except docker.errors.NotFound:
         pass
 
 
 @_translate_errors
-def container_restart(name, timeout=10):
-    _client(timeout=settings.DOCKER_TIMEOUT + timeout).containers.get(name).restart(timeout=timeout)
+def container_restart(engine, name, timeout=10):
+    _client(engine, timeout=settings.DOCKER_TIMEOUT + timeout).containers.get(name).restart(timeout=timeout)
 
 
 def _is_ours(labels, expected, adopt_unlabelled=False):
@@ -487,13 +501,13 @@ def _is_ours(labels, expected, adopt_unlabelled=False):
 
 
 @_translate_errors
-def server_remove(container_name, *, labels, adopt_unlabelled=False, volume_name=None):
+def server_remove(engine, container_name, *, labels, adopt_unlabelled=False, volume_name=None):
     """Remove the server's container, and its volume when named.
 
     Only what carries this server's labels is removed: a container or volume
     of the same name made by someone else is left alone.
     """
-    client = _client()
+    client = _client(engine)
     try:
         container = client.containers.get(container_name)
         if _is_ours(container.labels, labels, adopt_unlabelled):
@@ -512,22 +526,24 @@ def server_remove(container_name, *, labels, adopt_unlabelled=False, volume_name
 
 
 @_translate_errors
-def container_update_limits(name, *, memory_mb, cpus, pids_limit):
-    client = _client()
+def container_update_limits(engine, name, *, memory_mb, cpus, pids_limit):
+    client = _client(engine)
     container = client.containers.get(name)
     memory = memory_mb * 1024 * 1024
-    # docker-py's update() knows neither NanoCpus nor PidsLimit; the API does.
-    client.api._post_json(
-        client.api._url("/containers/{0}/update", container.id),
-        data={"Memory": memory, "MemorySwap": memory, "NanoCpus": int(cpus * 1e9), "PidsLimit": pids_limit},
+    # docker-py's update_container() knows neither NanoCpus nor PidsLimit; the API does. The
+    # client is a requests session, its base URL and API version public: the endpoint, as documented.
+    client.api.post(
+        f"{client.api.base_url}/v{client.api.api_version}/containers/{container.id}/update",
+        json={"Memory": memory, "MemorySwap": memory, "NanoCpus": int(cpus * 1e9), "PidsLimit": pids_limit},
+        timeout=settings.DOCKER_TIMEOUT,
     ).raise_for_status()
 
 
 @_translate_errors
-def container_info(name):
+def container_info(engine, name):
     """The container's state, or None when there is no such container."""
     try:
-        attrs = _client().api.inspect_container(name)
+        attrs = _client(engine).api.inspect_container(name)
     except docker.errors.NotFound:
         return None
     networks = attrs.get("NetworkSettings", {}).get("Networks", {}) or {}
@@ -543,29 +559,29 @@ def container_info(name):
 # uid, never root), so the owner gets no more than a shell of their own.
 
 @_translate_errors
-def exec_create(container, command, *, tty, env=None):
+def exec_create(engine, container, command, *, tty, env=None):
     """An exec, not started yet; its id. stdin is always attached."""
-    return _client().api.exec_create(container, command, stdin=True, tty=tty, environment=env or {})["Id"]
+    return _client(engine).api.exec_create(container, command, stdin=True, tty=tty, environment=env or {})["Id"]
 
 
 @_translate_errors
-def exec_resize(exec_id, *, rows, cols):
-    _client().api.exec_resize(exec_id, height=rows, width=cols)
+def exec_resize(engine, exec_id, *, rows, cols):
+    _client(engine).api.exec_resize(exec_id, height=rows, width=cols)
 
 
 @_translate_errors
-def exec_inspect(exec_id):
+def exec_inspect(engine, exec_id):
     """(running, exit code) of an exec."""
-    info = _client().api.exec_inspect(exec_id)
+    info = _client(engine).api.exec_inspect(exec_id)
     return info.get("Running", False), info.get("ExitCode")
 
 
-async def exec_stream(exec_id, *, tty, timeout=10):
+async def exec_stream(engine, exec_id, *, tty, timeout=10):
     """Start an exec and return its raw stream (asyncio reader, writer): what is
     written is its stdin; with a TTY what is read is the terminal's output,
     without one Docker's multiplexed frames. Closing the writer is, for the
     process, its stdin ending."""
-    kind, *where = _engine_address()
+    kind, *where = _engine_address(engine)
     try:
         if kind == "unix":
             reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(where[0]), timeout)
@@ -730,18 +746,18 @@ def inner_containers_json(socket_dir, *, timeout, max_bytes):
 
 
 @_translate_errors
-def host_containers_json(*, timeout):
-    """`GET /containers/json?all=1` of the host's daemon (the panel's own: trusted)."""
-    return _client(timeout=timeout).api.containers(all=True)
+def host_containers_json(engine, *, timeout):
+    """`GET /containers/json?all=1` of a node's engine (the panel's own: trusted)."""
+    return _client(engine, timeout=timeout).api.containers(all=True)
 
 
 @_translate_errors
-def engine_facts():
-    """What the admin dashboard shows about the Docker host."""
-    info = _client(timeout=5).info()
+def engine_facts(engine):
+    """What the admin dashboard shows about a node's engine."""
+    info = _client(engine, timeout=5).info()
     return {"cpus": info.get("NCPU"), "memory_bytes": info.get("MemTotal"), "docker_version": info.get("ServerVersion")}
 
 
 @_translate_errors
-def engine_ping():
-    return _client(timeout=5).ping()
+def engine_ping(engine):
+    return _client(engine, timeout=5).ping()

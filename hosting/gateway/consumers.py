@@ -35,7 +35,7 @@ WATCH_BACKLOG = 64  # output messages a watcher may lag behind before it is let 
 def _server_for(user, server_id):
     if not (user.is_authenticated and user.is_active):
         return None
-    return VirtualServer.objects.for_user(user).filter(pk=server_id).first()
+    return VirtualServer.objects.for_user(user).select_related("node").filter(pk=server_id).first()
 
 
 def _client_ip(scope):

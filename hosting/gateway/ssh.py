@@ -72,7 +72,7 @@ def _authorize(login, fingerprint):
     key = SshKey.objects.select_related("user").filter(fingerprint=fingerprint, user__is_active=True).first()
     if key is None or not login.startswith("server") or not login[6:].isdigit():
         return None
-    server = VirtualServer.objects.for_user(key.user).filter(pk=int(login[6:])).first()
+    server = VirtualServer.objects.for_user(key.user).select_related("node").filter(pk=int(login[6:])).first()
     return (key, server) if server else None
 
 
@@ -146,6 +146,7 @@ class GatewayServer(asyncssh.SSHServer, terminals.GatewaySession):
             await _refused(username, fingerprint, self.client, self.address)
             return False
         self.key, self.server = found
+        self.engine = docker.Engine.of(self.server.node)  # where its shells and commands run
         return True
 
     async def auth_completed(self):
@@ -248,8 +249,8 @@ async def _relay(session, reader, writer, process_in, out, err=None):
 
 
 async def _exec(gateway, command, process):
-    exec_id = await asyncio.to_thread(docker.exec_create, gateway.server.container_name, command, tty=False)
-    reader, writer = await docker.exec_stream(exec_id, tty=False)
+    exec_id = await asyncio.to_thread(docker.exec_create, gateway.engine, gateway.server.container_name, command, tty=False)
+    reader, writer = await docker.exec_stream(gateway.engine, exec_id, tty=False)
     return exec_id, reader, writer
 
 
@@ -260,7 +261,7 @@ async def _command(gateway, process):
     try:
         exec_id, reader, writer = await _exec(gateway, ["controlpanel-shell", "-c", process.command], process)
         await _relay(session, reader, writer, process.stdin, process.stdout, process.stderr)
-        _, code = await asyncio.to_thread(docker.exec_inspect, exec_id)
+        _, code = await asyncio.to_thread(docker.exec_inspect, gateway.engine, exec_id)
         process.exit(code if isinstance(code, int) else 1)
     finally:
         await session.end(terminals.Ended.FINISHED)
@@ -376,7 +377,7 @@ class _SshOwner:
             return
         if reason != terminals.Ended.SHELL_ENDED:
             self.process.stdout.write(f"\r\n[{reason}]\r\n".encode())
-        _, code = await asyncio.to_thread(docker.exec_inspect, self.terminal.exec_id)
+        _, code = await asyncio.to_thread(docker.exec_inspect, self.terminal.engine, self.terminal.exec_id)
         self.process.exit(code if isinstance(code, int) else 0)
 
 

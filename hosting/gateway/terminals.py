@@ -90,6 +90,7 @@ class Terminal(GatewaySession):
 
     def __init__(self, *, user, server, client_ip, kind=TerminalSession.Kind.BROWSER, command=None):
         self.user_email, self.server_name, self.container = user.email, server.name, server.container_name
+        self.engine = docker.Engine.of(server.node)
         self.client_ip, self.kind = client_ip, kind
         self.command = command or ["controlpanel-shell"]
         self.scrollback = bytearray()
@@ -107,10 +108,10 @@ class Terminal(GatewaySession):
 
     async def start(self, rows=24, cols=80):
         env = {"TERM": "xterm-256color", "CONTROLPANEL_TERMINAL": self.id}
-        self.exec_id = await asyncio.to_thread(docker.exec_create, self.container, self.command, tty=True, env=env)
-        self.reader, self.writer = await docker.exec_stream(self.exec_id, tty=True)
-        guard_id = await asyncio.to_thread(docker.exec_create, self.container, ["controlpanel-guard", self.id], tty=False)
-        _, self.guard = await docker.exec_stream(guard_id, tty=False)
+        self.exec_id = await asyncio.to_thread(docker.exec_create, self.engine, self.container, self.command, tty=True, env=env)
+        self.reader, self.writer = await docker.exec_stream(self.engine, self.exec_id, tty=True)
+        guard_id = await asyncio.to_thread(docker.exec_create, self.engine, self.container, ["controlpanel-guard", self.id], tty=False)
+        _, self.guard = await docker.exec_stream(self.engine, guard_id, tty=False)
         await self.resize(rows, cols)
         self.row_id = await record_opened(self)
         self.started = True
@@ -178,7 +179,7 @@ class Terminal(GatewaySession):
     async def resize(self, rows, cols):
         rows, cols = max(2, min(int(rows), 500)), max(10, min(int(cols), 1000))
         try:
-            await asyncio.to_thread(docker.exec_resize, self.exec_id, rows=rows, cols=cols)
+            await asyncio.to_thread(docker.exec_resize, self.engine, self.exec_id, rows=rows, cols=cols)
         except docker.DockerError:
             pass  # the shell has just ended; the pump says so
 

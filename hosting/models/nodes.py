@@ -9,8 +9,8 @@ class Node(models.Model):
     """A Docker host the panel drives."""
 
     name = models.SlugField(max_length=64, unique=True)
-    docker_url = models.CharField(max_length=255)
-    # Its own facts; empty: the settings' (SERVER_NETWORK_SUBNET, SERVER_UID_BASE), as for the local node.
+    # Its own facts; empty: the settings' (DOCKER_HOST_URL, SERVER_NETWORK_SUBNET, SERVER_UID_BASE), as for the local node.
+    docker_url = models.CharField(max_length=255, blank=True)  # its engine
     subnet = models.CharField(max_length=43, blank=True)  # the servers' network: each server's address is slot + 1 in it
     uid_base = models.PositiveBigIntegerField(null=True, blank=True)  # rootless: the slot N server's root is base + N × UIDS_PER_SERVER
     created_at = models.DateTimeField(default=timezone.now)
@@ -26,6 +26,10 @@ class Node(models.Model):
         return self.name
 
     @property
+    def engine_url(self):
+        return self.docker_url or settings.DOCKER_HOST_URL
+
+    @property
     def server_subnet(self):
         return self.subnet or settings.SERVER_NETWORK_SUBNET
 
@@ -35,8 +39,6 @@ class Node(models.Model):
 
     @classmethod
     def local(cls):
-        """The node configured from settings, created on first use."""
-        node, _ = cls.objects.get_or_create(
-            name=settings.NODE_NAME, defaults={"docker_url": settings.DOCKER_HOST_URL}
-        )
+        """The panel's own host, configured by the settings (NODE_NAME names it), created on first use."""
+        node, _ = cls.objects.get_or_create(name=settings.NODE_NAME)
         return node

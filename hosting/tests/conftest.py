@@ -20,6 +20,7 @@ from hosting.benchmarks import inside
 from hosting.benchmarks.inside import TEST_APP_IMAGE
 from hosting.backends import docker
 from hosting import services
+from hosting.models import Node
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_INSTANCE = "controlpanel-test"
@@ -39,7 +40,7 @@ def _remove_test_objects():
 @pytest.fixture(scope="session")
 def docker_engine():
     try:
-        docker.engine_ping()
+        docker.engine_ping(docker.Engine.of(Node()))  # the local engine, as the settings say
     except docker.DockerError as error:
         pytest.fail(f"{error} The integration tests need a Docker engine: `.ci/test` starts one.")
     subprocess.run([ROOT / "hosting/images/build"], check=True)

@@ -16,32 +16,33 @@ class FakeDocker:
         if self.fail_with:
             raise docker.DockerError(self.fail_with)
 
-    def server_create(self, spec):
+    def server_create(self, engine, spec):
         self._call("server_create", spec.container_name)
+        self.last_engine = engine
         self.containers.setdefault(spec.container_name, "created")
         self.last_spec = spec
 
-    def container_start(self, name):
+    def container_start(self, engine, name):
         self._call("container_start", name)
         self.containers[name] = "running"
 
-    def container_stop(self, name, timeout=10):
+    def container_stop(self, engine, name, timeout=10):
         self._call("container_stop", name)
         if name in self.containers:
             self.containers[name] = "exited"
 
-    def container_restart(self, name, timeout=10):
+    def container_restart(self, engine, name, timeout=10):
         self._call("container_restart", name)
         self.containers[name] = "running"
 
-    def server_remove(self, container_name, *, labels, adopt_unlabelled=False, volume_name=None):
+    def server_remove(self, engine, container_name, *, labels, adopt_unlabelled=False, volume_name=None):
         self.calls.append(("server_remove", container_name, volume_name))
         self.containers.pop(container_name, None)
 
-    def container_update_limits(self, name, **limits):
+    def container_update_limits(self, engine, name, **limits):
         self._call("container_update_limits", name, limits)
 
-    def host_containers_json(self, *, timeout):
+    def host_containers_json(self, engine, *, timeout):
         """The server containers, as the host lists them."""
         if self.fail_with:
             raise docker.DockerError(self.fail_with)
@@ -53,10 +54,10 @@ class FakeDocker:
             raise docker.DockerError(self.fail_with)
         return self.inner.get(socket_dir, [])
 
-    def engine_facts(self):
+    def engine_facts(self, engine):
         return {"cpus": 2, "memory_bytes": 24 * 2**30, "docker_version": "20.10.24"}
 
-    def container_info(self, name):
+    def container_info(self, engine, name):
         if self.fail_with:
             raise docker.DockerError(self.fail_with)
         state = self.containers.get(name)

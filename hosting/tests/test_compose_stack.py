@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 from urllib.parse import urljoin
 
+import docker as docker_sdk
 import pytest
 import requests
 from websockets.sync.client import connect
 
 from hosting.benchmarks import inside
-from hosting.backends import docker
 
 from .conftest import TEST_APP_IMAGE, free_port, unmount_all_below, wait_until
 
@@ -166,7 +166,7 @@ def stack(tmp_path_factory):
 
 def _remove_servers(folder):
     """The virtual servers the stack made (they are not compose's): containers, volumes, network, sockets."""
-    client = docker._client()
+    client = docker_sdk.from_env()
     for container in client.containers.list(all=True, filters={"label": f"controlpanel.instance={PROJECT}"}):
         container.remove(force=True)
     for volume in client.volumes.list(filters={"label": f"controlpanel.instance={PROJECT}"}):
@@ -219,7 +219,7 @@ def test_the_stack_from_first_admin_to_restore(stack, tmp_path):
     # An admin's limit change: saved by the web tier, applied by the worker.
     stack.post(admin, server_page, {"memory_mb": "512", "cpus": "0.5", "pids_limit": "512"},
                action=f"/servers/{server_id}/limits/")
-    assert wait_until(lambda: docker._client().api.inspect_container(container_name)["HostConfig"]["Memory"] == 512 * 2**20,
+    assert wait_until(lambda: docker_sdk.from_env().api.inspect_container(container_name)["HostConfig"]["Memory"] == 512 * 2**20,
                       timeout=60, what="the new memory limit on the container"), stack.logs()
 
     # A terminal through the gateway.
@@ -249,7 +249,7 @@ def test_the_stack_from_first_admin_to_restore(stack, tmp_path):
     stack.compose("down", "-v")
     _restore(stack, backup)
     everything_is_there()
-    assert docker._client().containers.get(container_name).status == "running"  # the server never stopped
+    assert docker_sdk.from_env().containers.get(container_name).status == "running"  # the server never stopped
 
 
 def _terminal(stack, session, server_id, command, expect):

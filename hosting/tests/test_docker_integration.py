@@ -10,7 +10,7 @@ from hosting import services
 from hosting.activity import Action
 from hosting.backends import docker
 from hosting.benchmarks import inside
-from hosting.models import VirtualServer
+from hosting.models import Node, VirtualServer
 
 from .conftest import TEST_APP_IMAGE, inner_client, inner_daemon_answers
 
@@ -164,7 +164,7 @@ def test_one_server_cannot_reach_anothers_inner_docker_api(real_docker, alice, b
         b = services.server_create(owner=bob, name="b")
     inner_daemon_answers(a)
     inner_daemon_answers(b)
-    b_ip = docker.container_info(b.container_name).ip_address
+    b_ip = docker.container_info(docker.Engine.of(b.node), b.container_name).ip_address
     container_a = real_docker.containers.get(a.container_name)
 
     # Only A's own socket is mounted into A.
@@ -245,6 +245,7 @@ def test_two_first_creates_at_once_both_get_the_servers_network(real_docker, set
         for network in real_docker.networks.list(names=[settings.SERVER_NETWORK]):
             network.remove()
         with ThreadPoolExecutor(2) as pool:
-            subnets = list(pool.map(lambda _: docker.network_ensure(settings.SERVER_NETWORK), range(2)))
+            engine = docker.Engine.of(Node.local())
+            subnets = list(pool.map(lambda _: docker.network_ensure(engine, settings.SERVER_NETWORK), range(2)))
         assert subnets == [ipaddress.ip_network(settings.SERVER_NETWORK_SUBNET)] * 2
         assert len(real_docker.networks.list(names=[settings.SERVER_NETWORK])) == 1

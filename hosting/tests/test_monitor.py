@@ -176,9 +176,9 @@ def test_two_cycles_started_together_one_runs_one_skips(fake_docker, monkeypatch
     original = fake_docker.host_containers_json
     gate = threading.Event()
 
-    def slow(**kwargs):
+    def slow(engine, **kwargs):
         gate.wait(5)
-        return original(**kwargs)
+        return original(engine, **kwargs)
 
     monkeypatch.setattr(docker, "host_containers_json", slow)
     results = []

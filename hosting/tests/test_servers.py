@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from accounts.models import ActivityLog
 from hosting import services
+from hosting.backends import docker
 from hosting.activity import Action
 from hosting.models import Node, VirtualServer
 
@@ -178,6 +179,20 @@ def test_a_full_node_says_so_and_makes_no_container(as_alice, alice, fake_docker
     assert server.state == "failed" and server.slot is None
     assert "room for 253 servers" in server.last_error
     assert server.container_name not in fake_docker.containers
+
+
+def test_a_server_is_made_with_its_own_nodes_engine_subnet_and_uids(alice, fake_docker, committed, settings):
+    node = Node.objects.create(name="second", docker_url="tcp://192.0.2.7:2376", subnet="10.215.0.0/24", uid_base=2**31)
+    with committed():
+        server = services.server_create(owner=alice, name="elsewhere")
+        VirtualServer.objects.filter(pk=server.pk).update(node=node)  # placement is #26's: here, by hand
+    server.refresh_from_db()
+    assert server.state == "running" and server.slot == 1
+    assert fake_docker.last_engine == docker.Engine(url="tcp://192.0.2.7:2376", subnet="10.215.0.0/24", uid_base=2**31)
+    assert fake_docker.last_spec.uid == server.host_uid == 2**31 + 65536
+    # The local node's facts are the settings', read when used.
+    settings.SERVER_NETWORK_SUBNET, settings.SERVER_UID_BASE = "10.216.0.0/16", 2**29
+    assert docker.Engine.of(Node.local()) == docker.Engine(url=settings.DOCKER_HOST_URL, subnet="10.216.0.0/16", uid_base=2**29)
 
 
 def test_delete_can_keep_the_volume(as_alice, server, fake_docker, committed, settings):

@@ -134,8 +134,8 @@ def _digest(fields):
 
 # Reading -----------------------------------------------------------------------
 
-def _read_host():
-    return _read(HOST, lambda: docker.host_containers_json(timeout=settings.MONITOR_DAEMON_TIMEOUT))
+def _read_host(node):
+    return _read(HOST, lambda: docker.host_containers_json(docker.Engine.of(node), timeout=settings.MONITOR_DAEMON_TIMEOUT))
 
 
 def _read_inner(server):
@@ -387,11 +387,11 @@ def run_cycle():
             cache.delete(LOCK_KEY)
 
 
-def host_facts():
-    """The engine's facts, and the disk where servers keep their data, for the dashboard."""
+def host_facts(node):
+    """The node's engine's facts, and the disk where servers keep their data, for the dashboard."""
     facts = {}
     try:
-        facts.update(docker.engine_facts())
+        facts.update(docker.engine_facts(docker.Engine.of(node)))
     except docker.DockerError:
         pass
     try:
@@ -404,9 +404,9 @@ def host_facts():
 
 def _cycle():
     started, clock = timezone.now(), time.perf_counter()
-    host_read = _read_host()
-    servers = list(VirtualServer.objects.live().only(*POLLED_FIELDS))
     node = Node.local()
+    host_read = _read_host(node)
+    servers = list(VirtualServer.objects.live().only(*POLLED_FIELDS))
     now, inner_reads, states = timezone.now(), [], {}
     if host_read.error:
         log.warning("monitor: host daemon failed: %s", host_read.error)
@@ -433,7 +433,7 @@ def _cycle():
         total_read_ms=int(sum(r.seconds for r in reads) * 1000),
         db_ms=db_ms,
         failures=failures[:50],
-        host=host_facts() if not host_read.error else {},
+        host=host_facts(node) if not host_read.error else {},
     )
 
 

@@ -48,6 +48,7 @@ def server_spec(server):
 def _remove(server, *, keep_volume):
     spec = server_spec(server)
     docker.server_remove(
+        _engine(server),
         spec.container_name,
         labels=spec.labels,
         adopt_unlabelled=server.imported,
@@ -56,6 +57,10 @@ def _remove(server, *, keep_volume):
     disks.folder_remove(spec.socket_dir)
     disks.folder_remove(spec.identity_dir)
     disks.disk_remove(image=str(server.disk_image), mountpoint=str(server.disk_dir), keep_image=keep_volume)
+
+
+def _engine(server):
+    return docker.Engine.of(server.node)
 
 
 def _disk_owner(server):
@@ -79,16 +84,16 @@ def _unmount(server):
         disks.unmount(str(server.socket_dir))
 
 
-def _start(server):
-    _claim_slot(server)
+def _start(server, engine):
+    _claim_slot(server, engine)
     mounted_now = _mount(server)
-    docker.server_create(server_spec(server))
-    info = docker.container_info(server.container_name) if mounted_now else None  # only then can it have started early
+    docker.server_create(engine, server_spec(server))
+    info = docker.container_info(engine, server.container_name) if mounted_now else None  # only then can it have started early
     if info and info.state in (Observed.RUNNING, Observed.RESTARTING):
         # It started before its disk was there (the node rebooted): start it again, onto its disk.
-        docker.container_restart(server.container_name)
+        docker.container_restart(engine, server.container_name)
     else:
-        docker.container_start(server.container_name)
+        docker.container_start(engine, server.container_name)
 
 
 def server_reconcile(*, server_id):
@@ -100,25 +105,25 @@ def server_reconcile(*, server_id):
     server = VirtualServer.objects.select_related("owner", "node").get(pk=server_id)
     if server.deleted_at:
         return
-    operation = server.operation
+    operation, engine = server.operation, _engine(server)
     try:
         if server.desired_state == Desired.DELETED:
             _remove(server, keep_volume=settings.SERVER_KEEP_VOLUME_ON_DELETE)
         elif server.desired_state == Desired.RUNNING:
-            if operation == Op.RESTARTING and docker.container_info(server.container_name):
+            if operation == Op.RESTARTING and docker.container_info(engine, server.container_name):
                 if server.disk_mb is None:
-                    docker.container_restart(server.container_name)
+                    docker.container_restart(engine, server.container_name)
                 else:  # with its disk let go of in between, so a new size applies
-                    docker.container_stop(server.container_name)
+                    docker.container_stop(engine, server.container_name)
                     _unmount(server)
-            _start(server)
+            _start(server, engine)
         else:
-            docker.container_stop(server.container_name)
+            docker.container_stop(engine, server.container_name)
             _unmount(server)
-        info = docker.container_info(server.container_name)
+        info = docker.container_info(engine, server.container_name)
         if info and server.desired_state != Desired.DELETED:
             # Limits are desired state too: an admin's change reaches the container here.
-            docker.container_update_limits(server.container_name, memory_mb=server.memory_mb, cpus=float(server.cpus),
+            docker.container_update_limits(engine, server.container_name, memory_mb=server.memory_mb, cpus=float(server.cpus),
                                            pids_limit=server.pids_limit)
     except (docker.DockerError, disks.DiskError) as error:
         _record_failure(server, operation, str(error))
@@ -130,14 +135,14 @@ def server_reconcile(*, server_id):
         monitor.refresh_server(server, wait=settings.MONITOR_DAEMON_TIMEOUT)
 
 
-def _claim_slot(server):
+def _claim_slot(server, engine):
     """Give the server the lowest free slot on its node, if it has none yet."""
     node_servers = VirtualServer.objects.filter(node=server.node_id)
     while server.slot is None:
         slot = node_servers.free_slot()
-        if slot > docker.server_slots():
-            raise docker.DockerError(f"This node has room for {docker.server_slots()} servers and all are taken: "
-                                     "delete one, or give the panel a larger SERVER_NETWORK_SUBNET.")
+        if slot > docker.server_slots(engine):
+            raise docker.DockerError(f"This node has room for {docker.server_slots(engine)} servers and all are taken: "
+                                     "delete one, or give the node a larger subnet (SERVER_NETWORK_SUBNET for this host).")
         try:
             with transaction.atomic():
                 if node_servers.filter(pk=server.pk, slot__isnull=True).update(slot=slot):
@@ -174,7 +179,7 @@ def _record_failure(server, operation, message):
             log.warning("could not clean up after failed create of %s", server.container_name)
     fields = {"operation": Op.NONE, "last_error": message, "observed_at": timezone.now(), "updated_at": timezone.now()}
     try:
-        info = docker.container_info(server.container_name)
+        info = docker.container_info(_engine(server), server.container_name)
     except docker.DockerError:  # the engine is away: what runs is unknown, its address kept
         fields["observed_state"] = Observed.MISSING if operation == Op.CREATING else Observed.UNKNOWN
     else:

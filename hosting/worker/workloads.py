@@ -96,7 +96,7 @@ def _compose(server, app, script, output, *, timeout, stdin=b""):
     owner's own rights."""
     command = f"mkdir -p ~/{APPS_FOLDER}/{shlex.quote(app.name)} && cd ~/{APPS_FOLDER}/{shlex.quote(app.name)} && {script}"
     try:
-        code, _ = docker.container_exec(server.container_name, ["controlpanel-shell", "-c", command],
+        code, _ = docker.container_exec(docker.Engine.of(server.node), server.container_name, ["controlpanel-shell", "-c", command],
                                         stdin=stdin, on_output=output.add, timeout=timeout)
     finally:
         output.flush()
@@ -104,7 +104,7 @@ def _compose(server, app, script, output, *, timeout, stdin=b""):
 
 
 def app_run(*, deployment_id):
-    deployment = AppDeployment.objects.select_related("app__server__owner").get(pk=deployment_id)
+    deployment = AppDeployment.objects.select_related("app__server__owner", "app__server__node").get(pk=deployment_id)
     with one_at_a_time(deployment.app.server_id):
         return _app_run(deployment)
 

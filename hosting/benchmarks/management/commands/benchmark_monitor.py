@@ -100,7 +100,7 @@ class Command(BaseCommand):
             db.append(run.db_ms)
         writes = sum(1 for q in context.captured_queries if q["sql"].split()[0].upper() in ("INSERT", "UPDATE", "DELETE"))
 
-        raw = [self._raw_seconds(lambda: docker.host_containers_json(timeout=5))]
+        raw = [self._raw_seconds(lambda: docker.host_containers_json(docker.Engine.of(Node.local()), timeout=5))]
         raw += [self._raw_seconds(lambda s=s: docker.inner_containers_json(
             str(s.socket_dir), timeout=5, max_bytes=settings.MONITOR_MAX_BODY_BYTES)) for s in servers]
 

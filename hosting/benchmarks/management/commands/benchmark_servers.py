@@ -80,7 +80,7 @@ class Command(BaseCommand):
         runs = []
         for _ in range(5):
             started = time.perf_counter()
-            code, output = docker.container_exec(servers[0].container_name, ["controlpanel-shell", "-c", f"docker run --rm {TEST_APP_IMAGE} true"])
+            code, output = docker.container_exec(docker.Engine.of(servers[0].node), servers[0].container_name, ["controlpanel-shell", "-c", f"docker run --rm {TEST_APP_IMAGE} true"])
             if code != 0:
                 raise CommandError(f"inner docker run failed ({mode}): {output[-500:]}")
             runs.append(time.perf_counter() - started)

@@ -90,14 +90,14 @@ class Command(BaseCommand):
         ws.send(b"\x03")
         ws.close()
 
-        direct = asyncio.run(self._direct_echo(server, count))
+        direct = asyncio.run(self._direct_echo(docker.Engine.of(server.node), server, count))
         ms = lambda values, share: percentile(values, share) * 1000  # noqa: E731
         self.stdout.write(f"keystroke echo, through the gateway:   median {statistics.median(through_gateway) * 1000:.2f} ms, p99 {ms(through_gateway, 0.99):.2f} ms ({count} keys)")
         self.stdout.write(f"keystroke echo, docker exec directly:  median {statistics.median(direct) * 1000:.2f} ms, p99 {ms(direct, 0.99):.2f} ms")
 
-    async def _direct_echo(self, server, count):
-        exec_id = docker.exec_create(server.container_name, ["sh", "-c", "stty -echoctl; cat >/dev/null"], tty=True)
-        reader, writer = await docker.exec_stream(exec_id, tty=True)
+    async def _direct_echo(self, engine, server, count):
+        exec_id = docker.exec_create(engine, server.container_name, ["sh", "-c", "stty -echoctl; cat >/dev/null"], tty=True)
+        reader, writer = await docker.exec_stream(engine, exec_id, tty=True)
         await asyncio.sleep(0.5)
         times = []
         for _ in range(count):
