@@ -3,7 +3,7 @@ from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
 from . import activity
-from .models import User, normalize_email
+from .models import EMAIL_TAKEN, User, normalize_email
 
 
 class EmailField(forms.EmailField):
@@ -118,7 +118,7 @@ class UserCreateForm(NewPasswordMixin, forms.Form):
     def clean_email(self):
         email = self.cleaned_data["email"]
         if User.objects.filter(email=email).exists():
-            raise forms.ValidationError("A user with this email already exists.", code="duplicate_email")
+            raise forms.ValidationError(EMAIL_TAKEN, code="email_taken")
         return email
 
 

@@ -7,6 +7,9 @@ from django.utils import timezone
 
 from . import activity
 
+EMAIL_TAKEN = "A user with this email already exists."
+SSH_KEY_TAKEN = "This key already belongs to an account."
+
 
 def normalize_email(email):
     """The one canonical form of an email: trimmed, lowercased, its domain in
@@ -54,7 +57,7 @@ class User(AbstractBaseUser):
             models.UniqueConstraint(
                 Lower("email"),
                 name="%(app_label)s_%(class)s_unique_email_ci",
-                violation_error_message="A user with this email already exists.",
+                violation_error_message=EMAIL_TAKEN,
             ),
         ]
 
@@ -172,7 +175,7 @@ class SshKey(models.Model):
         ordering = ["name", "pk"]
         constraints = [
             models.UniqueConstraint(fields=["fingerprint"], name="%(app_label)s_%(class)s_unique_fingerprint",
-                                    violation_error_message="This key already belongs to an account."),
+                                    violation_error_message=SSH_KEY_TAKEN),
         ]
 
     def __str__(self):

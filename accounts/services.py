@@ -14,9 +14,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from controlpanel.errors import refusal
+
 from . import activity, throttling
 from .activity import Action
 from .models import (
+    EMAIL_TAKEN,
+    SSH_KEY_TAKEN,
     ActivityLog,
     RegistrationCode,
     SshKey,
@@ -25,6 +29,22 @@ from .models import (
     normalize_email,
 )
 from .signals import user_delete_check
+
+ERRORS = {
+    "invalid_code": "This registration code is not valid. Ask an administrator for a current one.",
+    "email_taken": EMAIL_TAKEN,
+    "last_admin": "This is the last enabled administrator; make someone else an administrator first.",
+    "own_admin": "You cannot remove your own administrator rights.",
+    "own_disable": "You cannot disable your own account.",
+    "own_delete": "You cannot delete your own account.",
+    "key_required": "Paste a public key: the one line of your id_ed25519.pub (or id_rsa.pub).",
+    "key_private": "That is a private key: never share it. Paste the public one (the .pub file).",
+    "key_invalid": "This is not an OpenSSH public key (ssh-ed25519 AAAA… or ssh-rsa AAAA…).",
+    "key_kind": "{kind} keys are not accepted: use ed25519, ECDSA or RSA of 3072 bits or more.",
+    "key_weak": "This RSA key has {bits} bits: use {least} or more, or an ed25519 key.",
+    "too_many_keys": "An account can have at most {limit} SSH keys.",
+    "key_taken": SSH_KEY_TAKEN,
+}
 
 # Activity log ----------------------------------------------------------------
 
@@ -179,9 +199,6 @@ def registration_code_find(code):
     return _usable_codes().filter(code=code.strip().upper()).select_related("created_by").first()
 
 
-INVALID_CODE = "This registration code is not valid. Ask an administrator for a current one."
-
-
 @transaction.atomic
 def user_signup(*, code, email, password, request=None):
     """Create an account with a registration code.
@@ -191,7 +208,7 @@ def user_signup(*, code, email, password, request=None):
     """
     registration = registration_code_find(code)
     if registration is None or not _unspent(RegistrationCode.objects.filter(pk=registration.pk)).update(use_count=F("use_count") + 1):
-        raise ValidationError({"code": INVALID_CODE})
+        raise refusal(ERRORS, "invalid_code", "code")
     user = _user_create(email=email, password=password)
     admin = registration.created_by
     activity_log(
@@ -209,12 +226,12 @@ def user_signup(*, code, email, password, request=None):
 def _user_create(*, email, password, is_admin=False):
     email = normalize_email(email)
     if User.objects.filter(email=email).exists():
-        raise ValidationError({"email": "A user with this email already exists."})
+        raise refusal(ERRORS, "email_taken", "email")
     try:
         with transaction.atomic():
             return User.objects.create_user(email=email, password=password, is_admin=is_admin)
     except IntegrityError:  # lost a race with another sign-up for the same email
-        raise ValidationError({"email": "A user with this email already exists."}) from None
+        raise refusal(ERRORS, "email_taken", "email") from None
 
 
 @transaction.atomic
@@ -234,7 +251,7 @@ def _enabled_admins():
 def _ensure_admin_remains(*, user):
     """Refuse to take away the last enabled admin."""
     if user.is_admin and user.is_active and not _enabled_admins().exclude(pk=user.pk).exists():
-        raise ValidationError("This is the last enabled administrator; make someone else an administrator first.")
+        raise refusal(ERRORS, "last_admin")
 
 
 @transaction.atomic
@@ -242,13 +259,13 @@ def user_update(*, actor, user, email, is_admin, is_active, server_quota=None, d
     user = User.objects.select_for_update().get(pk=user.pk)
     email = normalize_email(email)
     if user.pk == actor.pk and not is_admin:
-        raise ValidationError({"is_admin": "You cannot remove your own administrator rights."})
+        raise refusal(ERRORS, "own_admin", "is_admin")
     if user.pk == actor.pk and not is_active:
-        raise ValidationError({"is_active": "You cannot disable your own account."})
+        raise refusal(ERRORS, "own_disable", "is_active")
     if (user.is_admin and not is_admin) or (user.is_active and not is_active):
         _ensure_admin_remains(user=user)
     if email != user.email and User.objects.filter(email=email).exclude(pk=user.pk).exists():
-        raise ValidationError({"email": "A user with this email already exists."})
+        raise refusal(ERRORS, "email_taken", "email")
 
     changes = []
     if email != user.email:
@@ -315,7 +332,7 @@ def user_delete_blockers(user):
 @transaction.atomic
 def user_delete(*, actor, user, request=None):
     if user.pk == actor.pk:
-        raise ValidationError("You cannot delete your own account.")
+        raise refusal(ERRORS, "own_delete")
     _ensure_admin_remains(user=user)
     if blockers := user_delete_blockers(user):
         raise ValidationError(blockers)
@@ -369,10 +386,10 @@ def ssh_key_parse(text):
     """(kind, bits, fingerprint, the key as one OpenSSH line) of a pasted public key, or ValidationError."""
     text = " ".join((text or "").split())
     if not text:
-        raise ValidationError("Paste a public key: the one line of your id_ed25519.pub (or id_rsa.pub).", code="required")
+        raise refusal(ERRORS, "key_required")
     if "PRIVATE KEY" in text:
-        raise ValidationError("That is a private key: never share it. Paste the public one (the .pub file).", code="private")
-    invalid = ValidationError("This is not an OpenSSH public key (ssh-ed25519 AAAA… or ssh-rsa AAAA…).", code="invalid")
+        raise refusal(ERRORS, "key_private")
+    invalid = refusal(ERRORS, "key_invalid")
     if len(text) > SSH_KEY_MAX_CHARS:
         raise invalid
     try:
@@ -381,10 +398,10 @@ def ssh_key_parse(text):
         raise invalid from None
     kind = key.algorithm.decode()
     if kind not in SSH_KEY_KINDS:
-        raise ValidationError(f"{kind} keys are not accepted: use ed25519, ECDSA or RSA of 3072 bits or more.", code="kind")
+        raise refusal(ERRORS, "key_kind", kind=kind)
     bits = key.pyca_key.key_size if hasattr(key.pyca_key, "key_size") else 256
     if SSH_KEY_KINDS[kind] and bits < SSH_KEY_KINDS[kind]:
-        raise ValidationError(f"This RSA key has {bits} bits: use {SSH_KEY_KINDS[kind]} or more, or an ed25519 key.", code="weak")
+        raise refusal(ERRORS, "key_weak", bits=bits, least=SSH_KEY_KINDS[kind])
     if kind == "ssh-rsa":
         numbers = key.pyca_key.public_numbers()
         # Every check costs the gateway a modular exponentiation of this size; a real key is odd in both.
@@ -398,14 +415,14 @@ def ssh_key_add(*, user, name, public_key, request=None):
     kind, bits, fingerprint, line = ssh_key_parse(public_key)
     user = User.objects.select_for_update().get(pk=user.pk)
     if user.ssh_keys.count() >= settings.SSH_KEYS_PER_USER:
-        raise ValidationError(f"An account can have at most {settings.SSH_KEYS_PER_USER} SSH keys.")
+        raise refusal(ERRORS, "too_many_keys", limit=settings.SSH_KEYS_PER_USER)
     if SshKey.objects.filter(fingerprint=fingerprint).exists():
-        raise ValidationError({"public_key": "This key already belongs to an account."})
+        raise refusal(ERRORS, "key_taken", "public_key")
     try:
         with transaction.atomic():
             key = SshKey.objects.create(user=user, name=name, public_key=f"{line} {name}", kind=kind, bits=bits, fingerprint=fingerprint)
     except IntegrityError:
-        raise ValidationError({"public_key": "This key already belongs to an account."}) from None
+        raise refusal(ERRORS, "key_taken", "public_key") from None
     activity_log(action=Action.SSH_KEY_ADDED, user=user, target=fingerprint, request=request,
                  message=f"Added SSH key “{name}” ({kind}, {fingerprint})")
     return key

@@ -8,7 +8,8 @@ import re
 import unicodedata
 
 import idna
-from django.core.exceptions import ValidationError
+
+from controlpanel.errors import refusal
 
 ERRORS = {
     "required": "Enter a domain name, like www.example.org.",
@@ -30,7 +31,7 @@ ERRORS = {
 
 
 def _error(code, **params):
-    return ValidationError(ERRORS[code].format(**params), code=code)
+    return refusal(ERRORS, code, **params)
 
 
 LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")

@@ -4,8 +4,10 @@ from decimal import Decimal
 from django import forms
 from django.urls import reverse_lazy
 
+from controlpanel.errors import refusal
+
 from .models import VirtualServer, validate_app_name, validate_server_name
-from .services import COMPOSE_MAX_BYTES, compose_file_check
+from .services import COMPOSE_MAX_BYTES, compose_file_check, workloads
 
 
 class ServerNameForm(forms.Form):
@@ -101,7 +103,7 @@ class AppForm(forms.Form):
         if upload is None:
             return ""
         if upload.size > COMPOSE_MAX_BYTES:
-            raise forms.ValidationError(f"A compose file can be at most {COMPOSE_MAX_BYTES // 1024} KiB.", code="too_big")
+            raise refusal(workloads.ERRORS, "too_big")
         try:
             return upload.read().decode("utf-8")
         except UnicodeDecodeError:

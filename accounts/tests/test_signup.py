@@ -66,18 +66,18 @@ def test_code_is_usable_by_many_until_it_expires(client, code, django_user_model
 
 def test_expired_code_is_refused(client, code):
     RegistrationCode.objects.filter(pk=code.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert_refused(sign_up(client, code.code), "code", services.INVALID_CODE)
+    assert_refused(sign_up(client, code.code), "code", services.ERRORS["invalid_code"])
 
 
 def test_revoked_code_is_refused(client, code, admin):
     services.registration_code_revoke(admin=admin)
-    assert_refused(sign_up(client, code.code), "code", services.INVALID_CODE)
+    assert_refused(sign_up(client, code.code), "code", services.ERRORS["invalid_code"])
 
 
 def test_replaced_code_is_refused_and_the_new_one_works(client, code, admin):
     new = services.registration_code_generate(admin=admin)
     assert new.code != code.code
-    assert_refused(sign_up(client, code.code), "code", services.INVALID_CODE)
+    assert_refused(sign_up(client, code.code), "code", services.ERRORS["invalid_code"])
     assert sign_up(client, new.code).status_code == 302
 
 
@@ -85,11 +85,11 @@ def test_used_up_code_is_refused(client, admin, django_user_model):
     limited = services.registration_code_generate(admin=admin, max_uses=1)
     assert sign_up(client, limited.code, email="first@example.com").status_code == 302
     client.logout()
-    assert_refused(sign_up(client, limited.code), "code", services.INVALID_CODE)
+    assert_refused(sign_up(client, limited.code), "code", services.ERRORS["invalid_code"])
 
 
 def test_unknown_code_is_refused(client, code):
-    assert_refused(sign_up(client, "ZZZZZZZZ" if code.code != "ZZZZZZZZ" else "YYYYYYYY"), "code", services.INVALID_CODE)
+    assert_refused(sign_up(client, "ZZZZZZZZ" if code.code != "ZZZZZZZZ" else "YYYYYYYY"), "code", services.ERRORS["invalid_code"])
 
 
 def test_duplicate_email_in_other_case_is_refused(client, code, alice):

@@ -413,7 +413,11 @@ async def _shell(gateway, process, command=None):
 
 class _Process(asyncssh.SSHServerProcess):
     """asyncssh serves sftp with its own server or not at all; here it is the image's
-    sftp-server inside the virtual server, so an sftp subsystem is a process like a command."""
+    sftp-server inside the virtual server, so an sftp subsystem is a process like a command.
+
+    asyncssh has no public way to do this: the constructor's arguments and _start_process
+    are its own (pyproject pins the minor version the tests ran; test_ssh's sftp tests
+    fail at once if they change)."""
 
     def subsystem_requested(self, subsystem):
         return subsystem == "sftp"

@@ -91,6 +91,7 @@ def validate_app_name(value):
                               code="invalid_app_name")
 
 
+APP_NAME_TAKEN = "This server already has an app of that name."
 APP_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 
 
@@ -119,7 +120,7 @@ class App(models.Model):
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["server", "name"], name="%(app_label)s_%(class)s_unique_name",
-                                    violation_error_message="This server already has an app of that name."),
+                                    violation_error_message=APP_NAME_TAKEN),
         ]
 
     def __str__(self):

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from accounts import throttling
 from accounts.services import activity_log
+from controlpanel.errors import refusal
 
 from ..activity import Action
 from .. import tasks
@@ -50,8 +51,7 @@ ERRORS = {
 
 
 def _error(code, field=None, **params):
-    error = ValidationError(ERRORS[code].format(**params), code=code)
-    return ValidationError({field: error}) if field else error
+    return refusal(ERRORS, code, field, **params)
 
 
 @dataclass(frozen=True)

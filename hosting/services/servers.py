@@ -8,12 +8,12 @@ import re
 
 from django.conf import settings
 from django.core.cache import cache
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Sum
 
 from accounts.models import User
 from accounts.services import activity_log
+from controlpanel.errors import refusal
 
 from ..activity import Action
 from ..models import ContainerSnapshot, Node, VirtualServer
@@ -23,6 +23,15 @@ from .domains import server_domains_remove
 Op = VirtualServer.Operation
 Desired = VirtualServer.DesiredState
 State = VirtualServer.State
+
+
+ERRORS = {
+    "quota": "You have reached your limit of {quota} virtual servers. Delete one or ask an administrator for more.",
+    "disk_quota": ("{email}'s servers may have {quota} MB of disk in all; {taken} MB are taken, and this needs "
+                   "{adding} MB. Delete a server or ask an administrator for more."),
+    "busy": "The server is busy ({state}); try again when it is done.",
+    "no_disk": "This server was made before disks had quotas: its disk has no size to change.",
+}
 
 
 def quota_for(user):
@@ -50,9 +59,7 @@ def _check_disk_total(owner, *, adding_mb, besides=None):
         servers = servers.exclude(pk=besides.pk)
     taken, quota = servers.aggregate(taken=Sum("disk_mb"))["taken"] or 0, disk_quota_for(owner)
     if taken + adding_mb > quota:
-        raise ValidationError(
-            f"{owner.email}'s servers may have {quota} MB of disk in all; {taken} MB are taken, "
-            f"and this needs {adding_mb} MB. Delete a server or ask an administrator for more.", code="disk_quota")
+        raise refusal(ERRORS, "disk_quota", email=owner.email, quota=quota, taken=taken, adding=adding_mb)
 
 
 def _enqueue_reconcile(server):
@@ -70,9 +77,7 @@ def server_create(*, owner, name, request=None, actor=None):
     # Lock the owner's row so two quick creates cannot both slip under the quota.
     owner = User.objects.select_for_update().get(pk=owner.pk)
     if quota_left(owner) <= 0:
-        raise ValidationError(
-            f"You have reached your limit of {quota_for(owner)} virtual servers. Delete one or ask an administrator for more."
-        )
+        raise refusal(ERRORS, "quota", quota=quota_for(owner))
     _check_disk_total(owner, adding_mb=settings.SERVER_DEFAULT_DISK_MB)
     server = VirtualServer.objects.create(
         owner=owner,
@@ -95,7 +100,7 @@ def _change(*, actor, server, desired, operation, action, verb, request=None):
         server = VirtualServer.objects.select_for_update().get(pk=server.pk)
         server.refuse_if_going()
         if server.operation:
-            raise ValidationError(f"The server is busy ({server.state.label.lower()}); try again when it is done.")
+            raise refusal(ERRORS, "busy", state=server.state.label.lower())
         server.desired_state = desired
         server.operation = operation
         server.last_error = ""
@@ -157,7 +162,7 @@ def server_set_limits(*, actor, server, memory_mb, cpus, pids_limit, disk_mb=Non
     disk = ""
     if disk_mb is not None and disk_mb != server.disk_mb:
         if server.disk_mb is None:
-            raise ValidationError("This server was made before disks had quotas: its disk has no size to change.", code="no_disk")
+            raise refusal(ERRORS, "no_disk")
         _check_disk_total(User.objects.select_for_update().get(pk=server.owner_id), adding_mb=disk_mb, besides=server)
         server.disk_mb, disk = disk_mb, f", {disk_mb} MB disk (from its next start)"
     server.memory_mb, server.cpus, server.pids_limit = memory_mb, cpus, pids_limit

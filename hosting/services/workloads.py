@@ -2,16 +2,30 @@
 The worker (worker.workloads) does the work, one piece per server at a time."""
 
 import yaml
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from controlpanel.errors import refusal
+
 from ..activity import Action
 from ..models import App, AppDeployment, ContainerSnapshot, VirtualServer
+from ..models.workloads import APP_NAME_TAKEN
 from .. import tasks
 from .servers import log_server_activity
 
 State = VirtualServer.State
+COMPOSE_MAX_BYTES = 64 * 1024
+
+ERRORS = {
+    "container_busy": "{name} is busy ({action}); try again in a moment.",
+    "app_busy": "The app is busy ({status}); try again when it is done.",
+    "not_running": "The server is {state}: start it first.",
+    "app_exists": APP_NAME_TAKEN,
+    "too_big": f"A compose file can be at most {COMPOSE_MAX_BYTES // 1024} KiB.",
+    "too_deep": "This file is nested too deeply to be a compose file.",
+    "not_yaml": "This is not YAML{line}: {problem}.",
+    "no_services": "A compose file needs a “services:” mapping with at least one service.",
+}
 
 
 @transaction.atomic
@@ -19,9 +33,9 @@ def container_act(*, actor, server, container, action, request=None):
     """Ask the worker to start, stop, restart or remove a container inside the server."""
     container = ContainerSnapshot.objects.select_for_update().get(pk=container.pk, server=server)
     if container.action:
-        raise ValidationError(f"{container.name or 'This container'} is busy ({container.action}); try again in a moment.")
+        raise refusal(ERRORS, "container_busy", name=container.name or "This container", action=container.action)
     if server.state != State.RUNNING:
-        raise ValidationError(f"The server is {server.state.label.lower()}: start it first.")
+        raise refusal(ERRORS, "not_running", state=server.state.label.lower())
     container.action, container.action_error = action, ""
     container.save(update_fields=["action", "action_error"])
     log_server_activity(action=Action.CONTAINER_ACTION, actor=actor, server=server, request=request,
@@ -30,25 +44,22 @@ def container_act(*, actor, server, container, action, request=None):
     return container
 
 
-COMPOSE_MAX_BYTES = 64 * 1024
-
-
 def compose_file_check(text):
     """The compose file as it will be deployed, or a ValidationError saying why not.
     (The worker has compose itself check it again, in the server, before it deploys.)"""
     text = (text or "").replace("\r\n", "\n")
     if len(text.encode()) > COMPOSE_MAX_BYTES:
-        raise ValidationError(f"A compose file can be at most {COMPOSE_MAX_BYTES // 1024} KiB.", code="too_big")
+        raise refusal(ERRORS, "too_big")
     try:
         document = yaml.safe_load(text)
     except RecursionError:
-        raise ValidationError("This file is nested too deeply to be a compose file.", code="too_deep") from None
+        raise refusal(ERRORS, "too_deep") from None
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" (line {where.line + 1})" if where else ""
-        raise ValidationError(f"This is not YAML{line}: {getattr(error, 'problem', None) or error}.", code="not_yaml") from None
+        raise refusal(ERRORS, "not_yaml", line=line, problem=getattr(error, "problem", None) or error) from None
     if not isinstance(document, dict) or not isinstance(document.get("services"), dict) or not document["services"]:
-        raise ValidationError("A compose file needs a “services:” mapping with at least one service.", code="no_services")
+        raise refusal(ERRORS, "no_services")
     return text
 
 
@@ -64,7 +75,7 @@ def _deploy(*, actor, app, action, compose_file="", request=None):
 @transaction.atomic
 def app_create(*, actor, server, name, compose_file, request=None):
     if server.apps.filter(name=name).exists():
-        raise ValidationError({"name": "This server already has an app of that name."})
+        raise refusal(ERRORS, "app_exists", "name")
     app = App.objects.create(server=server, name=name)
     log_server_activity(action=Action.APP_CREATED, actor=actor, server=server, request=request, message=f"Created app “{name}” in “{server.name}”")
     _deploy(actor=actor, app=app, action=AppDeployment.Action.DEPLOY, compose_file=compose_file_check(compose_file), request=request)
@@ -74,9 +85,9 @@ def app_create(*, actor, server, name, compose_file, request=None):
 def _app_for_change(app):
     app = App.objects.select_for_update().select_related("server").get(pk=app.pk)
     if app.is_busy:
-        raise ValidationError(f"The app is busy ({app.get_status_display().lower()}); try again when it is done.")
+        raise refusal(ERRORS, "app_busy", status=app.get_status_display().lower())
     if app.server.state != State.RUNNING:
-        raise ValidationError(f"The server is {app.server.state.label.lower()}: start it first.")
+        raise refusal(ERRORS, "not_running", state=app.server.state.label.lower())
     return app
 
 

@@ -20,7 +20,6 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from hosting.benchmarks import inside
-from hosting.backends import docker
 from hosting.worker import monitor
 from hosting import services
 from hosting.models import App
