@@ -1,9 +1,13 @@
 """Domains: added on a server's page, changed, proven, removed; admins approve them."""
 
+from functools import partial
+from operator import attrgetter
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.decorators import admin_required
@@ -15,7 +19,7 @@ from ..domain_names import normalize_domain
 from ..forms import DomainForm, DomainSearchForm, DomainSettingsForm
 from ..models import Domain
 from .servers import detail_page
-from .shared import PAGE_SIZE, error_messages, get_for_user, get_server_for_user, terminal_page
+from .shared import PAGE_SIZE, get_for_user, get_server_for_user, post_action, terminal_page
 
 
 @terminal_page
@@ -54,16 +58,16 @@ def domain_edit(request, domain_id):
     return render(request, "hosting/domain_edit.html", {"domain": domain, "form": form}, status=400 if form.errors else 200)
 
 
-@require_POST
-def domain_remove(request, domain_id):
-    domain = get_for_user(Domain, request, domain_id)
-    try:
-        services.domain_remove(actor=request.user, domain=domain, request=request)
-    except ValidationError as error:
-        error_messages(request, error)
-    else:
-        messages.success(request, f"Removed {domain.display_name}.")
-    return redirect("hosting:server_detail", server_id=domain.server_id)
+def _domain_action(service, done, back):
+    """A removal or approval of a domain."""
+    return post_action(partial(get_for_user, Domain), lambda request, domain: service(actor=request.user, domain=domain, request=request),
+                       done, back, named=attrgetter("display_name"))
+
+
+domain_remove = _domain_action(services.domain_remove, "Removed {name}.",
+                               lambda domain: reverse("hosting:server_detail", args=[domain.server_id]))
+domain_approve = admin_required(_domain_action(services.domain_approve, "Approved {name}.",
+                                               lambda domain: reverse("hosting:admin_domain_list")))
 
 
 @require_GET
@@ -101,16 +105,3 @@ def domain_check_claim(request, domain_id):
     asked, message = services.domain_check_request(actor=request.user, domain=domain)
     (messages.info if asked else messages.warning)(request, message)
     return redirect("hosting:server_detail", server_id=domain.server_id)
-
-
-@admin_required
-@require_POST
-def domain_approve(request, domain_id):
-    domain = get_for_user(Domain, request, domain_id)
-    try:
-        services.domain_approve(actor=request.user, domain=domain, request=request)
-    except ValidationError as error:
-        error_messages(request, error)
-    else:
-        messages.success(request, f"Approved {domain.display_name}.")
-    return redirect("hosting:admin_domain_list")

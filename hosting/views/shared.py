@@ -2,14 +2,15 @@
 one-service POST views, and where the browser finds the gateway."""
 
 from functools import wraps
+from operator import attrgetter
 
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.csp import CSP
 from django.views.decorators.csp import csp_override
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from controlpanel.pagination import get_page
 
@@ -50,9 +51,10 @@ def error_messages(request, error):
         messages.error(request, message)
 
 
-def post_action(load, run, done, back):
+def post_action(load, run, done, back, *, named=attrgetter("name")):
     """A POST-only view: load the user's object (404 if it is not theirs), run one
-    service on it, say so (or why not), and go back to the page it belongs on."""
+    service on it, say so (`done`, its {name} what `named` says of the object) or why
+    not, and go back to the page it belongs on."""
 
     @require_POST
     def view(request, *args, **kwargs):
@@ -63,7 +65,7 @@ def post_action(load, run, done, back):
         except ValidationError as error:
             error_messages(request, error)
         else:
-            messages.success(request, done.format(name=target.name))
+            messages.success(request, done.format(name=named(target)))
         return redirect(back(target))
 
     return view
@@ -81,3 +83,18 @@ CONTAINER_COLUMNS = ("docker_id", "name", "image", "state", "status", "ports", "
 
 def containers_page(request, containers):
     return get_page(containers.only(*CONTAINER_COLUMNS), CONTAINERS_PER_PAGE, request.GET.get("cpage"))
+
+
+def confirmed(action, model, template, name):
+    """`action` (a POST view) behind a page that asks first: GET shows `template` with the
+    user's object as `name` (and its server)."""
+
+    @require_http_methods(["GET", "POST"])
+    def view(request, **kwargs):
+        if request.method == "POST":
+            return action(request, **kwargs)
+        (object_id,) = kwargs.values()
+        target = get_for_user(model, request, object_id)
+        return render(request, template, {name: target, "server": target.server})
+
+    return view

@@ -13,7 +13,7 @@ from controlpanel.forms import add_errors
 from .. import services
 from ..forms import AppForm
 from ..models import App, ContainerSnapshot
-from .shared import gateway_url, get_for_user, get_server_for_user, post_action
+from .shared import confirmed, gateway_url, get_for_user, get_server_for_user, post_action
 
 
 @require_GET
@@ -35,15 +35,8 @@ def _container_action(action, done):
 container_start = _container_action(ContainerSnapshot.Action.START, "Starting “{name}”.")
 container_stop = _container_action(ContainerSnapshot.Action.STOP, "Stopping “{name}”.")
 container_restart = _container_action(ContainerSnapshot.Action.RESTART, "Restarting “{name}”.")
-_container_remove = _container_action(ContainerSnapshot.Action.REMOVE, "Removing “{name}”.")
-
-
-@require_http_methods(["GET", "POST"])
-def container_remove(request, container_id):
-    if request.method == "POST":
-        return _container_remove(request, container_id)
-    container = get_for_user(ContainerSnapshot, request, container_id)
-    return render(request, "hosting/container_remove.html", {"container": container, "server": container.server})
+container_remove = confirmed(_container_action(ContainerSnapshot.Action.REMOVE, "Removing “{name}”."),
+                             ContainerSnapshot, "hosting/container_remove.html", "container")
 
 
 def _app_form_page(request, server, form, app=None, status=200):
@@ -102,12 +95,5 @@ def _app_action(service, done):
 
 
 app_stop = _app_action(services.app_stop, "Stopping “{name}”.")
-_app_remove = _app_action(services.app_remove, "Removing “{name}”: its containers and networks go; its volumes stay.")
-
-
-@require_http_methods(["GET", "POST"])
-def app_remove(request, app_id):
-    if request.method == "POST":
-        return _app_remove(request, app_id)
-    app = get_for_user(App, request, app_id)
-    return render(request, "hosting/app_remove.html", {"app": app, "server": app.server})
+app_remove = confirmed(_app_action(services.app_remove, "Removing “{name}”: its containers and networks go; its volumes stay."),
+                       App, "hosting/app_remove.html", "app")
