@@ -259,7 +259,12 @@ SERVER_OPERATION_TIMEOUT = env_int("SERVER_OPERATION_TIMEOUT", 180, minimum=30)
 APP_CHECK_SECONDS = env_int("APP_CHECK_SECONDS", 30, minimum=5)
 APP_RUN_SECONDS = env_int("APP_RUN_SECONDS", 300, minimum=10)
 PANEL_INSTANCE = env.str("PANEL_INSTANCE", default="controlpanel")
+# The node this process sits on (its Docker engine at DOCKER_HOST_URL): "local", the
+# panel's own host, unless a node's own worker (deploy/node) says otherwise.
 NODE_NAME = env.str("NODE_NAME", default="local")
+# The panel's certificates for other nodes' engines (hosting.backends.certificates): read by
+# the worker and the gateway only, never the web tier.
+NODE_CREDENTIALS_DIR = Path(env.str("NODE_CREDENTIALS_DIR", default=str(DATA_DIR / "node-credentials")))
 
 # The gateway: browser terminals into servers (manage.py gateway), reached at
 # GATEWAY_URL (ws:// or wss://; empty: the page's own origin, a reverse proxy

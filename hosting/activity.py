@@ -34,3 +34,7 @@ class Action(models.TextChoices):
     SSH_LOGIN_FAILED = "ssh_login_failed", "Failed SSH login"
     SSH_SESSION = "ssh_session", "SSH session"
     LEGACY = "legacy", "From the old platform"
+    NODE_ADDED = "node_added", "Node added"
+    NODE_CHANGED = "node_changed", "Node changed"
+    NODE_JOINED = "node_joined", "Node joined"
+    NODE_REMOVED = "node_removed", "Node removed"

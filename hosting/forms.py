@@ -6,7 +6,7 @@ from django.urls import reverse_lazy
 
 from controlpanel.errors import refusal
 
-from .models import VirtualServer, validate_app_name, validate_server_name
+from .models import Node, VirtualServer, validate_app_name, validate_server_name
 from .services import COMPOSE_MAX_BYTES, compose_file_check, workloads
 
 
@@ -126,3 +126,31 @@ class AppForm(forms.Form):
         if "name" in self.fields:
             values["name"] = self.cleaned_data["name"]
         return values
+
+
+class NodeSettingsForm(forms.Form):
+    """What an admin says of a node: where users reach it, and how much it may take."""
+
+    status = forms.ChoiceField(label="State", choices=Node.Status.choices, initial=Node.Status.ACTIVE,
+                               help_text="A draining node keeps its servers and takes no new ones.")
+    public_address = forms.CharField(label="Public address", max_length=253, required=False,
+                                     help_text="What users' DNS records and ssh point at (empty: its engine's address).")
+    memory_mb = forms.IntegerField(label="Memory (MB)", min_value=256, required=False,
+                                   help_text="Empty: what its engine reports.")
+    cpus = forms.DecimalField(label="CPUs", min_value=Decimal("0.5"), max_digits=6, decimal_places=2, required=False)
+    max_servers = forms.IntegerField(label="Most servers", min_value=1, required=False, help_text="Empty: no limit.")
+    overcommit = forms.DecimalField(label="Memory overcommit", min_value=1, max_value=10, max_digits=4, decimal_places=2,
+                                    initial=Decimal("1.00"), help_text="1: promise no more memory than it has.")
+
+
+class NodeForm(NodeSettingsForm):
+    """A new node: its name, and the address the panel reaches its engine at."""
+
+    name = forms.SlugField(label="Name", max_length=64, help_text="Lowercase letters, digits and hyphens, e.g. node2.")
+    address = forms.GenericIPAddressField(label="Engine address", protocol="both",
+                                          help_text="The node's IP address; the panel reaches its engine there on port 2376, over mutual TLS.")
+    field_order = ["name", "address", "public_address", "memory_mb", "cpus", "max_servers", "overcommit"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        del self.fields["status"]  # a new node is active once it has joined

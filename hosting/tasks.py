@@ -1,7 +1,7 @@
 from celery import shared_task
 
 from .backends import caddy
-from .worker import claims, monitor, reconcile, workloads
+from .worker import claims, monitor, nodes, reconcile, workloads
 
 
 @shared_task(acks_late=True)
@@ -68,3 +68,20 @@ def domains_check_claims():
     """Expire old claims, then look up the TXT record of every DNS claim."""
     claims.domains_expire_claims()
     return sum(claims.domain_check_claim(domain_id=pk) for pk in claims.dns_claims_due())
+
+
+# Nodes: their certificate authorities are the worker's alone.
+
+@shared_task(acks_late=True)
+def node_prepare(node_id):
+    nodes.node_prepare(node_id=node_id)
+
+
+@shared_task(acks_late=True)
+def node_sign(node_id, csr):
+    nodes.node_sign(node_id=node_id, csr=csr)
+
+
+@shared_task(acks_late=True)
+def node_forget(name):
+    nodes.node_forget(name=name)

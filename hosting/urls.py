@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import admin, domains, servers, workloads
+from .views import admin, domains, nodes, servers, workloads
 
 app_name = "hosting"
 
@@ -40,6 +40,11 @@ urlpatterns = [
     path("admin/host/", admin.admin_host, name="admin_host"),
     path("admin/host/monitor/", admin.admin_monitor_status, name="admin_monitor_status"),
     path("admin/terminals/", admin.admin_terminals, name="admin_terminals"),
+    path("admin/nodes/", nodes.admin_node_list, name="admin_node_list"),
+    path("admin/nodes/<int:node_id>/", nodes.admin_node_detail, name="admin_node_detail"),
+    path("admin/nodes/<int:node_id>/token/", nodes.node_token, name="node_token"),
+    path("admin/nodes/<int:node_id>/remove/", nodes.node_remove, name="node_remove"),
+    path("nodes/join/", nodes.node_join, name="node_join"),
     path("admin/terminals/<int:terminal_id>/watch/", admin.terminal_watch, name="terminal_watch"),
     path("admin/terminals/<int:terminal_id>/end/", admin.terminal_end, name="terminal_end"),
 ]

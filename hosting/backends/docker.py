@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import socket
+import ssl
 import stat
 import tarfile
 import threading
@@ -23,13 +24,16 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import docker
+import docker.constants
 import docker.errors
+import docker.tls
 import requests.exceptions
 from django.conf import settings
 
 from controlpanel.text import visible_controls
 
 from ..models import UIDS_PER_SERVER
+from . import certificates
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +54,35 @@ class DockerError(Exception):
 
 @dataclass(frozen=True)
 class Engine:
-    """A node's Docker engine, as the panel reaches it, with the facts of that node
+    """A node's Docker engine, as this process reaches it, with the facts of that node
     its servers are made with. Every call to a node's engine names one: Engine.of(node)."""
 
     url: str
     subnet: str  # the servers' network on the node: a server's address is its slot + 1 in it
     uid_base: int  # rootless: the root of the server in slot N is uid_base + N × UIDS_PER_SERVER
+    tls: certificates.ClientCredentials | None = None  # mutual TLS, for another machine's engine
 
     @classmethod
     def of(cls, node):
-        return cls(url=node.engine_url, subnet=node.server_subnet, uid_base=node.server_uid_base)
+        """The node's engine: the one this process sits next to (NODE_NAME) through its
+        local socket, any other over mutual TLS with the panel's certificate for that node."""
+        facts = {"subnet": node.server_subnet, "uid_base": node.server_uid_base}
+        if node.name == settings.NODE_NAME or not node.docker_url:
+            return cls(url=settings.DOCKER_HOST_URL, **facts)
+        return cls(url=node.docker_url, tls=certificates.credentials(node.name), **facts)
+
+    @property
+    def is_remote(self):
+        return urlsplit(self.url).scheme not in ("unix", "http+unix", "npipe")
+
+    def ssl_context(self):
+        """For a raw connection to a remote engine: its certificate checked against the node's
+        CA, ours presented. DockerError when the panel holds no certificate for it."""
+        if self.tls is None:
+            raise DockerError("The panel has no certificate for this node's engine: set the node up again.")
+        context = ssl.create_default_context(cafile=self.tls.ca)
+        context.load_cert_chain(self.tls.cert, self.tls.key)
+        return context
 
 
 @dataclass(frozen=True)
@@ -95,6 +118,8 @@ def _readable(error):
         return "Docker could not find it: " + _explanation(error)
     if isinstance(error, docker.errors.APIError):
         return "Docker refused: " + _explanation(error)
+    if isinstance(error, (requests.exceptions.SSLError, ssl.SSLError)):
+        return "The node's engine and the panel could not prove who they are to each other (mutual TLS): set the node up again."
     if isinstance(error, requests.exceptions.Timeout):
         return "The Docker engine did not answer in time."
     if isinstance(error, (requests.exceptions.ConnectionError, docker.errors.DockerException, OSError)):
@@ -126,13 +151,38 @@ _clients_lock = threading.Lock()
 
 def _client(engine, timeout=None):
     """A client per engine and timeout, kept: creating one asks the engine its API version."""
-    key = (engine.url, timeout or settings.DOCKER_TIMEOUT)
+    key = (engine.url, engine.tls, timeout or settings.DOCKER_TIMEOUT)
     with _clients_lock:
         client = _clients.get(key)
     if client is None:
-        client = docker.DockerClient(base_url=key[0], timeout=key[1], version="auto")
+        client = _remote_client(engine, key[2]) if engine.is_remote else \
+            docker.DockerClient(base_url=engine.url, timeout=key[2], version="auto")
         with _clients_lock:
             _clients[key] = client
+    return client
+
+
+def forget_clients():
+    """Let go of every kept client (a node was removed: its connections must not live on)."""
+    with _clients_lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        client.close()
+
+
+def _remote_client(engine, timeout):
+    """Another machine's engine: never a plain TCP socket, the node's engine and the panel
+    prove who they are. requests would let REQUESTS_CA_BUNDLE (or a proxy) from the
+    environment override the node's CA, so these clients never read the environment."""
+    if engine.tls is None:
+        raise DockerError("The panel has no certificate for this node's engine: set the node up again.")
+    tls = docker.tls.TLSConfig(client_cert=(engine.tls.cert, engine.tls.key), ca_cert=engine.tls.ca, verify=True)
+    with docker.APIClient(base_url=engine.url, timeout=timeout, version=docker.constants.DEFAULT_DOCKER_API_VERSION, tls=tls) as probe:
+        probe.trust_env = False
+        version = probe.version(api_version=False)["ApiVersion"]
+    client = docker.DockerClient(base_url=engine.url, timeout=timeout, version=version, tls=tls)
+    client.api.trust_env = False
     return client
 
 
@@ -343,9 +393,9 @@ def _read_file(client, container, path):
 def _engine_address(engine):
     """("unix", path) or ("tcp", host, port) of the node's engine."""
     url = urlsplit(engine.url)
-    if url.scheme in ("unix", "http+unix"):
+    if not engine.is_remote:
         return "unix", url.path
-    return "tcp", url.hostname, url.port or 2375
+    return "tcp", url.hostname, url.port or 2376
 
 
 def _exec_start_request(exec_id, *, tty):
@@ -370,7 +420,7 @@ def _exec_attach(engine, exec_id, timeout):
         sock.settimeout(timeout)
         sock.connect(where[0])
     else:
-        sock = socket.create_connection(tuple(where), timeout=timeout)
+        sock = engine.ssl_context().wrap_socket(socket.create_connection(tuple(where), timeout=timeout), server_hostname=where[0])
     try:
         sock.sendall(_exec_start_request(exec_id, tty=False))
         head = bytearray()
@@ -586,7 +636,8 @@ async def exec_stream(engine, exec_id, *, tty, timeout=10):
         if kind == "unix":
             reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(where[0]), timeout)
         else:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(*where), timeout)
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(*where, ssl=engine.ssl_context(), server_hostname=where[0]), timeout)
         writer.write(_exec_start_request(exec_id, tty=tty))
         await writer.drain()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)

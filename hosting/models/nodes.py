@@ -1,16 +1,58 @@
-"""The Docker hosts the panel drives."""
+"""The Docker hosts the panel drives: the panel's own (the local node) and the machines added to it."""
+
+from datetime import timedelta
+from decimal import Decimal
+from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 
+class NodeQuerySet(models.QuerySet):
+    def with_promised(self):
+        """Each node's live servers and the memory they were promised."""
+        live = Q(servers__deleted_at__isnull=True)
+        return self.annotate(server_count=Count("servers", filter=live), promised_mb=Sum("servers__memory_mb", filter=live))
+
+
 class Node(models.Model):
-    """A Docker host the panel drives."""
+    """A machine with a Docker engine that the panel places servers on.
+
+    Its engine is reached over mutual TLS (hosting.backends.certificates), the
+    local node's through its socket. A node is offline when the monitor has not
+    reached its engine for two cycles: its servers say so, keep their rows, and
+    new servers go elsewhere."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        DRAINING = "draining", "Draining"  # keeps its servers, takes no new ones
+
+    OFFLINE_AFTER_CYCLES = 2
 
     name = models.SlugField(max_length=64, unique=True)
     # Its own facts; empty: the settings' (DOCKER_HOST_URL, SERVER_NETWORK_SUBNET, SERVER_UID_BASE), as for the local node.
-    docker_url = models.CharField(max_length=255, blank=True)  # its engine
+    docker_url = models.CharField(max_length=255, blank=True)  # its engine: tcp://<address>:2376, mutual TLS
+    public_address = models.CharField(max_length=253, blank=True)  # what users' DNS and ssh point at; empty: the panel's own
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # Capacity; empty: what its engine reports (memory), no bound (servers).
+    memory_mb = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(256)])
+    cpus = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal("0.5"))])
+    max_servers = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    overcommit = models.DecimalField(max_digits=4, decimal_places=2, default=Decimal("1.00"),
+                                     validators=[MinValueValidator(Decimal("1")), MaxValueValidator(Decimal("10"))])
+    # Its engine as the monitor last reached it: its facts (CPUs, memory, version), when, and failures since.
+    facts = models.JSONField(default=dict, blank=True)
+    contacted_at = models.DateTimeField(null=True, blank=True)
+    contact_error = models.CharField(max_length=255, blank=True)
+    # Joining: the node's one-time token (its hash); its CA's certificate and its own once
+    # signed (both public: the keys stay with the worker and on the node).
+    join_token_hash = models.CharField(max_length=64, blank=True)
+    join_expires_at = models.DateTimeField(null=True, blank=True)
+    ca_certificate = models.TextField(blank=True)
+    certificate = models.TextField(blank=True)
     subnet = models.CharField(max_length=43, blank=True)  # the servers' network: each server's address is slot + 1 in it
     uid_base = models.PositiveBigIntegerField(null=True, blank=True)  # rootless: the slot N server's root is base + N × UIDS_PER_SERVER
     created_at = models.DateTimeField(default=timezone.now)
@@ -19,11 +61,39 @@ class Node(models.Model):
     host_seen_at = models.DateTimeField(null=True, blank=True)
     host_digest = models.CharField(max_length=40, blank=True)
 
+    objects = NodeQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
 
     def __str__(self):
         return self.name
+
+    @property
+    def is_local(self):
+        """The panel's own host, reached through its socket."""
+        return not self.docker_url
+
+    @property
+    def is_offline(self):
+        """Not reached for OFFLINE_AFTER_CYCLES monitor cycles: its servers are marked so."""
+        return bool(self.contact_error) and (self.contacted_at or self.created_at) < self.offline_cutoff()
+
+    @classmethod
+    def offline_cutoff(cls):
+        """Nodes last reached before this are offline."""
+        return timezone.now() - timedelta(seconds=settings.MONITOR_INTERVAL * cls.OFFLINE_AFTER_CYCLES - 5)
+
+    @property
+    def capacity_mb(self):
+        """Memory it may promise its servers: its own (or its engine's) × how far it may be overcommitted."""
+        memory = self.memory_mb or (self.facts.get("memory_bytes") or 0) // 2**20 or None
+        return None if memory is None else int(memory * self.overcommit)
+
+    @property
+    def address(self):
+        """Its engine's host (what its certificate is for)."""
+        return urlsplit(self.docker_url).hostname or ""
 
     @property
     def engine_url(self):

@@ -87,6 +87,7 @@ class VirtualServer(models.Model):
         EXITED = "exited", "Stopped"
         DEAD = "dead", "Dead"
         MISSING = "missing", "No container"
+        NODE_OFFLINE = "node_offline", "Node offline"  # its node's engine has not answered for two cycles
 
     class State(models.TextChoices):
         """What a server's badge says: the operation under way, else what was last seen."""
@@ -105,6 +106,7 @@ class VirtualServer(models.Model):
         EXITED = "exited", "Stopped"
         DEAD = "dead", "Dead"
         MISSING = "missing", "No container"
+        NODE_OFFLINE = "node_offline", "Node offline"
 
     # Nulled only when a user is deleted, which needs all their servers deleted first.
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="servers")

@@ -14,6 +14,7 @@ from .domains import (
     domain_remove,
     domain_update,
 )
+from .nodes import node_add, node_for_token, node_join, node_joined, node_new_token, node_remove, node_update
 from .servers import (
     disk_quota_for,
     isolation_summary,

@@ -16,9 +16,10 @@ from accounts.services import activity_log
 from controlpanel.errors import refusal
 
 from ..activity import Action
-from ..models import ContainerSnapshot, Node, VirtualServer
+from ..models import ContainerSnapshot, VirtualServer
 from .. import tasks
 from .domains import server_domains_remove
+from .nodes import node_place
 
 Op = VirtualServer.Operation
 Desired = VirtualServer.DesiredState
@@ -31,6 +32,7 @@ ERRORS = {
                    "{adding} MB. Delete a server or ask an administrator for more."),
     "busy": "The server is busy ({state}); try again when it is done.",
     "no_disk": "This server was made before disks had quotas: its disk has no size to change.",
+    "node_offline": "The machine this server runs on is offline: nothing can be done with it until that machine is back. Its data is kept.",
 }
 
 
@@ -72,7 +74,8 @@ def log_server_activity(*, action, actor, server, message, request=None):
 
 
 @transaction.atomic
-def server_create(*, owner, name, request=None, actor=None):
+def server_create(*, owner, name, node=None, request=None, actor=None):
+    """A new server on the node with the most room (or `node`, an admin's choice)."""
     actor = actor or owner
     # Lock the owner's row so two quick creates cannot both slip under the quota.
     owner = User.objects.select_for_update().get(pk=owner.pk)
@@ -81,7 +84,7 @@ def server_create(*, owner, name, request=None, actor=None):
     _check_disk_total(owner, adding_mb=settings.SERVER_DEFAULT_DISK_MB)
     server = VirtualServer.objects.create(
         owner=owner,
-        node=Node.local(),
+        node=node_place(memory_mb=settings.SERVER_DEFAULT_MEMORY_MB, node=node),
         name=name,
         desired_state=Desired.RUNNING,
         operation=Op.CREATING,
@@ -101,6 +104,8 @@ def _change(*, actor, server, desired, operation, action, verb, request=None):
         server.refuse_if_going()
         if server.operation:
             raise refusal(ERRORS, "busy", state=server.state.label.lower())
+        if server.state == State.NODE_OFFLINE:
+            raise refusal(ERRORS, "node_offline")
         server.desired_state = desired
         server.operation = operation
         server.last_error = ""

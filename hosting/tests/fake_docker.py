@@ -10,6 +10,7 @@ class FakeDocker:
         self.calls = []
         self.fail_with = None  # a message: every call raises DockerError
         self.inner = {}  # a server's socket folder (str) -> its /containers/json answer
+        self.down = set()  # the URLs of engines that do not answer (their nodes are away)
 
     def _call(self, name, *args):
         self.calls.append((name, *args))
@@ -44,8 +45,8 @@ class FakeDocker:
 
     def host_containers_json(self, engine, *, timeout):
         """The server containers, as the host lists them."""
-        if self.fail_with:
-            raise docker.DockerError(self.fail_with)
+        if self.fail_with or engine.url in self.down:
+            raise docker.DockerError(self.fail_with or "The Docker engine is not reachable.")
         return [{"Id": f"{n:0>12}", "Names": [f"/{name}"], "State": state} for n, (name, state) in enumerate(self.containers.items())]
 
     def inner_containers_json(self, socket_dir, *, timeout, max_bytes):

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import get_resolver, reverse
 
 from accounts.models import SshKey
-from hosting.models import App, ContainerSnapshot, Domain, TerminalSession
+from hosting.models import App, ContainerSnapshot, Domain, Node, TerminalSession
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +19,8 @@ GET, POST = {"GET"}, {"POST"}
 BOTH = GET | POST
 # name: (who may use it, methods it answers, the object its URL names)
 #   public: anyone; user: any signed-in user; owner: the object's owner (others 404) and admins; admin: admins (others 403);
-#   mine: the object's owner only (everyone else, admins too, 404)
+#   mine: the object's owner only (everyone else, admins too, 404);
+#   token: a machine with a node's join token, whoever is signed in (without one: 403)
 ACCESS = {
     "home": ("user", GET, None),
     "accounts:login": ("public", BOTH, None),
@@ -73,6 +74,11 @@ ACCESS = {
     "hosting:admin_terminals": ("admin", GET, None),
     "hosting:terminal_watch": ("admin", GET, "terminal"),
     "hosting:terminal_end": ("admin", POST, "terminal"),
+    "hosting:admin_node_list": ("admin", BOTH, None),
+    "hosting:admin_node_detail": ("admin", BOTH, "node"),
+    "hosting:node_token": ("admin", POST, "node"),
+    "hosting:node_remove": ("admin", BOTH, "node"),
+    "hosting:node_join": ("token", BOTH, None),
 }
 VISITORS = ["anonymous", "owner", "other", "admin", "disabled"]
 
@@ -96,6 +102,8 @@ def expected(visitor, access, allowed):
     """The status class a visitor should get for a method the view answers."""
     if access == "public":
         return "ok"
+    if access == "token":
+        return 403
     if visitor in ("anonymous", "disabled"):
         return "login"
     if access == "admin":
@@ -118,7 +126,8 @@ def world(alice, bob, admin, disabled, make_server, fake_docker, monkeypatch):
     app = App.objects.create(server=server, name="blog")
     key = SshKey.objects.create(user=alice, name="laptop", public_key="ssh-ed25519 AAAA", kind="ssh-ed25519", bits=256, fingerprint="SHA256:x")
     container = ContainerSnapshot.objects.create(server=server, docker_id="a" * 64, name="web", state="running", digest="x")
-    return {"user": bob, "server": server, "domain": domain, "terminal": terminal, "app": app, "container": container, "key": key,
+    node = Node.objects.create(name="node2", docker_url="tcp://192.0.2.10:2376")
+    return {"user": bob, "node": node, "server": server, "domain": domain, "terminal": terminal, "app": app, "container": container, "key": key,
             "alice": alice, "bob": bob, "admin": admin, "disabled": disabled}
 
 
@@ -139,7 +148,7 @@ def test_matrix(name, visitor, world):
     url = reverse(name, args=[world[obj].pk] if obj else [])
     client = client_for(visitor, world)
     # Methods the view does not answer: 405, for whoever may otherwise use it.
-    if visitor == ("anonymous" if access == "public" else "admin"):
+    if visitor == ("anonymous" if access in ("public", "token") else "admin"):
         for method in {"GET", "POST", "PUT", "DELETE"} - allowed:
             assert getattr(client, method.lower())(url).status_code == 405, method
     for method in sorted(allowed):
@@ -156,7 +165,9 @@ def test_matrix(name, visitor, world):
             assert got == want, (method, got)
 
 
-@pytest.mark.parametrize("name", [n for n, (_, methods, _) in ACCESS.items() if "POST" in methods and n != "accounts:login" and n != "accounts:signup"])
+# Login and sign-up have their own CSRF tests; a node's join is a machine's, its token the credential.
+@pytest.mark.parametrize("name", [n for n, (access, methods, _) in ACCESS.items()
+                                  if "POST" in methods and access != "token" and n not in ("accounts:login", "accounts:signup")])
 def test_post_without_csrf_token_is_refused(name, world):
     access, _, obj = ACCESS[name]
     client = Client(enforce_csrf_checks=True)

@@ -134,8 +134,23 @@ def _digest(fields):
 
 # Reading -----------------------------------------------------------------------
 
-def _read_host(node):
-    return _read(HOST, lambda: docker.host_containers_json(docker.Engine.of(node), timeout=settings.MONITOR_DAEMON_TIMEOUT))
+def _read_engine(node):
+    """A node's engine: its container list (the host's daemon read) and, when it answered, its facts."""
+    engine = docker.Engine.of(node)
+    read = _read(HOST, lambda: docker.host_containers_json(engine, timeout=settings.MONITOR_DAEMON_TIMEOUT))
+    facts = {}
+    if not read.error:
+        try:
+            facts = docker.engine_facts(engine)
+        except docker.DockerError:
+            pass
+    return read, facts
+
+
+def read_engines(nodes):
+    """Every node's engine at once: a cycle costs about the slowest node's read, not their sum."""
+    with ThreadPoolExecutor(max_workers=max(1, min(len(nodes), settings.MONITOR_CONCURRENCY))) as pool:
+        return dict(zip(nodes, pool.map(_read_engine, nodes)))
 
 
 def _read_inner(server):
@@ -266,9 +281,11 @@ def _store_digests(digests, node, now):
 
 def prune_stale(now, node):
     """Drop the rows of daemons not read for MONITOR_STALE_AFTER (and of deleted
-    servers); they are written whole again when their daemon next answers."""
+    servers); they are written whole again when their daemon next answers. The
+    servers of an offline node keep theirs until it is back."""
     cutoff = now - settings.MONITOR_STALE_AFTER
-    stale = VirtualServer.objects.filter(Q(inner_seen_at__lt=cutoff) | Q(inner_seen_at__isnull=True) | Q(deleted_at__isnull=False))
+    stale = VirtualServer.objects.filter(Q(inner_seen_at__lt=cutoff) | Q(inner_seen_at__isnull=True) | Q(deleted_at__isnull=False)) \
+        .exclude(deleted_at__isnull=True, observed_state=Observed.NODE_OFFLINE)
     deleted, _ = ContainerSnapshot.objects.filter(server__in=stale.values("pk")).delete()
     stale.exclude(inner_digest="").update(inner_digest="")
     if node.host_seen_at is None or node.host_seen_at < cutoff:
@@ -387,13 +404,9 @@ def run_cycle():
             cache.delete(LOCK_KEY)
 
 
-def host_facts(node):
-    """The node's engine's facts, and the disk where servers keep their data, for the dashboard."""
-    facts = {}
-    try:
-        facts.update(docker.engine_facts(docker.Engine.of(node)))
-    except docker.DockerError:
-        pass
+def host_facts(engine_facts):
+    """The panel's own node's engine facts, and the disk where servers keep their data, for the dashboard."""
+    facts = dict(engine_facts)
     try:
         usage = shutil.disk_usage(settings.SERVER_SOCKET_ROOT if settings.SERVER_SOCKET_ROOT.exists() else settings.DATA_DIR)
         facts.update(disk_free_bytes=usage.free, disk_total_bytes=usage.total)
@@ -402,11 +415,35 @@ def host_facts(node):
     return facts
 
 
+def record_nodes(engine_reads, servers, now):
+    """Each node's contact (facts, when, or why not) and, for the other nodes than this
+    process's own, its servers' states as its engine lists them; the servers of a node
+    not reached for two cycles are marked offline (their rows and snapshots stay).
+    Returns whether an address changed."""
+    moved = False
+    for node, (read, facts) in engine_reads.items():
+        if read.error:
+            node.contact_error = read.error[:255]
+        else:
+            node.contacted_at, node.contact_error, node.facts = now, "", facts or node.facts
+        Node.objects.filter(pk=node.pk).update(contacted_at=node.contacted_at, contact_error=node.contact_error, facts=node.facts)
+        theirs = [s for s in servers if s.node_id == node.pk]
+        if node.is_offline:
+            offline = [s for s in theirs if s.observed_state != Observed.NODE_OFFLINE]
+            moved |= any(s.ip_address for s in offline)
+            VirtualServer.objects.filter(pk__in=[s.pk for s in offline]).update(observed_state=Observed.NODE_OFFLINE, ip_address=None)
+        elif not read.error and node.name != settings.NODE_NAME:
+            moved |= _record_server_states(theirs, server_states_from_host(read, theirs), set(), now)
+    return moved
+
+
 def _cycle():
     started, clock = timezone.now(), time.perf_counter()
-    node = Node.local()
-    host_read = _read_host(node)
-    servers = list(VirtualServer.objects.live().only(*POLLED_FIELDS))
+    node = Node.local()  # this process's own: its inner daemons are read from here
+    engine_reads = read_engines(list(Node.objects.all()))
+    host_read, engine_facts = engine_reads[node]
+    everyone = list(VirtualServer.objects.live().only(*POLLED_FIELDS, "node_id"))
+    servers = [s for s in everyone if s.node_id == node.pk]
     now, inner_reads, states = timezone.now(), [], {}
     if host_read.error:
         log.warning("monitor: host daemon failed: %s", host_read.error)
@@ -415,12 +452,15 @@ def _cycle():
         inner_reads = read_inner_daemons([s for s in servers if _due_for_inner_poll(s, states, now)])
     writing = time.perf_counter()
     rows_written, pruned, moved = record_reads(host_read, inner_reads, servers, states, node, now)
+    with transaction.atomic():
+        moved |= record_nodes(engine_reads, everyone, now)
     record_disks(servers)
     db_ms = int((time.perf_counter() - writing) * 1000)
     if moved:
         caddy.apply_quietly()  # domains follow their server to its new address
-    reads = [host_read, *inner_reads]
-    failures = [{"daemon": "host" if r.server_id is None else f"server {r.server_id}", "error": r.error} for r in reads if r.error]
+    reads = [read for read, _ in engine_reads.values()] + inner_reads
+    failures = [{"daemon": "host" if n == node else f"node {n.name}", "error": r.error} for n, (r, _) in engine_reads.items() if r.error]
+    failures += [{"daemon": f"server {r.server_id}", "error": r.error} for r in inner_reads if r.error]
     return MonitorRun.objects.create(
         started_at=started,
         duration_ms=int((time.perf_counter() - clock) * 1000),
@@ -433,7 +473,7 @@ def _cycle():
         total_read_ms=int(sum(r.seconds for r in reads) * 1000),
         db_ms=db_ms,
         failures=failures[:50],
-        host=host_facts(node) if not host_read.error else {},
+        host=host_facts(engine_facts) if not host_read.error else {},
     )
 
 

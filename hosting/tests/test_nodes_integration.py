@@ -1,0 +1,114 @@
+"""Three real nodes (extra_nodes: Docker engines in network namespaces this module makes),
+reached over mutual TLS with the certificates the panel makes for them."""
+
+import socket
+import ssl
+from datetime import timedelta
+
+import docker as docker_sdk
+import pytest
+import requests
+from django.db import transaction
+from django.test import override_settings
+from django.utils import timezone
+
+from hosting import services
+from hosting.backends import certificates, docker
+from hosting.benchmarks.inside import TEST_APP_IMAGE
+from hosting.models import Node, VirtualServer
+from hosting.worker import monitor
+
+from .extra_nodes import ExtraNode
+
+pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="module")
+def machines(docker_engine, tmp_path_factory):
+    """Three machines that have joined: each node's CA and the panel's certificate made
+    (certificates, as the worker makes them), each engine started with its signed certificate."""
+    with override_settings(NODE_CREDENTIALS_DIR=tmp_path_factory.mktemp("node-credentials")):
+        nodes = [ExtraNode(index) for index in (1, 2, 3)]
+        try:
+            for node in nodes:
+                node.make_network()
+                ca = certificates.node_ca_ensure(f"node{node.index}")
+                node.install(ca, certificates.node_sign(f"node{node.index}", node.csr, address=node.address))
+                node.start()
+            for node in nodes:
+                node.wait(docker.Engine(url=node.url, subnet="10.0.0.0/24", uid_base=0, tls=certificates.credentials(f"node{node.index}")))
+            image = b"".join(docker_sdk.from_env().images.get(TEST_APP_IMAGE).save(named=True))
+            nodes[1].local_client().images.load(image)  # for a stand-in of a server's container
+            yield nodes
+        finally:
+            for node in nodes:
+                node.remove()
+
+
+@pytest.fixture
+def nodes(machines):
+    Node.local()
+    return [Node.objects.create(name=f"node{m.index}", docker_url=m.url, certificate="signed", memory_mb=4096) for m in machines]
+
+
+def test_only_the_panel_drives_a_nodes_engine_and_one_cycle_reads_them_all(machines, nodes):
+    run = monitor.run_cycle()
+    assert run.daemons_failed == 0, run.failures
+    for node in Node.objects.exclude(docker_url=""):
+        assert node.facts["docker_version"] and node.contacted_at and not node.is_offline
+    # Nobody else: not in plain TCP, not over TLS without a certificate, not with another node's.
+    address = machines[1].address
+    plain = requests.get(f"http://{address}:2376/version", timeout=5)
+    assert plain.status_code == 400 and "HTTPS" in plain.text and "ApiVersion" not in plain.text
+    node2_ca = certificates.credentials("node2").ca
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"https://{address}:2376/version", verify=node2_ca, timeout=5)
+    node1 = certificates.credentials("node1")
+    with pytest.raises((requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
+        requests.get(f"https://{address}:2376/version", verify=node2_ca, cert=(node1.cert, node1.key), timeout=5)
+    # The node's own certificate is for its address only: the panel checks it.
+    context = ssl.create_default_context(cafile=node2_ca)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        context.wrap_socket(socket.create_connection((address, 2376), timeout=5), server_hostname="10.249.250.250")
+
+
+def test_a_stopped_engine_is_offline_within_two_cycles_and_everything_resumes(machines, nodes, alice, settings):
+    machine, node2 = machines[1], nodes[1]
+    server = VirtualServer.objects.create(owner=alice, node=node2, name="there", memory_mb=512, cpus=1, pids_limit=64, slot=1)
+    # A stand-in for its container (its lifecycle on other nodes is the node worker's, next): the monitor reads its state.
+    machine.local_client().containers.run(TEST_APP_IMAGE, ["sleep", "600"], name=server.container_name, detach=True,
+                                          restart_policy={"Name": "unless-stopped"})  # as a server's container has
+    monitor.run_cycle()
+    server.refresh_from_db()
+    assert server.state == "running"
+
+    machine.stop()
+    monitor.run_cycle()
+    server.refresh_from_db()
+    assert server.state == "running"  # one cycle is not enough
+    Node.objects.filter(pk=node2.pk).update(contacted_at=timezone.now() - timedelta(seconds=settings.MONITOR_INTERVAL * 2))
+    monitor.run_cycle()
+    server.refresh_from_db()
+    assert server.state == "node_offline" and Node.objects.get(pk=node2.pk).is_offline
+    with pytest.raises(Exception, match="offline"):
+        services.server_stop(actor=alice, server=server)
+    with transaction.atomic():
+        assert {services.nodes.node_place(memory_mb=512).name for _ in range(6)} <= {settings.NODE_NAME, "node1", "node3"}
+
+    machine.start()
+    machine.wait(docker.Engine.of(node2))
+    monitor.run_cycle()
+    server.refresh_from_db()
+    assert server.state == "running" and not Node.objects.get(pk=node2.pk).is_offline
+
+
+def test_a_removed_nodes_certificates_are_refused(machines, nodes, admin, eager_tasks):
+    node3 = nodes[2]
+    docker.engine_ping(docker.Engine.of(node3))
+    services.node_remove(actor=admin, node=node3)  # the worker forgets its certificates (eager here)
+    with pytest.raises(docker.DockerError, match="no certificate"):
+        docker.engine_ping(docker.Engine.of(Node(name="node3", docker_url=machines[2].url)))
+    # Added again, it has a new CA: the machine's old certificate is no longer the one the panel trusts.
+    certificates.node_ca_ensure("node3")
+    with pytest.raises(docker.DockerError, match="could not prove who they are"):
+        docker.engine_ping(docker.Engine.of(Node(name="node3", docker_url=machines[2].url)))
