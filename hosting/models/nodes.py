@@ -47,6 +47,9 @@ class Node(models.Model):
     facts = models.JSONField(default=dict, blank=True)
     contacted_at = models.DateTimeField(null=True, blank=True)
     contact_error = models.CharField(max_length=255, blank=True)
+    # When the node's own worker (its disks, sockets and inner daemons are its) last reported:
+    # another machine takes servers only while it does.
+    worker_seen_at = models.DateTimeField(null=True, blank=True)
     # Joining: the node's one-time token (its hash); its CA's certificate and its own once
     # signed (both public: the keys stay with the worker and on the node).
     join_token_hash = models.CharField(max_length=64, blank=True)
@@ -78,6 +81,10 @@ class Node(models.Model):
     def is_offline(self):
         """Not reached for OFFLINE_AFTER_CYCLES monitor cycles: its servers are marked so."""
         return bool(self.contact_error) and (self.contacted_at or self.created_at) < self.offline_cutoff()
+
+    @property
+    def has_worker(self):
+        return self.is_local or (self.worker_seen_at is not None and self.worker_seen_at >= self.offline_cutoff())
 
     @classmethod
     def offline_cutoff(cls):

@@ -40,6 +40,8 @@ def _why_not(node, memory_mb):
         return "it is offline"
     if not node.is_local and not node.certificate:
         return "it has not joined yet"
+    if not node.has_worker:
+        return "its worker is not running"
     if node.max_servers is not None and node.server_count >= node.max_servers:
         return f"it has its most servers ({node.max_servers})"
     capacity = node.capacity_mb

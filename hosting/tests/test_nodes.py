@@ -30,7 +30,7 @@ def credentials(settings, tmp_path):
 def joined(name, memory_mb, **fields):
     """A node that has joined (its certificate signed), with `memory_mb` to promise."""
     return Node.objects.create(name=name, docker_url=f"tcp://192.0.2.{Node.objects.count() + 10}:2376", certificate="signed",
-                               memory_mb=memory_mb, **fields)
+                               memory_mb=memory_mb, worker_seen_at=timezone.now(), **fields)
 
 
 def test_new_servers_go_to_the_node_with_the_most_room(alice, fake_docker, committed, settings):
@@ -38,13 +38,14 @@ def test_new_servers_go_to_the_node_with_the_most_room(alice, fake_docker, commi
     Node.objects.create(name=settings.NODE_NAME, memory_mb=1024)
     big, small = joined("big", 4096), joined("small", 2048)
     joined("draining", 16384, status=Node.Status.DRAINING)
-    joined("never-joined", 16384).__class__.objects.filter(name="never-joined").update(certificate="")
+    Node.objects.filter(pk=joined("never-joined", 16384).pk).update(certificate="")
+    Node.objects.filter(pk=joined("no-worker", 16384).pk).update(worker_seen_at=None)
     with committed():
         placed = [services.server_create(owner=alice, name=f"s{n}").node.name for n in range(9)]
     # The most room first; on a tie, the node with fewer servers.
     assert placed == ["big", "big", "big", "big", "small", "big", "small", "big", settings.NODE_NAME]
     promised = {n.name: n.promised_mb for n in Node.objects.with_promised()}
-    assert promised == {"big": 3072, "small": 1024, settings.NODE_NAME: 512, "draining": None, "never-joined": None}
+    assert promised == {"big": 3072, "small": 1024, settings.NODE_NAME: 512, "draining": None, "never-joined": None, "no-worker": None}
 
 
 def test_overcommit_and_the_most_servers_bound_a_node(alice, fake_docker, committed, settings):

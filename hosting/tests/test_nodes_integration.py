@@ -48,7 +48,9 @@ def machines(docker_engine, tmp_path_factory):
 @pytest.fixture
 def nodes(machines):
     Node.local()
-    return [Node.objects.create(name=f"node{m.index}", docker_url=m.url, certificate="signed", memory_mb=4096) for m in machines]
+    # Their workers (the next step of issue 26) report as they will: placement counts on them.
+    return [Node.objects.create(name=f"node{m.index}", docker_url=m.url, certificate="signed", memory_mb=4096,
+                                worker_seen_at=timezone.now()) for m in machines]
 
 
 def test_only_the_panel_drives_a_nodes_engine_and_one_cycle_reads_them_all(machines, nodes):
