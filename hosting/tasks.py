@@ -1,7 +1,13 @@
 from celery import shared_task
+from django.conf import settings
 
 from .backends import caddy
 from .worker import claims, monitor, nodes, reconcile, workloads
+
+
+def on_node(task, node, *args, tenant=False):
+    """Send `task` to the worker next to `node`'s engine (its tenants' queue with `tenant`)."""
+    return task.apply_async(args, queue=node.tenant_queue if tenant else node.queue)
 
 
 @shared_task(acks_late=True)
@@ -40,6 +46,9 @@ def app_run(self, deployment_id):
 
 @shared_task(ignore_result=True)
 def monitor_cycle():
+    """The cycle of the node this worker sits on; the panel's own worker also has every other node's worker run theirs."""
+    for node in monitor.other_nodes():
+        on_node(monitor_cycle.s().set(expires=settings.MONITOR_INTERVAL), node)
     run = monitor.run_cycle()
     monitor.runs_purge()
     return run and run.pk
@@ -53,9 +62,9 @@ def proxy_reapply_if_drifted():
 @shared_task(ignore_result=True)
 def servers_reconcile_stuck():
     stuck = reconcile.stuck_servers()
-    for server_id in stuck:
-        server_reconcile.delay(server_id)
-    return stuck
+    for server in stuck:
+        on_node(server_reconcile, server.node, server.pk)
+    return [server.pk for server in stuck]
 
 
 @shared_task(ignore_result=True, expires=60)

@@ -448,14 +448,18 @@ def container_exec(engine, name, command, *, stdin=b"", on_output=None, timeout=
     runs under `timeout` inside the server too, so it is killed there as well.
     """
     deadline = time.monotonic() + timeout
+    if stdin and engine.is_remote:
+        # Its end is a half-close, which Docker does not take over TLS: such work is the node's own worker's.
+        raise DockerError("Input for a command on another node goes through that node's own worker.")
     api = _client(engine).api
     bounded = ["timeout", "-k", "5", str(int(timeout)), *command]
-    exec_id = api.exec_create(name, bounded, stdin=True, stdout=True, stderr=True)["Id"]
+    exec_id = api.exec_create(name, bounded, stdin=bool(stdin), stdout=True, stderr=True)["Id"]
     sock, pending = _exec_attach(engine, exec_id, settings.DOCKER_TIMEOUT)
     output = bytearray()
     try:
-        sock.sendall(stdin)
-        sock.shutdown(socket.SHUT_WR)
+        if stdin:
+            sock.sendall(stdin)
+            sock.shutdown(socket.SHUT_WR)
         buffer = bytearray(pending)
         while True:
             left = deadline - time.monotonic()

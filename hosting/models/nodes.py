@@ -79,8 +79,22 @@ class Node(models.Model):
 
     @property
     def is_offline(self):
-        """Not reached for OFFLINE_AFTER_CYCLES monitor cycles: its servers are marked so."""
-        return bool(self.contact_error) and (self.contacted_at or self.created_at) < self.offline_cutoff()
+        """Its engine not reached, or its worker (once it had one) not heard from, for
+        OFFLINE_AFTER_CYCLES monitor cycles: its servers are marked so."""
+        cutoff = self.offline_cutoff()
+        engine_away = bool(self.contact_error) and (self.contacted_at or self.created_at) < cutoff
+        return engine_away or (not self.is_local and self.worker_seen_at is not None and self.worker_seen_at < cutoff)
+
+    @property
+    def queue(self):
+        """Where its server work goes (disks, socket folders, inner daemons are its machine's):
+        Celery's default queue for the panel's own host, else the queue its own worker takes."""
+        return "celery" if self.is_local else f"node.{self.name}"
+
+    @property
+    def tenant_queue(self):
+        """Where its tenants' work goes (deploys, container actions): apart, as on the panel's host."""
+        return settings.TENANT_QUEUE if self.is_local else f"node.{self.name}.tenant"
 
     @property
     def has_worker(self):

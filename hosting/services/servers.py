@@ -65,7 +65,7 @@ def _check_disk_total(owner, *, adding_mb, besides=None):
 
 
 def _enqueue_reconcile(server):
-    transaction.on_commit(lambda: tasks.server_reconcile.delay(server.pk))
+    transaction.on_commit(lambda: tasks.on_node(tasks.server_reconcile, server.node, server.pk))
 
 
 def log_server_activity(*, action, actor, server, message, request=None):
@@ -187,7 +187,7 @@ def server_watched(server):
     """Someone is looking at the server's page: have the worker re-read what runs inside
     it, at most every SERVER_REFRESH_SECONDS, so the list follows what they do in it."""
     if server.state == State.RUNNING and cache.add(f"hosting:refresh:{server.pk}", 1, timeout=settings.SERVER_REFRESH_SECONDS):
-        transaction.on_commit(lambda: tasks.server_refresh.delay(server.pk))
+        transaction.on_commit(lambda: tasks.on_node(tasks.server_refresh, server.node, server.pk))
 
 
 def orphan_containers():

@@ -40,7 +40,7 @@ def container_act(*, actor, server, container, action, request=None):
     container.save(update_fields=["action", "action_error"])
     log_server_activity(action=Action.CONTAINER_ACTION, actor=actor, server=server, request=request,
                         message=f"{ContainerSnapshot.Action(action).label} container “{container.name}” in “{server.name}”")
-    transaction.on_commit(lambda: tasks.container_action.delay(container.pk))
+    transaction.on_commit(lambda: tasks.on_node(tasks.container_action, server.node, container.pk, tenant=True))
     return container
 
 
@@ -68,7 +68,7 @@ def _deploy(*, actor, app, action, compose_file="", request=None):
     busy = {AppDeployment.Action.DEPLOY: App.Status.DEPLOYING, AppDeployment.Action.STOP: App.Status.STOPPING,
             AppDeployment.Action.REMOVE: App.Status.REMOVING}[action]
     App.objects.filter(pk=app.pk).update(status=busy, updated_at=timezone.now())
-    transaction.on_commit(lambda: tasks.app_run.delay(deployment.pk))
+    transaction.on_commit(lambda: tasks.on_node(tasks.app_run, app.server.node, deployment.pk, tenant=True))
     return deployment
 
 

@@ -1,23 +1,29 @@
 """Three real nodes (extra_nodes: Docker engines in network namespaces this module makes),
 reached over mutual TLS with the certificates the panel makes for them."""
 
+import shutil
 import socket
 import ssl
+import subprocess
+import sys
+import tempfile
 from datetime import timedelta
 
 import docker as docker_sdk
 import pytest
+import redis
 import requests
 from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from hosting import services
+from hosting import services, tasks
 from hosting.backends import certificates, docker
 from hosting.benchmarks.inside import TEST_APP_IMAGE
 from hosting.models import Node, VirtualServer
 from hosting.worker import monitor
 
+from .conftest import ROOT, panel_env, unmount_all_below, wait_until
 from .extra_nodes import ExtraNode
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
@@ -114,3 +120,62 @@ def test_a_removed_nodes_certificates_are_refused(machines, nodes, admin, eager_
     certificates.node_ca_ensure("node3")
     with pytest.raises(docker.DockerError, match="could not prove who they are"):
         docker.engine_ping(docker.Engine.of(Node(name="node3", docker_url=machines[2].url)))
+
+
+@pytest.fixture
+def node_worker(machines, nodes, real_docker, settings, tmp_path):
+    """node2's own worker, as deploy/node runs it on that machine: its node's name, its
+    engine's local socket, its own folders for the servers' disks and sockets, no
+    certificate for any engine. The server image is on the node (install builds it)."""
+    machine = machines[1]
+    machine.local_client().images.load(b"".join(real_docker.images.get(settings.SERVER_IMAGE).save(named=True)))
+    folders = [tempfile.mkdtemp(prefix="cpn-sockets-"), tempfile.mkdtemp(prefix="cpn-disks-")]
+    env = panel_env(settings, NODE_NAME="node2", DOCKER_HOST_URL=f"unix://{machine.socket}", SERVER_SOCKET_ROOT=folders[0],
+                    SERVER_DISK_ROOT=folders[1], NODE_CREDENTIALS_DIR=tmp_path / "none")
+    queues = [nodes[1].queue, nodes[1].tenant_queue]
+    redis.Redis.from_url(settings.REDIS_URL).delete(*queues)  # leftovers of earlier runs
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "controlpanel", "worker", "--queues", ",".join(queues),
+                               "--hostname", "node2-test@%h", "--pool", "solo", "--loglevel", "INFO"],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    yield worker
+    if worker.poll() is None:
+        worker.terminate()
+    print(worker.communicate(timeout=30)[0])  # shown when the test fails
+    for folder in folders:
+        unmount_all_below(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_nodes_own_worker_runs_its_servers_and_the_panel_reaches_them_over_tls(machines, nodes, node_worker, alice, settings):
+    machine, node2 = machines[1], nodes[1]
+    server = services.server_create(owner=alice, name="on node2", node=node2)  # commits: the work goes to node2's queue
+
+    def settled():
+        server.refresh_from_db()
+        return not server.operation and server
+
+    wait_until(settled, timeout=120, what="node2's worker to create the server")
+    assert server.state == "running", server.last_error
+    assert machine.local_client().containers.get(server.container_name).status == "running"
+    assert not docker_sdk.from_env().containers.list(all=True, filters={"name": server.container_name})  # not on the panel's host
+    # The panel reaches it the way terminals and ssh do: an exec over mutual TLS, as the server's owner.
+    code, output = docker.container_exec(docker.Engine.of(node2), server.container_name, ["controlpanel-shell", "-c", "id -u; hostname"])
+    assert code == 0 and output.split() == ["0", server.hostname]
+    # The node's worker runs its node's monitor cycle, and says it is there.
+    seen = Node.objects.get(pk=node2.pk).worker_seen_at
+    tasks.on_node(tasks.monitor_cycle, node2)
+    wait_until(lambda: Node.objects.get(pk=node2.pk).worker_seen_at > seen, what="node2's cycle")
+
+    services.server_stop(actor=alice, server=server)
+    wait_until(settled, timeout=60, what="node2's worker to stop the server")
+    assert server.state == "exited"
+    services.server_delete(actor=alice, server=server)
+    wait_until(lambda: VirtualServer.objects.get(pk=server.pk).deleted_at, timeout=60, what="the server's removal")
+    assert not machine.local_client().containers.list(all=True, filters={"name": server.container_name})
+
+    # Its worker gone: offline within two cycles, though its engine still answers.
+    node_worker.terminate()
+    node_worker.wait(30)
+    Node.objects.filter(pk=node2.pk).update(worker_seen_at=timezone.now() - timedelta(seconds=settings.MONITOR_INTERVAL * 2))
+    monitor.run_cycle()
+    assert Node.objects.get(pk=node2.pk).is_offline

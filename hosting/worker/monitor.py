@@ -284,11 +284,11 @@ def prune_stale(now, node):
     servers); they are written whole again when their daemon next answers. The
     servers of an offline node keep theirs until it is back."""
     cutoff = now - settings.MONITOR_STALE_AFTER
-    stale = VirtualServer.objects.filter(Q(inner_seen_at__lt=cutoff) | Q(inner_seen_at__isnull=True) | Q(deleted_at__isnull=False)) \
-        .exclude(deleted_at__isnull=True, observed_state=Observed.NODE_OFFLINE)
+    stale = VirtualServer.objects.filter(Q(inner_seen_at__lt=cutoff) | Q(inner_seen_at__isnull=True) | Q(deleted_at__isnull=False),
+                                         node=node).exclude(deleted_at__isnull=True, observed_state=Observed.NODE_OFFLINE)
     deleted, _ = ContainerSnapshot.objects.filter(server__in=stale.values("pk")).delete()
     stale.exclude(inner_digest="").update(inner_digest="")
-    if node.host_seen_at is None or node.host_seen_at < cutoff:
+    if node.is_local and (node.host_seen_at is None or node.host_seen_at < cutoff):  # the host's rows are the panel's host's
         Node.objects.filter(pk=node.pk).update(host_digest="")
         deleted += ContainerSnapshot.objects.filter(server__isnull=True).delete()[0]
     return deleted
@@ -377,7 +377,9 @@ def record_reads(host_read, inner_reads, servers, states, node, now):
     with transaction.atomic():
         if not host_read.error:
             known = {HOST: node.host_digest, **{server.pk: server.inner_digest for server in servers}}
-            written, digests = write_snapshots([r for r in [host_read, *inner_reads] if not r.error], known, now)
+            # The host's own containers are listed for the panel's host only (the Host page).
+            daemons = [host_read, *inner_reads] if node.is_local else inner_reads
+            written, digests = write_snapshots([r for r in daemons if not r.error], known, now)
             _store_digests(digests, node, now)
             moved = _record_server_states(servers, states, {r.server_id for r in inner_reads if not r.error}, now)
             _record_failures([r.server_id for r in inner_reads if r.error], now)
@@ -437,10 +439,19 @@ def record_nodes(engine_reads, servers, now):
     return moved
 
 
+def other_nodes():
+    """The nodes whose engines this worker reads too, over mutual TLS (their contact, facts and
+    servers' states), and whose own workers it has run their cycles: all of them, for the
+    panel's own worker; none, for a node's worker."""
+    here = Node.local()
+    return list(Node.objects.exclude(pk=here.pk)) if here.is_local else []
+
+
 def _cycle():
     started, clock = timezone.now(), time.perf_counter()
     node = Node.local()  # this process's own: its inner daemons are read from here
-    engine_reads = read_engines(list(Node.objects.all()))
+    Node.objects.filter(pk=node.pk).update(worker_seen_at=started)
+    engine_reads = read_engines([node, *other_nodes()])
     host_read, engine_facts = engine_reads[node]
     everyone = list(VirtualServer.objects.live().only(*POLLED_FIELDS, "node_id"))
     servers = [s for s in everyone if s.node_id == node.pk]

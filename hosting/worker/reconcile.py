@@ -203,9 +203,9 @@ def server_refresh(*, server_id):
 
 
 def stuck_servers():
-    """Ids of servers stuck in an operation (a worker died half-way, a message was lost).
+    """Servers stuck in an operation (a worker died half-way, a message was lost), with their nodes.
 
     Reconciling is idempotent, so running it again finishes the job or records a clear failure.
     """
     cutoff = timezone.now() - timedelta(seconds=settings.SERVER_OPERATION_TIMEOUT)
-    return list(VirtualServer.objects.live().exclude(operation="").filter(updated_at__lt=cutoff).values_list("pk", flat=True))
+    return list(VirtualServer.objects.live().exclude(operation="").filter(updated_at__lt=cutoff).select_related("node"))
