@@ -177,3 +177,13 @@ def test_the_nodes_page_shows_each_node_its_state_and_its_promises(as_admin, ali
         services.server_create(owner=alice, name="there", node=node2)
     page = as_admin.get(reverse("hosting:admin_node_list")).content.decode()
     assert "node2" in page and "Joining" in page and "512 MB of 2.0 GB" in page.replace("\xa0", " ")
+
+
+def test_a_servers_page_says_where_its_domains_must_point(as_alice, alice, fake_docker, committed):
+    Node.local()
+    node2 = joined("node2", 8192, public_address="203.0.113.7")
+    with committed():
+        here = services.server_create(owner=alice, name="here", node=Node.local())
+        there = services.server_create(owner=alice, name="there", node=node2)
+    assert "DNS record (A or AAAA) at <span class=\"mono\">203.0.113.7</span>" in as_alice.get(reverse("hosting:server_detail", args=[there.pk])).content.decode()
+    assert "<span class=\"mono\">testserver</span>" in as_alice.get(reverse("hosting:server_detail", args=[here.pk])).content.decode()

@@ -25,6 +25,7 @@ from hosting.worker import monitor
 
 from .conftest import ROOT, panel_env, unmount_all_below, wait_until
 from .extra_nodes import ExtraNode
+from .test_terminal import shell_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
@@ -146,7 +147,7 @@ def node_worker(machines, nodes, real_docker, settings, tmp_path):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_a_nodes_own_worker_runs_its_servers_and_the_panel_reaches_them_over_tls(machines, nodes, node_worker, alice, settings):
+def test_a_nodes_own_worker_runs_its_servers_and_the_panel_reaches_them_over_tls(machines, nodes, node_worker, alice, settings, gateway):
     machine, node2 = machines[1], nodes[1]
     server = services.server_create(owner=alice, name="on node2", node=node2)  # commits: the work goes to node2's queue
 
@@ -161,6 +162,11 @@ def test_a_nodes_own_worker_runs_its_servers_and_the_panel_reaches_them_over_tls
     # The panel reaches it the way terminals and ssh do: an exec over mutual TLS, as the server's owner.
     code, output = docker.container_exec(docker.Engine.of(node2), server.container_name, ["controlpanel-shell", "-c", "id -u; hostname"])
     assert code == 0 and output.split() == ["0", server.hostname]
+    # A browser terminal through the gateway, which holds the panel's certificates too: the server's own daemon answers.
+    shell = shell_for(gateway(NODE_CREDENTIALS_DIR=str(settings.NODE_CREDENTIALS_DIR)), server, alice)
+    shell.type("id -u; docker info --format 'daemon={{.Name}}'\r")
+    shell.expect("daemon=" + server.hostname, timeout=60)
+    shell.ws.close()
     # The node's worker runs its node's monitor cycle, and says it is there.
     seen = Node.objects.get(pk=node2.pk).worker_seen_at
     tasks.on_node(tasks.monitor_cycle, node2)

@@ -74,6 +74,8 @@ def detail_page(request, server, *, rename_form=None, limits_form=None, domain_f
         "terminal_url": gateway_url(f"/ws/servers/{server.pk}/terminal/"),
         "terminal_grace_minutes": settings.TERMINAL_REATTACH_SECONDS // 60,
         "ssh_address": account_services.ssh_address(request),
+        # Where its domains' DNS records point: its node's public address, or this panel's host for the panel's own.
+        "dns_address": server.node.public_address or request.get_host().rsplit(":", 1)[0].strip("[]"),
         "has_ssh_key": request.user.ssh_keys.exists(),
         "domains": server.domains.all(),
         "domain_form": domain_form or DomainForm(),

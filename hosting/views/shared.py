@@ -33,9 +33,9 @@ def terminal_page(view):
 def get_server_for_user(request, server_id):
     """Someone else's server is a 404, not a 403: its existence is not ours to tell."""
     user = request.user
-    servers = VirtualServer.objects.for_user(user)
-    if user.is_admin:  # their pages name the owner and node
-        return get_object_or_404(servers.select_related("owner", "node"), pk=server_id)
+    servers = VirtualServer.objects.for_user(user).select_related("node")  # where it runs: its domains' address
+    if user.is_admin:  # their pages name the owner too
+        return get_object_or_404(servers.select_related("owner"), pk=server_id)
     server = get_object_or_404(servers, pk=server_id)
     server.owner = user  # their own: no join for what we already have
     return server
