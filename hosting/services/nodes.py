@@ -85,7 +85,7 @@ def node_add(*, actor, name, address, public_address="", memory_mb=None, cpus=No
         raise refusal(ERRORS, "name_taken", "name", name=name)
     token = secrets.token_urlsafe(32)
     node = Node.objects.create(
-        name=name, docker_url=f"tcp://{address}:2376", public_address=public_address or address, memory_mb=memory_mb, cpus=cpus,
+        name=name, docker_url=f"tcp://{f'[{address}]' if ':' in address else address}:2376", public_address=public_address or address, memory_mb=memory_mb, cpus=cpus,
         max_servers=max_servers, overcommit=overcommit, join_token_hash=_hash(token),
         join_expires_at=timezone.now() + timedelta(hours=JOIN_TOKEN_HOURS))
     _log(action=Action.NODE_ADDED, actor=actor, node=node, request=request, message=f"Added node {name} ({address})")
@@ -99,9 +99,10 @@ def node_update(*, actor, node, status, public_address, memory_mb, cpus, max_ser
     node.status, node.public_address = status, public_address
     node.memory_mb, node.cpus, node.max_servers, node.overcommit = memory_mb, cpus, max_servers, overcommit
     node.save(update_fields=["status", "public_address", "memory_mb", "cpus", "max_servers", "overcommit"])
+    memory = f"{memory_mb} MB" if memory_mb else "its engine's memory"
     _log(action=Action.NODE_CHANGED, actor=actor, node=node, request=request,
-         message=f"Changed node {node.name}: {node.get_status_display().lower()}, "
-                 f"{memory_mb or 'its own'} MB × {overcommit}, {max_servers or 'no limit of'} servers")
+         message=f"Changed node {node.name}: {node.get_status_display().lower()}, {memory} × {overcommit}, "
+                 f"{f'at most {max_servers} servers' if max_servers else 'no limit of servers'}")
     return node
 
 

@@ -36,7 +36,7 @@ def joined(name, memory_mb, **fields):
 def test_new_servers_go_to_the_node_with_the_most_room(alice, fake_docker, committed, settings):
     settings.SERVER_DEFAULT_MEMORY_MB = 512
     Node.objects.create(name=settings.NODE_NAME, memory_mb=1024)
-    big, small = joined("big", 4096), joined("small", 2048)
+    joined("big", 4096), joined("small", 2048)
     joined("draining", 16384, status=Node.Status.DRAINING)
     Node.objects.filter(pk=joined("never-joined", 16384).pk).update(certificate="")
     Node.objects.filter(pk=joined("no-worker", 16384).pk).update(worker_seen_at=None)

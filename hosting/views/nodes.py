@@ -7,7 +7,7 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.decorators import admin_required
 from controlpanel.forms import add_errors
@@ -15,6 +15,7 @@ from controlpanel.forms import add_errors
 from .. import services
 from ..forms import NodeForm, NodeSettingsForm
 from ..models import Node
+from .shared import error_messages
 
 JOIN_CSR_MAX_BYTES = 16 * 1024
 
@@ -90,8 +91,7 @@ def node_remove(request, node_id):
     try:
         services.node_remove(actor=request.user, node=node, request=request)
     except ValidationError as error:
-        for message in error.messages:
-            messages.error(request, message)
+        error_messages(request, error)
         return redirect("hosting:admin_node_detail", node_id=node.pk)
     messages.success(request, f"Removed {node.name}: the panel no longer trusts its certificate.")
     return redirect("hosting:admin_node_list")
