@@ -20,6 +20,18 @@ class ServerNameForm(forms.Form):
     )
 
 
+class ServerCreateForm(ServerNameForm):
+    """A new server's name; an administrator may also say which node it goes to."""
+
+    node = forms.ModelChoiceField(label="Node", queryset=Node.objects.order_by("name"), required=False,
+                                  empty_label="The one with the most room", help_text="Administrators only.")
+
+    def __init__(self, *args, choose_node=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not choose_node:
+            del self.fields["node"]
+
+
 class ServerLimitsForm(forms.Form):
     memory_mb = forms.IntegerField(label="Memory (MB)", min_value=64, max_value=1024 * 1024)
     cpus = forms.DecimalField(label="CPUs", min_value=Decimal("0.01"), max_value=1024, max_digits=6, decimal_places=2)

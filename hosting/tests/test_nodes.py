@@ -187,3 +187,15 @@ def test_a_servers_page_says_where_its_domains_must_point(as_alice, alice, fake_
         there = services.server_create(owner=alice, name="there", node=node2)
     assert "DNS record (A or AAAA) at <span class=\"mono\">203.0.113.7</span>" in as_alice.get(reverse("hosting:server_detail", args=[there.pk])).content.decode()
     assert "<span class=\"mono\">testserver</span>" in as_alice.get(reverse("hosting:server_detail", args=[here.pk])).content.decode()
+
+
+def test_an_admin_picks_the_node_on_the_page_a_user_cannot(as_admin, as_alice, admin, alice, fake_docker, committed, settings):
+    local = Node.objects.create(name=settings.NODE_NAME, memory_mb=4096)
+    node2 = joined("node2", 1024 * 1024)  # the most room: where a server goes unless told
+    with committed():
+        as_admin.post(reverse("hosting:server_create"), {"name": "mine", "node": local.pk})
+        as_alice.post(reverse("hosting:server_create"), {"name": "hers", "node": local.pk})
+    assert VirtualServer.objects.get(owner=admin).node == local
+    assert VirtualServer.objects.get(owner=alice).node == node2  # a user's choice is not theirs to make
+    assert 'name="node"' in as_admin.get(reverse("hosting:server_list")).content.decode()
+    assert 'name="node"' not in as_alice.get(reverse("hosting:server_list")).content.decode()

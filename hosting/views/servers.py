@@ -11,7 +11,7 @@ from accounts import services as account_services
 from accounts.decorators import admin_required
 
 from .. import services
-from ..forms import DomainForm, ServerLimitsForm, ServerNameForm
+from ..forms import DomainForm, ServerCreateForm, ServerLimitsForm, ServerNameForm
 from ..models import VirtualServer
 from .shared import containers_page, error_messages, gateway_url, get_server_for_user, post_action, terminal_page
 
@@ -35,7 +35,7 @@ def _server_list_page(request, form, status=200):
 
 @require_GET
 def server_list(request):
-    return _server_list_page(request, ServerNameForm())
+    return _server_list_page(request, ServerCreateForm(choose_node=request.user.is_admin))
 
 
 @require_GET
@@ -45,10 +45,10 @@ def server_list_live(request):
 
 @require_POST
 def server_create(request):
-    form = ServerNameForm(request.POST)
+    form = ServerCreateForm(request.POST, choose_node=request.user.is_admin)
     if form.is_valid():
         try:
-            server = services.server_create(owner=request.user, name=form.cleaned_data["name"], request=request)
+            server = services.server_create(owner=request.user, request=request, **form.cleaned_data)
         except ValidationError as error:
             error_messages(request, error)
         else:
