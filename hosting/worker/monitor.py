@@ -418,17 +418,20 @@ def host_facts(engine_facts):
 
 
 def record_nodes(engine_reads, servers, now):
-    """Each node's contact (facts, when, or why not) and, for the other nodes than this
-    process's own, its servers' states as its engine lists them; the servers of a node
-    not reached for two cycles are marked offline (their rows and snapshots stay).
-    Returns whether an address changed."""
+    """Each node's contact (facts, when, or why not; for this process's own, that its worker
+    is there) and, for the other nodes, its servers' states as its engine lists them; the
+    servers of a node not reached for two cycles are marked offline (their rows and
+    snapshots stay). Returns whether an address changed."""
     moved = False
     for node, (read, facts) in engine_reads.items():
         if read.error:
             node.contact_error = read.error[:255]
         else:
             node.contacted_at, node.contact_error, node.facts = now, "", facts or node.facts
-        Node.objects.filter(pk=node.pk).update(contacted_at=node.contacted_at, contact_error=node.contact_error, facts=node.facts)
+        if node.name == settings.NODE_NAME:
+            node.worker_seen_at = now
+        Node.objects.filter(pk=node.pk).update(contacted_at=node.contacted_at, contact_error=node.contact_error, facts=node.facts,
+                                               worker_seen_at=node.worker_seen_at)
         theirs = [s for s in servers if s.node_id == node.pk]
         if node.is_offline:
             offline = [s for s in theirs if s.observed_state != Observed.NODE_OFFLINE]
@@ -439,19 +442,18 @@ def record_nodes(engine_reads, servers, now):
     return moved
 
 
-def other_nodes():
+def other_nodes(here=None):
     """The nodes whose engines this worker reads too, over mutual TLS (their contact, facts and
     servers' states), and whose own workers it has run their cycles: all of them, for the
-    panel's own worker; none, for a node's worker."""
-    here = Node.local()
+    panel's own worker (`here`: its node); none, for a node's worker."""
+    here = here or Node.local()
     return list(Node.objects.exclude(pk=here.pk)) if here.is_local else []
 
 
 def _cycle():
     started, clock = timezone.now(), time.perf_counter()
     node = Node.local()  # this process's own: its inner daemons are read from here
-    Node.objects.filter(pk=node.pk).update(worker_seen_at=started)
-    engine_reads = read_engines([node, *other_nodes()])
+    engine_reads = read_engines([node, *other_nodes(node)])
     host_read, engine_facts = engine_reads[node]
     everyone = list(VirtualServer.objects.live().only(*POLLED_FIELDS, "node_id"))
     servers = [s for s in everyone if s.node_id == node.pk]
