@@ -586,11 +586,16 @@ def container_update_limits(engine, name, *, memory_mb, cpus, pids_limit):
     memory = memory_mb * 1024 * 1024
     # docker-py's update_container() knows neither NanoCpus nor PidsLimit; the API does. The
     # client is a requests session, its base URL and API version public: the endpoint, as documented.
-    client.api.post(
-        f"{client.api.base_url}/v{client.api.api_version}/containers/{container.id}/update",
-        json={"Memory": memory, "MemorySwap": memory, "NanoCpus": int(cpus * 1e9), "PidsLimit": pids_limit},
-        timeout=settings.DOCKER_TIMEOUT,
-    ).raise_for_status()
+    limits = {"Memory": memory, "MemorySwap": memory, "NanoCpus": int(cpus * 1e9), "PidsLimit": pids_limit}
+    url = f"{client.api.base_url}/v{client.api.api_version}/containers/{container.id}/update"
+    for attempt in (1, 2):
+        try:
+            client.api.post(url, json=limits, timeout=settings.DOCKER_TIMEOUT).raise_for_status()
+            return
+        except requests.exceptions.HTTPError as error:
+            if attempt == 2 or error.response is None or error.response.status_code < 500:
+                docker.errors.create_api_error_from_http_exception(error)  # raises it with the engine's reason
+            time.sleep(1)  # a container in the middle of starting can refuse its cgroups' change for a moment
 
 
 @_translate_errors

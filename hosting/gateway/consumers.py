@@ -193,8 +193,11 @@ def _log_watch(admin, terminal):
 def _container_for(user, server_id, container_id):
     if not (user.is_authenticated and user.is_active):
         return None
-    server = VirtualServer.objects.for_user(user).filter(pk=server_id).first()
-    return server and server.containers.filter(pk=container_id).first()
+    server = VirtualServer.objects.for_user(user).select_related("node").filter(pk=server_id).first()
+    container = server and server.containers.filter(pk=container_id).first()
+    if container:
+        container.server = server  # with its node: where its log is read from
+    return container
 
 
 class LogConsumer(AsyncWebsocketConsumer, terminals.GatewaySession):
@@ -229,7 +232,7 @@ class LogConsumer(AsyncWebsocketConsumer, terminals.GatewaySession):
     async def _follow(self, container, tail):
         reason = "The log has ended: the container stopped."
         try:
-            await logs.follow(str(container.server.socket_dir), container.docker_id, tail=tail,
+            await logs.follow(container.server, container.docker_id, tail=tail,
                               send=lambda batch: self.send(text_data=json.dumps({"type": "lines", **batch})))
         except docker.DockerError as error:
             reason = str(error)

@@ -1,8 +1,9 @@
 """A container's log inside a server, as the gateway streams it to the page.
 
 The server's daemon says what its containers printed (`GET
-/containers/<id>/logs?follow=1&timestamps=1`): stdout and stderr in
-Docker's frames (a TTY container: one plain stream). Everything in it is the
+/containers/<id>/logs?follow=1&timestamps=1` on its socket, or `docker logs`
+in the server for one on another node): stdout and stderr in Docker's frames
+(a TTY container through its socket: one plain stream). Everything in it is the
 tenant's: lines are cut to LINE_LIMIT characters, and at most
 LINES_PER_SECOND go to the browser; the rest is counted, not kept, so a
 container printing ten thousand lines a second neither fills memory here
@@ -10,8 +11,11 @@ nor freezes the page.
 """
 
 import asyncio
+import secrets
 import struct
 import time
+
+from django.conf import settings
 
 from controlpanel.text import visible_controls
 
@@ -78,19 +82,53 @@ async def frames(reader, tty):
             yield STREAMS.get(stream, "out"), data
 
 
-async def follow(socket_dir, docker_id, *, tail, send):
-    """Stream a container's log to `send(batch)` until it ends or the caller stops listening.
-
-    A batch is {"lines": [[stream, time, text], ...], "skipped": n}, sent every
-    BATCH_SECONDS while there is something to say. `send` may wait (a slow
-    browser): lines go on being read meanwhile, but no more than
-    LINES_PER_SECOND are ever waiting; the rest are counted as skipped."""
+async def _from_socket(server, docker_id, tail):
+    """A server on this process's node: its daemon's own socket, which answers in Docker's log body."""
+    socket_dir = str(server.socket_dir)
     tty = await asyncio.to_thread(docker.inner_container_tty, socket_dir, docker_id)
     status, reader, writer = await docker.inner_stream(
         socket_dir, f"/containers/{docker_id}/logs?follow=1&stdout=1&stderr=1&timestamps=1&tail={int(tail)}")
     if status != 200:
         writer.close()
         raise docker.DockerError("The server's daemon has no log for that container.")
+    return tty, reader, writer, _nothing
+
+
+async def _nothing():
+    pass
+
+
+async def _through_engine(server, docker_id, tail):
+    """A server on another node (its daemon's socket is on that machine): `docker logs` run in it
+    as its owner, over the node's engine; its stdout and stderr come in the exec's frames. Its
+    name carries a token, for the gateway to end it when the page goes."""
+    engine, container, token = docker.Engine.of(server.node), server.container_name, secrets.token_hex(8)
+    command = f"exec -a controlpanel-logs-{token} docker logs --follow --timestamps --tail {int(tail)} {docker_id}"
+    exec_id = await asyncio.to_thread(docker.exec_create, engine, container, ["controlpanel-shell", "-c", command], tty=False)
+    reader, writer = await docker.exec_stream(engine, exec_id, tty=False)
+
+    async def stop():
+        try:
+            await asyncio.to_thread(docker.container_exec, engine, container,
+                                    # [c]: a pattern that does not match this command's own shell
+                                    ["controlpanel-shell", "-c", f"pkill -f '[c]ontrolpanel-logs-{token}'"], timeout=15)
+        except docker.DockerError:
+            pass  # the server stopped: so did the log
+
+    return False, reader, writer, stop
+
+
+async def follow(server, docker_id, *, tail, send):
+    """Stream a container's log to `send(batch)` until it ends or the caller stops listening.
+
+    A batch is {"lines": [[stream, time, text], ...], "skipped": n}, sent every
+    BATCH_SECONDS while there is something to say. `send` may wait (a slow
+    browser): lines go on being read meanwhile, but no more than
+    LINES_PER_SECOND are ever waiting; the rest are counted as skipped."""
+    if not docker.CONTAINER_ID.fullmatch(docker_id or ""):
+        raise docker.DockerError("That is not a container id.")
+    here = server.node.name == settings.NODE_NAME
+    tty, reader, writer, stop = await (_from_socket if here else _through_engine)(server, docker_id, tail)
     waiting = {"lines": [], "skipped": 0, "ended": False}
 
     async def read():
@@ -121,3 +159,4 @@ async def follow(socket_dir, docker_id, *, tail, send):
     finally:
         reading.cancel()
         writer.close()
+        await stop()

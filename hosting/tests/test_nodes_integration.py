@@ -19,13 +19,15 @@ from django.utils import timezone
 
 from hosting import services, tasks
 from hosting.backends import certificates, docker
+from hosting.benchmarks import inside
 from hosting.benchmarks.inside import TEST_APP_IMAGE
-from hosting.models import Node, VirtualServer
+from hosting.models import ContainerSnapshot, Node, VirtualServer
 from hosting.worker import monitor
 
 from .conftest import ROOT, panel_env, unmount_all_below, wait_until
 from .extra_nodes import ExtraNode
 from .test_terminal import shell_for
+from .test_workloads import TICKER, log_stream, logged_in, read_lines
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
@@ -138,6 +140,7 @@ def node_worker(machines, nodes, real_docker, settings, tmp_path):
     worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "controlpanel", "worker", "--queues", ",".join(queues),
                                "--hostname", "node2-test@%h", "--pool", "solo", "--loglevel", "INFO"],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    worker.socket_root = folders[0]  # the servers' socket folders on "that machine" (this one, in the test)
     yield worker
     if worker.poll() is None:
         worker.terminate()
@@ -163,10 +166,23 @@ def test_a_nodes_own_worker_runs_its_servers_and_the_panel_reaches_them_over_tls
     code, output = docker.container_exec(docker.Engine.of(node2), server.container_name, ["controlpanel-shell", "-c", "id -u; hostname"])
     assert code == 0 and output.split() == ["0", server.hostname]
     # A browser terminal through the gateway, which holds the panel's certificates too: the server's own daemon answers.
-    shell = shell_for(gateway(NODE_CREDENTIALS_DIR=str(settings.NODE_CREDENTIALS_DIR)), server, alice)
+    started = gateway(NODE_CREDENTIALS_DIR=str(settings.NODE_CREDENTIALS_DIR))
+    shell = shell_for(started, server, alice)
     shell.type("id -u; docker info --format 'daemon={{.Name}}'\r")
     shell.expect("daemon=" + server.hostname, timeout=60)
     shell.ws.close()
+    # A container's log: `docker logs` in the server over the engine (its socket is on the node), stdout and stderr apart.
+    socket_dir = f"{node_worker.socket_root}/{server.pk}"
+    inside.image_copy_to_inner(TEST_APP_IMAGE, socket_dir)
+    docker_id = inside.inner_container_run(socket_dir, TEST_APP_IMAGE, ["sh", "-c", TICKER], name="ticker")
+    container = ContainerSnapshot.objects.create(server=server, docker_id=docker_id, name="ticker", state="running", digest="x")
+    ws = log_stream(started, container, logged_in(alice).cookies["sessionid"].value)
+    lines, _ = read_lines(ws, "tick-5", timeout=60)
+    assert {text: stream for stream, _, text in lines if text in ("first-line", "on-stderr")} == {"first-line": "out", "on-stderr": "err"}
+    ws.close()
+    engine = docker.Engine.of(node2)
+    wait_until(lambda: not docker.container_exec(engine, server.container_name, ["controlpanel-shell", "-c", "pgrep -f '[c]ontrolpanel-logs-' || true"])[1].strip(),
+               what="the page's `docker logs` to end with the page")
     # The node's worker runs its node's monitor cycle, and says it is there.
     seen = Node.objects.get(pk=node2.pk).worker_seen_at
     tasks.on_node(tasks.monitor_cycle, node2)

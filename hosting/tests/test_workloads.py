@@ -23,6 +23,7 @@ from .conftest import TEST_APP_IMAGE, inner_client, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker, pytest.mark.usefixtures("eager_tasks")]
 ORIGIN = "http://testserver"
+TICKER = "echo first-line; echo on-stderr >&2; i=0; while :; do i=$((i+1)); echo tick-$i; sleep 0.2; done"  # a container's log
 
 
 def logged_in(user):
@@ -58,8 +59,7 @@ def read_lines(ws, until, timeout=20):
 def test_a_containers_log_follows_it_stops_from_the_page_shows_its_last_lines_and_goes(gateway, running_server, alice, bob):
     server = running_server
     inside.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE,
-                               ["sh", "-c", "echo first-line; echo on-stderr >&2; i=0; while :; do i=$((i+1)); echo tick-$i; sleep 0.2; done"],
-                               name="ticker")
+                               ["sh", "-c", TICKER], name="ticker")
     container = wait_until(lambda: refreshed(server).get("ticker"), what="the container listed")
     started = gateway()
     client = logged_in(alice)
