@@ -42,6 +42,7 @@ def test_benchmark_servers(benchmark_env):
 def test_benchmark_monitor(benchmark_env):
     assert "cycle" in run("benchmark_monitor", "--servers", "1", "--containers", "1", "--cycles", "1")
     assert "unchanged" in run("benchmark_monitor", "--synthetic", "5")
+    assert "at once" in run("benchmark_monitor", "--nodes", "1", "--containers", "1", "--cycles", "1")
 
 
 @pytest.mark.docker

@@ -1,4 +1,4 @@
-"""Three real nodes (extra_nodes: Docker engines in network namespaces this module makes),
+"""Three real nodes (benchmarks.nodes: Docker engines in network namespaces this module makes),
 reached over mutual TLS with the certificates the panel makes for them."""
 
 import shutil
@@ -21,11 +21,11 @@ from hosting import services, tasks
 from hosting.backends import certificates, docker
 from hosting.benchmarks import inside
 from hosting.benchmarks.inside import TEST_APP_IMAGE
+from hosting.benchmarks.nodes import ExtraNode
 from hosting.models import ContainerSnapshot, Node, VirtualServer
 from hosting.worker import monitor
 
 from .conftest import ROOT, panel_env, unmount_all_below, wait_until
-from .extra_nodes import ExtraNode
 from .test_terminal import shell_for
 from .test_workloads import TICKER, log_stream, logged_in, read_lines
 

@@ -12,6 +12,12 @@ The servers are deleted at the end unless --keep is given.
 
     DATABASE_URL=postgres:///controlpanel_bench .venv/bin/python manage.py benchmark_monitor --synthetic 1000,5000
 
+    .venv/bin/python manage.py benchmark_monitor --nodes 3 --containers 50   # as root
+
+Several nodes: that many extra nodes (hosting/benchmarks/nodes.py: engines in
+network namespaces, reached over mutual TLS), the cycle's reads of all their
+engines at once against the same reads one by one.
+
 No Docker: for each count, that many server rows with --containers (default
 20 here) synthetic containers each, through the monitor's own parse and write
 functions: parse (the reader threads' work, summed), the first pass, an
@@ -22,18 +28,21 @@ saw inserted, updated and deleted and the dead tuples left
 """
 
 import statistics
+import tempfile
 import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import User
 from hosting.benchmarks import inside
 from hosting.benchmarks.inside import TEST_APP_IMAGE
-from hosting.backends import docker
+from hosting.benchmarks.nodes import ExtraNode
+from hosting.backends import certificates, docker
 from hosting.worker import monitor, reconcile
 from hosting import services
 from hosting.models import ContainerSnapshot, Node, VirtualServer
@@ -51,8 +60,11 @@ class Command(BaseCommand):
         parser.add_argument("--cycles", type=int, default=5, help="unchanged cycles to time after the first")
         parser.add_argument("--keep", action="store_true")
         parser.add_argument("--synthetic", help="daemon counts, e.g. 1000,5000: time the write pass on synthetic answers")
+        parser.add_argument("--nodes", type=int, help="time the reads of this many real extra nodes' engines (root: network namespaces)")
 
-    def handle(self, *args, servers, containers, cycles, keep, synthetic, **options):
+    def handle(self, *args, servers, containers, cycles, keep, synthetic, nodes, **options):
+        if nodes:
+            return self._nodes(nodes, 3 if containers is None else containers, cycles)
         if synthetic:
             if connection.vendor != "postgresql":
                 raise CommandError("--synthetic measures PostgreSQL: set DATABASE_URL=postgres:///...")
@@ -120,6 +132,50 @@ class Command(BaseCommand):
         started = time.perf_counter()
         read()
         return time.perf_counter() - started
+
+    # Several nodes: their engines' reads overlap --------------------------------------
+
+    def _nodes(self, count, containers, cycles):
+        """Start `count` extra nodes (engines in network namespaces, mutual TLS), `containers`
+        containers on each, and time the cycle's reads of them all against the same reads one by one."""
+        self.stdout.write(f"starting {count} nodes with {containers} containers each ...")
+        with tempfile.TemporaryDirectory(prefix="cpb-credentials-") as credentials, override_settings(NODE_CREDENTIALS_DIR=credentials):
+            machines = [ExtraNode(index) for index in range(1, count + 1)]
+            try:
+                for machine in machines:
+                    machine.make_network()
+                    name = f"bench-node{machine.index}"
+                    machine.install(certificates.node_ca_ensure(name), certificates.node_sign(name, machine.csr, address=machine.address))
+                    machine.start()
+                rows = [Node(pk=-m.index, name=f"bench-node{m.index}", docker_url=m.url) for m in machines]  # never saved: reads only
+                image = b"".join(inside.host_engine().images.get(TEST_APP_IMAGE).save(named=True))
+                for machine, node in zip(machines, rows):
+                    machine.wait(docker.Engine.of(node))
+                    client = machine.local_client()
+                    client.images.load(image)
+                    for k in range(containers):
+                        client.containers.run(TEST_APP_IMAGE, ["sleep", "3600"], name=f"app{k}", detach=True)
+                monitor.read_engines(rows)  # clients made, connections open
+                together, one_by_one, slowest = [], [], []
+                for _ in range(max(cycles, 1)):
+                    started = time.perf_counter()
+                    reads = monitor.read_engines(rows)
+                    together.append(time.perf_counter() - started)
+                    failed = [read.error for read, _ in reads.values() if read.error]
+                    if failed:
+                        raise CommandError(f"a node's engine did not answer: {failed[0]}")
+                    each = [self._raw_seconds(lambda n=n: (docker.host_containers_json(docker.Engine.of(n), timeout=5),
+                                                           docker.engine_facts(docker.Engine.of(n)))) for n in rows]
+                    one_by_one.append(sum(each))
+                    slowest.append(max(each))
+            finally:
+                for machine in machines:
+                    machine.remove()
+        ms = lambda values: statistics.median(values) * 1000  # noqa: E731
+        self.stdout.write(f"\n{count} nodes' engines (list + facts, over mutual TLS), median of {len(together)}:")
+        self.stdout.write(f"  read in one cycle, at once:  {ms(together):.1f} ms")
+        self.stdout.write(f"  the same, one by one:        {ms(one_by_one):.1f} ms (slowest node {ms(slowest):.1f} ms)")
+        self.stdout.write(f"  at once / slowest node:      {statistics.median(together) / statistics.median(slowest):.2f}")
 
     # Synthetic daemons: the write pass alone ----------------------------------------
 

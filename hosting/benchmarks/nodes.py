@@ -1,6 +1,7 @@
-"""Real extra nodes for the tests: each a Docker engine of its own in a network namespace
-this module makes (its own data and exec roots, its own bridge), reached over mutual
-TLS at its namespace address, as a machine added to the panel would be. Everything it
+"""Real extra nodes on one machine, for the tests and benchmark_monitor: each a Docker
+engine of its own in a network namespace this module makes (its own data and exec
+roots, its own bridge), reached over mutual TLS at its namespace address, as a
+machine added to the panel would be. Everything it
 makes (namespace, veth pair, engine, folders) it removes again; nothing of the host's
 network is touched but the host end of each veth pair."""
 
