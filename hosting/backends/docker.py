@@ -67,7 +67,7 @@ class Engine:
         """The node's engine: the one this process sits next to (NODE_NAME) through its
         local socket, any other over mutual TLS with the panel's certificate for that node."""
         facts = {"subnet": node.server_subnet, "uid_base": node.server_uid_base}
-        if node.name == settings.NODE_NAME or not node.docker_url:
+        if node.is_here or node.is_local:
             return cls(url=settings.DOCKER_HOST_URL, **facts)
         return cls(url=node.docker_url, tls=certificates.credentials(node.name), **facts)
 

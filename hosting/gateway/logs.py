@@ -15,8 +15,6 @@ import secrets
 import struct
 import time
 
-from django.conf import settings
-
 from controlpanel.text import visible_controls
 
 from ..backends import docker
@@ -127,8 +125,7 @@ async def follow(server, docker_id, *, tail, send):
     LINES_PER_SECOND are ever waiting; the rest are counted as skipped."""
     if not docker.CONTAINER_ID.fullmatch(docker_id or ""):
         raise docker.DockerError("That is not a container id.")
-    here = server.node.name == settings.NODE_NAME
-    tty, reader, writer, stop = await (_from_socket if here else _through_engine)(server, docker_id, tail)
+    tty, reader, writer, stop = await (_from_socket if server.node.is_here else _through_engine)(server, docker_id, tail)
     waiting = {"lines": [], "skipped": 0, "ended": False}
 
     async def read():

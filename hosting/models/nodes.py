@@ -78,6 +78,12 @@ class Node(models.Model):
         return not self.docker_url
 
     @property
+    def is_here(self):
+        """The node this process sits on (NODE_NAME): its engine's socket, its servers' folders
+        and inner daemons are this machine's."""
+        return self.name == settings.NODE_NAME
+
+    @property
     def is_offline(self):
         """Its engine not reached, or its worker (once it had one) not heard from, for
         OFFLINE_AFTER_CYCLES monitor cycles: its servers are marked so."""

@@ -32,6 +32,12 @@ def _hash(token):
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _join_token():
+    """A new one-time join token, and what the node's row keeps of it (its hash, its end)."""
+    token = secrets.token_urlsafe(32)
+    return token, {"join_token_hash": _hash(token), "join_expires_at": timezone.now() + timedelta(hours=JOIN_TOKEN_HOURS)}
+
+
 def _why_not(node, memory_mb):
     """Why `node` cannot take a server of `memory_mb` now, or ""."""
     if node.status != Node.Status.ACTIVE:
@@ -83,11 +89,10 @@ def node_add(*, actor, name, address, public_address="", memory_mb=None, cpus=No
     and, after the commit, its certificate authority made by the worker."""
     if Node.objects.filter(name=name).exists() or name == settings.NODE_NAME:
         raise refusal(ERRORS, "name_taken", "name", name=name)
-    token = secrets.token_urlsafe(32)
+    token, joining = _join_token()
     node = Node.objects.create(
-        name=name, docker_url=f"tcp://{f'[{address}]' if ':' in address else address}:2376", public_address=public_address or address, memory_mb=memory_mb, cpus=cpus,
-        max_servers=max_servers, overcommit=overcommit, join_token_hash=_hash(token),
-        join_expires_at=timezone.now() + timedelta(hours=JOIN_TOKEN_HOURS))
+        name=name, docker_url=f"tcp://{f'[{address}]' if ':' in address else address}:2376", public_address=public_address or address,
+        memory_mb=memory_mb, cpus=cpus, max_servers=max_servers, overcommit=overcommit, **joining)
     _log(action=Action.NODE_ADDED, actor=actor, node=node, request=request, message=f"Added node {name} ({address})")
     transaction.on_commit(lambda: tasks.node_prepare.delay(node.pk))
     return node, token
@@ -126,9 +131,8 @@ def node_remove(*, actor, node, request=None):
 @transaction.atomic
 def node_new_token(*, actor, node, request=None):
     """A fresh join token, for a node set up again: the old certificate is no longer the one the panel expects."""
-    token = secrets.token_urlsafe(32)
-    Node.objects.filter(pk=node.pk).update(join_token_hash=_hash(token), certificate="",
-                                           join_expires_at=timezone.now() + timedelta(hours=JOIN_TOKEN_HOURS))
+    token, joining = _join_token()
+    Node.objects.filter(pk=node.pk).update(certificate="", **joining)
     _log(action=Action.NODE_CHANGED, actor=actor, node=node, request=request, message=f"New join token for node {node.name}")
     return token
 

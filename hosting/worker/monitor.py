@@ -428,7 +428,7 @@ def record_nodes(engine_reads, servers, now):
             node.contact_error = read.error[:255]
         else:
             node.contacted_at, node.contact_error, node.facts = now, "", facts or node.facts
-        if node.name == settings.NODE_NAME:
+        if node.is_here:
             node.worker_seen_at = now
         Node.objects.filter(pk=node.pk).update(contacted_at=node.contacted_at, contact_error=node.contact_error, facts=node.facts,
                                                worker_seen_at=node.worker_seen_at)
@@ -437,7 +437,7 @@ def record_nodes(engine_reads, servers, now):
             offline = [s for s in theirs if s.observed_state != Observed.NODE_OFFLINE]
             moved |= any(s.ip_address for s in offline)
             VirtualServer.objects.filter(pk__in=[s.pk for s in offline]).update(observed_state=Observed.NODE_OFFLINE, ip_address=None)
-        elif not read.error and node.name != settings.NODE_NAME:
+        elif not read.error and not node.is_here:
             moved |= _record_server_states(theirs, server_states_from_host(read, theirs), set(), now)
     return moved
 

@@ -1,15 +1,11 @@
 """Nodes on the worker side, which alone holds their certificate authorities: a new
 node's CA made, its certificate request signed, a removed node's forgotten."""
 
-import logging
-
 from accounts.services import activity_log
 
 from ..activity import Action
 from ..backends import certificates, docker
 from ..models import Node
-
-log = logging.getLogger(__name__)
 
 
 def node_prepare(*, node_id):
