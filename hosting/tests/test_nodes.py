@@ -199,3 +199,14 @@ def test_an_admin_picks_the_node_on_the_page_a_user_cannot(as_admin, as_alice, a
     assert VirtualServer.objects.get(owner=alice).node == node2  # a user's choice is not theirs to make
     assert 'name="node"' in as_admin.get(reverse("hosting:server_list")).content.decode()
     assert 'name="node"' not in as_alice.get(reverse("hosting:server_list")).content.decode()
+
+
+def test_a_node_still_joining_is_not_read_and_never_shows_offline(as_admin, fake_docker, settings):
+    Node.local()
+    joining = Node.objects.create(name="node2", docker_url="tcp://192.0.2.60:2376",
+                                  created_at=timezone.now() - timedelta(hours=1))
+    fake_docker.down.add(joining.docker_url)
+    for _ in range(3):
+        run = monitor.run_cycle()
+    assert run.failures == [] and not Node.objects.get(pk=joining.pk).is_offline
+    assert "Joining" in as_admin.get(reverse("hosting:admin_node_list")).content.decode()

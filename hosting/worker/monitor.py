@@ -447,7 +447,8 @@ def other_nodes(here=None):
     servers' states), and whose own workers it has run their cycles: all of them, for the
     panel's own worker (`here`: its node); none, for a node's worker."""
     here = here or Node.local()
-    return list(Node.objects.exclude(pk=here.pk)) if here.is_local else []
+    # A node still joining has no engine to read yet: read, it would only fail and show offline.
+    return list(Node.objects.exclude(pk=here.pk).exclude(certificate="")) if here.is_local else []
 
 
 def _cycle():
