@@ -28,6 +28,11 @@ class UserManager(BaseUserManager):
     def get_by_natural_key(self, email):
         return self.get(email=normalize_email(email))
 
+    def named(self, pk):
+        """A user as the activity log names them, or None: never their password hash (a node's
+        worker, which logs what it did to its servers, may not read one)."""
+        return None if pk is None else self.only("email").filter(pk=pk).first()
+
     def create_user(self, email, password=None, **fields):
         user = self.model(email=normalize_email(email), **fields)
         user.set_password(password)

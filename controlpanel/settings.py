@@ -265,6 +265,10 @@ NODE_NAME = env.str("NODE_NAME", default="local")
 # The panel's certificates for other nodes' engines (hosting.backends.certificates): read by
 # the worker and the gateway only, never the web tier.
 NODE_CREDENTIALS_DIR = Path(env.str("NODE_CREDENTIALS_DIR", default=str(DATA_DIR / "node-credentials")))
+# Where the nodes' workers reach the panel's PostgreSQL and Redis (host:port; the join
+# script hands them these, with credentials of their own). Empty: where the panel does.
+NODES_DATABASE_ADDRESS = env.str("NODES_DATABASE_ADDRESS", default="")
+NODES_REDIS_ADDRESS = env.str("NODES_REDIS_ADDRESS", default="")
 
 # The gateway: browser terminals into servers (manage.py gateway), reached at
 # GATEWAY_URL (ws:// or wss://; empty: the page's own origin, a reverse proxy
@@ -396,6 +400,13 @@ if not REDIS_URL:
         "data_folder_out": str(_broker_dir),
         "control_folder": str(_broker_dir / "control"),  # else "control/" in the working directory
     }
+# A node's own worker (deploy/node): its broker user reaches only keys under its prefix, so
+# its unacknowledged messages and its cache live there, and it takes no broadcasts.
+REDIS_KEY_PREFIX = env.str("REDIS_KEY_PREFIX", default="")
+if REDIS_KEY_PREFIX:
+    CACHES["default"]["KEY_PREFIX"] = f"{REDIS_KEY_PREFIX}cache"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {f"{key}_key": f"{REDIS_KEY_PREFIX}{key}" for key in ("unacked", "unacked_index", "unacked_mutex")}
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -47,7 +47,10 @@ def app_run(self, deployment_id):
 @shared_task(ignore_result=True)
 def monitor_cycle():
     """The cycle of the node this worker sits on; the panel's own worker also has every other node's worker run theirs."""
-    for node in monitor.other_nodes():
+    others = monitor.other_nodes()
+    if others:
+        nodes.brokers_ensure()  # Redis forgets them when it restarts
+    for node in others:
         on_node(monitor_cycle.s().set(expires=settings.MONITOR_INTERVAL), node)
     run = monitor.run_cycle()
     monitor.runs_purge()
@@ -55,7 +58,16 @@ def monitor_cycle():
 
 
 @shared_task(ignore_result=True)
+def proxy_apply():
+    """The Caddy of the node this worker sits on takes its domains' configuration now."""
+    caddy.apply_quietly()
+
+
+@shared_task(ignore_result=True)
 def proxy_reapply_if_drifted():
+    """This node's Caddy, checked; the panel's own worker has every other node's worker check theirs."""
+    for node in monitor.other_nodes():
+        on_node(proxy_reapply_if_drifted.s().set(expires=settings.PROXY_DRIFT_INTERVAL), node)
     return caddy.reapply_if_drifted()
 
 
@@ -92,5 +104,5 @@ def node_sign(node_id, csr):
 
 
 @shared_task(acks_late=True)
-def node_forget(name):
-    nodes.node_forget(name=name)
+def node_forget(name, database_role="", broker_user=""):
+    nodes.node_forget(name=name, database_role=database_role, broker_user=broker_user)

@@ -1,5 +1,8 @@
 """The users' Caddy: renders its whole configuration from the database and applies it.
 
+Each node has a Caddy of its own, serving the domains of the servers on it (their
+addresses are on its engine's users' network): a process applies the configuration
+of the node it sits on (Node.local()), through that machine's admin socket.
 Caddy's admin API validates a configuration before it switches to it
 (`POST /load`), so a refused configuration leaves the previous one serving.
 The only module that talks to Caddy.
@@ -13,7 +16,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from ..models import Domain
+from ..models import Domain, Node
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +108,10 @@ def _route_order(domain):
 
 
 def render():
-    """The whole Caddy configuration for every routed domain, as a dict."""
+    """The whole configuration of this node's Caddy: every routed domain of its servers, as a dict."""
     domains = sorted(
-        Domain.objects.routed().select_related("server").only("name", "port", "ssl", "cloudflare", "server__ip_address"),
+        Domain.objects.routed().filter(server__node=Node.local())
+        .select_related("server").only("name", "port", "ssl", "cloudflare", "server__ip_address"),
         key=_route_order,
     )
     plain_routes, tls_routes = [], []

@@ -5,6 +5,7 @@ machine added to the panel would be. Everything it
 makes (namespace, veth pair, engine, folders) it removes again; nothing of the host's
 network is touched but the host end of each veth pair."""
 
+import json
 import os
 import shutil
 import signal
@@ -43,7 +44,7 @@ class ExtraNode:
         self.veth = f"cpn{index}h{os.getpid() % 10000}"
         self.root = Path(tempfile.mkdtemp(prefix=f"cpn{index}-"))
         self.socket = self.root / "d.sock"  # its local socket: what the node's own worker would use
-        self.process = None
+        self.process = self.caddy = None
         self.key, self.csr = certificate_request(f"node{index}")
 
     @property
@@ -79,6 +80,23 @@ class ExtraNode:
              "--tlskey", str(self.root / "key.pem")],
             stdout=open(self.root / "dockerd.log", "ab"), stderr=subprocess.STDOUT)
 
+    def start_caddy(self):
+        """Its users' Caddy, as deploy/node runs it: on the machine's own addresses (ports 80 and
+        443 in its namespace), its admin API a unix socket the node's worker shares. Returns the
+        worker's settings for it."""
+        admin = self.root / "caddy-admin.sock"
+        (self.root / "caddy.json").write_text(json.dumps({"admin": {"listen": f"unix/{admin}"}}))
+        env = {**os.environ, "XDG_DATA_HOME": str(self.root / "caddy-data"), "XDG_CONFIG_HOME": str(self.root / "caddy-config")}
+        self.caddy = subprocess.Popen(["nsenter", f"--net=/var/run/netns/{self.netns}", "caddy", "run", "--config", str(self.root / "caddy.json")],
+                                      env=env, stdout=open(self.root / "caddy.log", "ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 15
+        while not admin.exists():
+            if time.monotonic() > deadline or self.caddy.poll() is not None:
+                raise AssertionError(f"node {self.index}'s Caddy did not start: {(self.root / 'caddy.log').read_text()[-2000:]}")
+            time.sleep(0.1)
+        return {"CADDY_ADMIN_URL": f"unix://{admin}", "CADDY_ADMIN_LISTEN": f"unix/{admin}", "CADDY_HTTP_PORT": "80",
+                "CADDY_HTTPS_PORT": "443", "CADDY_LISTEN_HOST": "", "CADDY_TLS_ISSUER": "internal"}
+
     def wait(self, engine, timeout=60):
         deadline = time.monotonic() + timeout
         while True:
@@ -107,6 +125,9 @@ class ExtraNode:
 
     def remove(self):
         self.stop()
+        if self.caddy:
+            self.caddy.terminate()
+            self.caddy.wait(10)
         subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
         subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
         # What the engine mounted under its roots, should it have died without letting go.

@@ -56,6 +56,13 @@ class Node(models.Model):
     join_expires_at = models.DateTimeField(null=True, blank=True)
     ca_certificate = models.TextField(blank=True)
     certificate = models.TextField(blank=True)
+    # What its own worker signs in with: a database role that sees its node's rows only
+    # (hosting.backends.database_roles) and a broker user for its queues only (broker), whose
+    # password's hash lets the panel give Redis the user again after a restart. Its worker's
+    # settings with those passwords wait here only until the join script fetches them.
+    database_role = models.CharField(max_length=63, blank=True)
+    broker_secret_hash = models.CharField(max_length=64, blank=True)
+    worker_environment = models.JSONField(default=dict, blank=True)
     subnet = models.CharField(max_length=43, blank=True)  # the servers' network: each server's address is slot + 1 in it
     uid_base = models.PositiveBigIntegerField(null=True, blank=True)  # rootless: the slot N server's root is base + N × UIDS_PER_SERVER
     created_at = models.DateTimeField(default=timezone.now)
@@ -92,15 +99,24 @@ class Node(models.Model):
         return engine_away or (not self.is_local and self.worker_seen_at is not None and self.worker_seen_at < cutoff)
 
     @property
+    def key_prefix(self):
+        """Every Redis key its worker uses starts with this (its broker user reaches no other)."""
+        return f"node:{self.name}:"
+
+    @property
+    def broker_user(self):
+        return f"node-{self.name}"
+
+    @property
     def queue(self):
         """Where its server work goes (disks, socket folders, inner daemons are its machine's):
         Celery's default queue for the panel's own host, else the queue its own worker takes."""
-        return "celery" if self.is_local else f"node.{self.name}"
+        return "celery" if self.is_local else f"{self.key_prefix}servers"
 
     @property
     def tenant_queue(self):
         """Where its tenants' work goes (deploys, container actions): apart, as on the panel's host."""
-        return settings.TENANT_QUEUE if self.is_local else f"node.{self.name}.tenant"
+        return settings.TENANT_QUEUE if self.is_local else f"{self.key_prefix}tenants"
 
     @property
     def has_worker(self):

@@ -90,12 +90,22 @@ def check_settings(*, name, ssl, cloudflare):
         raise _error("wildcard_certificate", field="ssl")
 
 
-def _apply(code):
-    """Load the configuration into Caddy; its refusal rolls the surrounding transaction back."""
+def _apply(code, node):
+    """Load the configuration into the Caddy of `node`: this machine's at once, its refusal
+    rolling the surrounding transaction back; another node's from its own worker, after
+    the commit (the drift check retries it if that Caddy does not answer)."""
+    if not node.is_here:
+        _apply_later(node)
+        return
     try:
         caddy.apply()
     except caddy.ProxyError as error:
         raise _error(code, error=error) from None
+
+
+def _apply_later(node):
+    """After the commit, the Caddy of `node` takes the change (quietly: the drift check retries)."""
+    transaction.on_commit(caddy.apply_quietly if node.is_here else lambda: tasks.on_node(tasks.proxy_apply, node))
 
 
 @transaction.atomic
@@ -128,7 +138,7 @@ def domain_add(*, actor, server, name, port=80, ssl=True, cloudflare=False, requ
         message=f"Added domain {domain.display_name} → “{server.name}” port {port}{waiting.get(domain.status, '')}",
     )
     if domain.is_active:
-        _apply("proxy_add")
+        _apply("proxy_add", server.node)
     return domain
 
 
@@ -144,17 +154,17 @@ def domain_update(*, actor, domain, port, ssl, cloudflare, request=None):
         message=f"Changed domain {domain.display_name}: port {port}, HTTPS {'on' if ssl else 'off'}, Cloudflare {'on' if cloudflare else 'off'}",
     )
     if domain.is_active:
-        _apply("proxy_update")
+        _apply("proxy_update", domain.server.node)
     return domain
 
 
 @transaction.atomic
 def domain_remove(*, actor, domain, request=None):
     Lock.hold(Lock.PROXY)
-    name, display = domain.name, domain.display_name
+    name, display, node = domain.name, domain.display_name, domain.server.node
     domain.delete()
     activity_log(action=Action.DOMAIN_REMOVED, user=actor, target=name, request=request, message=f"Removed domain {display}")
-    _apply("proxy_remove")
+    _apply("proxy_remove", node)
 
 
 def domain_activate(domain, *, actor=None, action, message, error_code, request=None):
@@ -172,7 +182,7 @@ def domain_activate(domain, *, actor=None, action, message, error_code, request=
                      message=f"Claim for {lost.display_name} ended: someone else proved the name first")
     Domain.objects.filter(pk=domain.pk).update(status=Status.ACTIVE, pending_until=None, check_error="", checked_at=timezone.now())
     activity_log(action=action, user=actor or domain.server.owner, target=domain.name, request=request, message=message.format(name=domain.display_name))
-    _apply(error_code)
+    _apply(error_code, domain.server.node)
 
 
 @transaction.atomic
@@ -185,7 +195,7 @@ def server_domains_remove(server):
     (or at the drift check, if it does not answer now)."""
     if server.domains.exists():
         server.domains.all().delete()
-        transaction.on_commit(caddy.apply_quietly)
+        _apply_later(server.node)
 
 
 DOMAIN_CHECKS_PER_WINDOW = 10  # "Check now" asks per user in THROTTLE_WINDOW

@@ -122,10 +122,10 @@ def node_remove(*, actor, node, request=None):
     if count:
         raise refusal(ERRORS, "has_servers", node=node.name, count=count, s="s" if count != 1 else "")
     VirtualServer.objects.filter(node=node).update(node=Node.local())  # deleted servers keep a home for their history
-    name = node.name
+    name, database_role, broker_user = node.name, node.database_role, node.broker_user if node.broker_secret_hash else ""
     node.delete()
     _log(action=Action.NODE_REMOVED, actor=actor, node=node, request=request, message=f"Removed node {name}")
-    transaction.on_commit(lambda: tasks.node_forget.delay(name))
+    transaction.on_commit(lambda: tasks.node_forget.delay(name, database_role, broker_user))
 
 
 @transaction.atomic
@@ -155,5 +155,6 @@ def node_join(*, token, csr):
 
 
 def node_joined(*, node):
-    """The node has its certificate: its token is used up."""
-    Node.objects.filter(pk=node.pk).update(join_token_hash="", join_expires_at=None)
+    """The node has its certificate and its worker's settings: its token is used up, and the
+    settings (passwords) are kept no longer."""
+    Node.objects.filter(pk=node.pk).update(join_token_hash="", join_expires_at=None, worker_environment={})

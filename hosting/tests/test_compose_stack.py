@@ -67,6 +67,7 @@ class Stack:
         settings = {
             "SECRET_KEY": secrets.token_urlsafe(50),
             "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
+            "REDIS_PASSWORD": secrets.token_urlsafe(16),
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "CSRF_TRUSTED_ORIGINS": f"https://127.0.0.1:{self.ports['web']}",
             "SECURE_SSL_REDIRECT": "false",  # the test speaks plain HTTP, as the reverse proxy would to it

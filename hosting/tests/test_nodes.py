@@ -2,6 +2,7 @@
 machine joining with its token, removal. test_nodes_integration has real engines."""
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 from decimal import Decimal
 
 import pytest
@@ -117,7 +118,8 @@ def _csr(address="192.0.2.50"):
     return request.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def test_a_machine_joins_with_its_one_time_token(as_admin, client, fake_docker, committed):
+@pytest.mark.services  # its worker's sign-ins: a PostgreSQL role (rolled back with the test) and a Redis user
+def test_a_machine_joins_with_its_one_time_token(as_admin, admin, client, fake_docker, committed, settings):
     with committed():
         response = as_admin.post(reverse("hosting:admin_node_list"), {"name": "node2", "address": "192.0.2.50", "overcommit": "1"})
     node = Node.objects.get(name="node2")
@@ -146,6 +148,15 @@ def test_a_machine_joins_with_its_one_time_token(as_admin, client, fake_docker, 
     files = certificates.credentials("node2")
     assert files and open(files.ca).read() == answer["ca"]
     assert "PRIVATE" not in "".join(str(value) for value in Node.objects.filter(pk=node.pk).values().get().values())
+    # Its worker's settings, handed over with the certificate and then kept no longer: sign-ins of its own, not the panel's.
+    environment = answer["environment"]
+    assert environment["NODE_NAME"] == "node2" and environment["REDIS_KEY_PREFIX"] == "node:node2:"
+    assert "SECRET_KEY" not in environment and settings.SECRET_KEY not in str(environment)
+    assert urlsplit(environment["DATABASE_URL"]).username == Node.objects.get(pk=node.pk).database_role != ""
+    assert urlsplit(environment["REDIS_URL"]).username == "node-node2"
+    assert Node.objects.get(pk=node.pk).worker_environment == {}
+    with committed():
+        services.node_remove(actor=admin, node=node)  # its Redis user goes (its role, with the test's transaction)
 
 
 def test_a_node_with_servers_stays_and_an_empty_one_goes_with_its_certificates(admin, alice, fake_docker, committed):

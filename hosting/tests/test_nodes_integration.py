@@ -1,6 +1,7 @@
 """Three real nodes (benchmarks.nodes: Docker engines in network namespaces this module makes),
 reached over mutual TLS with the certificates the panel makes for them."""
 
+import secrets
 import shutil
 import socket
 import ssl
@@ -24,6 +25,7 @@ from hosting.benchmarks.inside import TEST_APP_IMAGE
 from hosting.benchmarks.nodes import ExtraNode
 from hosting.models import ContainerSnapshot, Node, VirtualServer
 from hosting.worker import monitor
+from hosting.worker import nodes as node_worker_side
 
 from .conftest import ROOT, panel_env, unmount_all_below, wait_until
 from .test_terminal import shell_for
@@ -125,21 +127,37 @@ def test_a_removed_nodes_certificates_are_refused(machines, nodes, admin, eager_
         docker.engine_ping(docker.Engine.of(Node(name="node3", docker_url=machines[2].url)))
 
 
+def _through(address, host):
+    try:
+        return requests.get(f"http://{address}/", headers={"Host": host}, timeout=5).text
+    except requests.RequestException:
+        return ""
+
+
 @pytest.fixture
-def node_worker(machines, nodes, real_docker, settings, tmp_path):
+def node_access(nodes, real_docker):
+    """node2's worker's sign-ins and settings, made as the panel's worker makes them when the
+    node joins (after real_docker: the settings it shares are the test's)."""
+    node2 = nodes[1]
+    access = node_worker_side.worker_access_make(node2)
+    Node.objects.filter(pk=node2.pk).update(**access)
+    yield access["worker_environment"]
+    node_worker_side.node_forget(name="node2-none", database_role=access["database_role"], broker_user=node2.broker_user)
+
+
+@pytest.fixture
+def node_worker(machines, nodes, node_access, real_docker, settings, tmp_path):
     """node2's own worker, as deploy/node runs it on that machine: its node's name, its
     engine's local socket, its own folders for the servers' disks and sockets, no
-    certificate for any engine. The server image is on the node (install builds it)."""
+    certificate for any engine; in the database and Redis, only what its own sign-ins
+    reach, and a secret key of its own. The server image is on the node (install builds it)."""
     machine = machines[1]
     machine.local_client().images.load(b"".join(real_docker.images.get(settings.SERVER_IMAGE).save(named=True)))
     folders = [tempfile.mkdtemp(prefix="cpn-sockets-"), tempfile.mkdtemp(prefix="cpn-disks-")]
-    env = panel_env(settings, NODE_NAME="node2", DOCKER_HOST_URL=f"unix://{machine.socket}", SERVER_SOCKET_ROOT=folders[0],
-                    SERVER_DISK_ROOT=folders[1], NODE_CREDENTIALS_DIR=tmp_path / "none")
-    queues = [nodes[1].queue, nodes[1].tenant_queue]
-    redis.Redis.from_url(settings.REDIS_URL).delete(*queues)  # leftovers of earlier runs
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "controlpanel", "worker", "--queues", ",".join(queues),
-                               "--hostname", "node2-test@%h", "--pool", "solo", "--loglevel", "INFO"],
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = panel_env(settings, **node_access, **machine.start_caddy(), SECRET_KEY=secrets.token_urlsafe(50), DOCKER_HOST_URL=f"unix://{machine.socket}",
+                    SERVER_SOCKET_ROOT=folders[0], SERVER_DISK_ROOT=folders[1], NODE_CREDENTIALS_DIR=tmp_path / "none")
+    redis.Redis.from_url(settings.REDIS_URL).delete(nodes[1].queue, nodes[1].tenant_queue)  # leftovers of earlier runs
+    worker = subprocess.Popen([sys.executable, "manage.py", "node_worker", "--pool", "solo"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     worker.socket_root = folders[0]  # the servers' socket folders on "that machine" (this one, in the test)
     yield worker
     if worker.poll() is None:
@@ -150,7 +168,8 @@ def node_worker(machines, nodes, real_docker, settings, tmp_path):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_a_nodes_own_worker_runs_its_servers_and_the_panel_reaches_them_over_tls(machines, nodes, node_worker, alice, settings, gateway):
+def test_a_nodes_own_worker_runs_its_servers_and_the_panel_reaches_them_over_tls(machines, nodes, node_worker, alice, admin, settings,
+                                                                                gateway):
     machine, node2 = machines[1], nodes[1]
     server = services.server_create(owner=alice, name="on node2", node=node2)  # commits: the work goes to node2's queue
 
@@ -180,6 +199,11 @@ def test_a_nodes_own_worker_runs_its_servers_and_the_panel_reaches_them_over_tls
     lines, _ = read_lines(ws, "tick-5", timeout=60)
     assert {text: stream for stream, _, text in lines if text in ("first-line", "on-stderr")} == {"first-line": "out", "on-stderr": "err"}
     ws.close()
+    # A domain, served by node2's own Caddy at node2's address (its worker gives it the configuration).
+    inside.inner_container_run(socket_dir, TEST_APP_IMAGE, ["httpd", "-f", "-p", "8080", "-h", "/www"], name="site", ports={"8080/tcp": 80})
+    services.domain_add(actor=admin, server=server, name="site.node2.test", ssl=False)  # commits: node2's worker applies it
+    wait_until(lambda: "hello from the test app" in _through(machine.address, "site.node2.test"), timeout=60, what="node2's Caddy to serve the domain")
+    assert "No site is configured" in _through(machine.address, "elsewhere.test")
     engine = docker.Engine.of(node2)
     wait_until(lambda: not docker.container_exec(engine, server.container_name, ["controlpanel-shell", "-c", "pgrep -f '[c]ontrolpanel-logs-' || true"])[1].strip(),
                what="the page's `docker logs` to end with the page")

@@ -120,4 +120,4 @@ def node_join(request):
         return JsonResponse({"node": node.name, "status": "signing", "error": node.contact_error}, status=202)
     services.node_joined(node=node)
     return JsonResponse({"node": node.name, "status": "signed", "ca": node.ca_certificate, "certificate": node.certificate,
-                         "address": node.address})
+                         "address": node.address, "environment": node.worker_environment})

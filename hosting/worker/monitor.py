@@ -249,8 +249,14 @@ def _insert(rows):
     if connection.vendor != "postgresql":
         ContainerSnapshot.objects.bulk_create([ContainerSnapshot(**row) for row in rows], batch_size=500)
         return
+    # Through a temporary table: PostgreSQL refuses COPY into a table under row-level
+    # security, as the snapshots are for a node's own worker (migration 0015).
+    table, columns = ContainerSnapshot._meta.db_table, ", ".join(rows[0])
     with connection.cursor() as cursor:
-        _copy(cursor, ContainerSnapshot._meta.db_table, rows)
+        cursor.execute(f"CREATE TEMPORARY TABLE monitor_new AS SELECT {columns} FROM {table} WITH NO DATA")
+        _copy(cursor, "monitor_new", rows)
+        cursor.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM monitor_new")
+        cursor.execute("DROP TABLE monitor_new")
 
 
 def _update(model, fields, rows):

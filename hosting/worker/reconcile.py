@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.models import User
 from accounts.services import activity_log
 
 from ..activity import Action
@@ -102,7 +103,7 @@ def server_reconcile(*, server_id):
     Idempotent: running it again, or after a worker died half-way, finishes
     the job. A failure is recorded on the server and in the activity log.
     """
-    server = VirtualServer.objects.select_related("owner", "node").get(pk=server_id)
+    server = VirtualServer.objects.select_related("node").get(pk=server_id)
     if server.deleted_at:
         return
     operation, engine = server.operation, _engine(server)
@@ -190,7 +191,7 @@ def _record_failure(server, operation, message):
     verb = (VirtualServer.Operation(operation).label if operation else "Changing").lower()
     activity_log(
         action=Action.SERVER_FAILED,
-        user=server.owner,
+        user=User.objects.named(server.owner_id),
         message=f"{verb.capitalize()} virtual server “{server.name}” failed: {message}",
         target=server.container_name,
     )

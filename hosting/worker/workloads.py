@@ -16,6 +16,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.models import User
 from accounts.services import activity_log
 from controlpanel.text import visible_controls
 
@@ -65,7 +66,7 @@ def _container_action(container):
         error = ""
     except docker.DockerError as failure:
         error = str(failure)
-        activity_log(action=Action.CONTAINER_ACTION, user=server.owner, target=server.container_name,
+        activity_log(action=Action.CONTAINER_ACTION, user=User.objects.named(server.owner_id), target=server.container_name,
                      message=f"{container.action.capitalize()} container “{container.name}” failed: {error}")
     ContainerSnapshot.objects.filter(pk=container.pk).update(action="", action_error=error[:255])
     monitor.refresh_server(server)
@@ -104,7 +105,7 @@ def _compose(server, app, script, output, *, timeout, stdin=b""):
 
 
 def app_run(*, deployment_id):
-    deployment = AppDeployment.objects.select_related("app__server__owner", "app__server__node").get(pk=deployment_id)
+    deployment = AppDeployment.objects.select_related("app__server__node").get(pk=deployment_id)
     with one_at_a_time(deployment.app.server_id):
         return _app_run(deployment)
 
@@ -155,6 +156,6 @@ def _finish(deployment, app, *, ok, status, output, note=""):
             fields["compose_file"] = deployment.compose_file
         App.objects.filter(pk=app.pk).update(**fields)
     if not ok:
-        activity_log(action=Action.APP_FAILED, user=app.server.owner, target=app.server.container_name,
+        activity_log(action=Action.APP_FAILED, user=User.objects.named(app.server.owner_id), target=app.server.container_name,
                      message=f"{deployment.get_action_display()} of app “{app.name}” failed{': ' + note if note else ''}")
     return ok
