@@ -254,6 +254,8 @@ SERVER_DEFAULT_DISK_MB = env_int("SERVER_DEFAULT_DISK_MB", 10 * 1024, minimum=25
 USER_DISK_QUOTA_MB = env_int("USER_DISK_QUOTA_MB", 0, minimum=0)
 # An operation not finished after this many seconds is run again (its worker died).
 SERVER_OPERATION_TIMEOUT = env_int("SERVER_OPERATION_TIMEOUT", 180, minimum=30)
+# Moving a server to another node: how long both nodes' workers have to get ready for the copy.
+SERVER_MOVE_READY_SECONDS = env_int("SERVER_MOVE_READY_SECONDS", 120, minimum=5)
 # Compose apps: how long compose may take to read a file (inside the server,
 # on its CPU), and to bring an app up, stop it or take it down.
 APP_CHECK_SECONDS = env_int("APP_CHECK_SECONDS", 30, minimum=5)

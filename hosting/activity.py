@@ -14,6 +14,8 @@ class Action(models.TextChoices):
     SERVER_RENAMED = "server_renamed", "Server renamed"
     SERVER_LIMITS_CHANGED = "server_limits", "Server limits changed"
     SERVER_DELETED = "server_deleted", "Server deleted"
+    SERVER_MOVING = "server_moving", "Server move asked for"
+    SERVER_MOVED = "server_moved", "Server moved to another node"
     SERVER_FAILED = "server_failed", "Server operation failed"
     DOMAIN_ADDED = "domain_added", "Domain added"
     DOMAIN_UPDATED = "domain_updated", "Domain changed"

@@ -40,6 +40,16 @@ class ServerLimitsForm(forms.Form):
                                  help_text="From its next start; a restart applies it now.")
 
 
+class ServerMoveForm(forms.Form):
+    node = forms.ModelChoiceField(label="Move to", queryset=Node.objects.none(), empty_label=None,
+                                  help_text="It is stopped, its files are copied there, and it starts there; its domains follow "
+                                            "(their DNS records must then point at that node).")
+
+    def __init__(self, *args, server, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["node"].queryset = Node.objects.exclude(pk=server.node_id).order_by("name")
+
+
 class ServerFilterForm(forms.Form):
     q = forms.CharField(label="Search", required=False, max_length=100)
     owner = forms.CharField(label="Owner", required=False, max_length=254)

@@ -2,7 +2,7 @@ from celery import shared_task
 from django.conf import settings
 
 from .backends import caddy
-from .worker import claims, monitor, nodes, reconcile, workloads
+from .worker import claims, monitor, moves, nodes, reconcile, workloads
 
 
 def on_node(task, node, *args, tenant=False):
@@ -19,6 +19,28 @@ def server_reconcile(server_id):
 def server_refresh(server_id):
     """Read one server's inner daemon now (someone is looking at its page)."""
     reconcile.server_refresh(server_id=server_id)
+
+
+# Moves: the panel's worker runs them (it alone reaches both nodes' engines); each node's worker does its part.
+
+@shared_task(acks_late=True, soft_time_limit=moves.MOVE_SECONDS, time_limit=moves.MOVE_SECONDS + 60)
+def server_move(server_id):
+    moves.server_move(server_id=server_id, send=on_node)
+
+
+@shared_task(acks_late=True)
+def server_move_out(server_id):
+    moves.server_move_out(server_id=server_id)
+
+
+@shared_task(acks_late=True)
+def server_move_in(server_id):
+    moves.server_move_in(server_id=server_id)
+
+
+@shared_task(acks_late=True)
+def server_leftovers_remove(server_id, owner_id, disk_mb, slot):
+    moves.server_leftovers_remove(server_id=server_id, owner_id=owner_id, disk_mb=disk_mb, slot=slot)
 
 
 # Tenants' work (settings.CELERY_TASK_ROUTES: their own queue): one at a time per

@@ -16,6 +16,7 @@ urlpatterns = [
     path("servers/<int:server_id>/rename/", servers.server_rename, name="server_rename"),
     path("servers/<int:server_id>/delete/", servers.server_delete, name="server_delete"),
     path("servers/<int:server_id>/limits/", servers.server_limits, name="server_limits"),
+    path("servers/<int:server_id>/move/", servers.server_move, name="server_move"),
     path("servers/<int:server_id>/domains/add/", domains.domain_add, name="domain_add"),
     path("servers/<int:server_id>/apps/new/", workloads.app_new, name="app_new"),
     path("apps/<int:app_id>/", workloads.app_detail, name="app_detail"),

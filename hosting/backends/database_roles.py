@@ -27,7 +27,8 @@ COLUMN_GRANTS = {
     ("UPDATE", "hosting_node"): ["contacted_at", "contact_error", "facts", "worker_seen_at", "host_seen_at", "host_digest"],
     ("UPDATE", "hosting_virtualserver"): [
         "operation", "observed_state", "observed_at", "last_error", "slot", "ip_address", "inner_seen_at", "inner_digest",
-        "inner_failures", "inner_next_poll_at", "disk_used_mb", "disk_full", "updated_at", "deleted_at",
+        "inner_failures", "inner_next_poll_at", "disk_used_mb", "disk_full", "updated_at", "deleted_at", "move_source_ready",
+        "move_slot",
     ],
     ("UPDATE", "hosting_app"): ["status", "compose_file", "updated_at"],
     ("UPDATE", "hosting_appdeployment"): ["result", "output", "finished_at"],

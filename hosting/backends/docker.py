@@ -301,6 +301,11 @@ def server_slots(engine):
     return slots
 
 
+def server_disk_path():
+    """Where a server's disk is in its container: the owner's home when rootless, else the inner daemon's data."""
+    return OWNER_HOME if settings.SERVER_ISOLATION == "rootless" else "/var/lib/docker"
+
+
 @_translate_errors
 def server_create(engine, spec: ServerSpec):
     """Create (not start) the DinD container. An existing one is kept."""
@@ -328,7 +333,7 @@ def server_create(engine, spec: ServerSpec):
     mounts = [
         # Its disk (hosting.backends.disks, mounted by the worker), the home itself when rootless; a server
         # from before disks had quotas keeps its Docker volume.
-        docker.types.Mount(OWNER_HOME if rootless else data_mount, spec.disk_dir, type="bind") if spec.disk_dir else
+        docker.types.Mount(server_disk_path(), spec.disk_dir, type="bind") if spec.disk_dir else
         docker.types.Mount(data_mount, spec.volume_name, type="volume", labels=spec.labels),
         docker.types.Mount(INNER_SOCKET_DIR, spec.socket_dir, type="bind"),
         docker.types.Mount(IDENTITY_DIR, spec.identity_dir, type="bind", read_only=True),
@@ -540,6 +545,80 @@ def container_stop(engine, name, timeout=10):
 @_translate_errors
 def container_restart(engine, name, timeout=10):
     _client(engine, timeout=settings.DOCKER_TIMEOUT + timeout).containers.get(name).restart(timeout=timeout)
+
+
+class _Chunks(io.RawIOBase):
+    """A file to read from over an iterable of byte chunks (an archive streamed by an engine)."""
+
+    def __init__(self, chunks):
+        self._chunks, self._rest = iter(chunks), b""
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        while not self._rest:
+            self._rest = next(self._chunks, None)
+            if self._rest is None:
+                return 0
+        size = min(len(buffer), len(self._rest))
+        buffer[:size], self._rest = self._rest[:size], self._rest[size:]
+        return size
+
+
+def _shifted(source, sink, top, owners):
+    """Copy the tar archive `source` of the folder `top` to `sink` as an archive of what is in
+    it, member by member, each owner in the range owners = (first, count, new first) moved to
+    the new range. What the members hold is never looked at, only passed on."""
+    first, count, new_first = owners
+
+    def shift(uid):
+        return uid - first + new_first if first <= uid < first + count else uid
+
+    def inside(name):
+        return name[len(top) + 1:] if name.startswith(top + "/") else None
+
+    with tarfile.open(fileobj=source, mode="r|") as archive, tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as copy:
+        for member in archive:
+            name = inside(member.name)
+            if not name:
+                continue  # the folder itself: the destination's is made for its owner already
+            data = archive.extractfile(member) if member.isfile() else None
+            member.name, member.uid, member.gid = name, shift(member.uid), shift(member.gid)
+            if member.islnk():
+                member.linkname = inside(member.linkname) or member.linkname
+            for changed in ("path", "linkpath", "uid", "gid"):  # tarfile would write the old ones over the new
+                member.pax_headers.pop(changed, None)
+            copy.addfile(member, data)
+
+
+@_translate_errors
+def folder_copy(source_engine, source_name, destination_engine, destination_name, path, owners=(0, 0, 0)):
+    """Copy what is in the folder `path` of one stopped container (a mount: a read-only root file
+    system takes nothing) to the same folder of another, on another engine, owners moved as
+    `owners` says (see _shifted). The archive streams through this process: the engines never
+    reach each other."""
+    chunks, _ = _client(source_engine).api.get_archive(source_name, path, chunk_size=1024 * 1024)
+    read_end, write_end = os.pipe()
+    failure = []
+
+    def shift():
+        try:
+            with io.BufferedReader(_Chunks(chunks), 1024 * 1024) as source, open(write_end, "wb") as sink:
+                _shifted(source, sink, os.path.basename(path.rstrip("/")), owners)
+        except Exception as error:  # the reader sees the pipe end early; the cause is reported below
+            failure.append(error)
+
+    shifter = threading.Thread(target=shift, name="folder-copy", daemon=True)
+    shifter.start()
+    with open(read_end, "rb") as archive:
+        try:
+            _client(destination_engine).api.put_archive(destination_name, path, iter(lambda: archive.read(1024 * 1024), b""))
+        finally:
+            archive.close()  # a failed upload: the shifter's next write fails, and it ends
+            shifter.join(60)
+    if failure:
+        raise DockerError(f"Copying the server's files failed: {failure[0]}")
 
 
 def _is_ours(labels, expected, adopt_unlabelled=False):

@@ -85,6 +85,10 @@ class ExtraNode:
         443 in its namespace), its admin API a unix socket the node's worker shares. Returns the
         worker's settings for it."""
         admin = self.root / "caddy-admin.sock"
+        settings = {"CADDY_ADMIN_URL": f"unix://{admin}", "CADDY_ADMIN_LISTEN": f"unix/{admin}", "CADDY_HTTP_PORT": "80",
+                    "CADDY_HTTPS_PORT": "443", "CADDY_LISTEN_HOST": "", "CADDY_TLS_ISSUER": "internal"}
+        if self.caddy and self.caddy.poll() is None:
+            return settings
         (self.root / "caddy.json").write_text(json.dumps({"admin": {"listen": f"unix/{admin}"}}))
         env = {**os.environ, "XDG_DATA_HOME": str(self.root / "caddy-data"), "XDG_CONFIG_HOME": str(self.root / "caddy-config")}
         self.caddy = subprocess.Popen(["nsenter", f"--net=/var/run/netns/{self.netns}", "caddy", "run", "--config", str(self.root / "caddy.json")],
@@ -94,8 +98,7 @@ class ExtraNode:
             if time.monotonic() > deadline or self.caddy.poll() is not None:
                 raise AssertionError(f"node {self.index}'s Caddy did not start: {(self.root / 'caddy.log').read_text()[-2000:]}")
             time.sleep(0.1)
-        return {"CADDY_ADMIN_URL": f"unix://{admin}", "CADDY_ADMIN_LISTEN": f"unix/{admin}", "CADDY_HTTP_PORT": "80",
-                "CADDY_HTTPS_PORT": "443", "CADDY_LISTEN_HOST": "", "CADDY_TLS_ISSUER": "internal"}
+        return settings
 
     def wait(self, engine, timeout=60):
         deadline = time.monotonic() + timeout

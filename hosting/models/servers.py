@@ -77,6 +77,7 @@ class VirtualServer(models.Model):
         STOPPING = "stopping", "Stopping"
         RESTARTING = "restarting", "Restarting"
         DELETING = "deleting", "Deleting"
+        MOVING = "moving", "Moving"  # to another node (moving_to)
 
     class ObservedState(models.TextChoices):
         UNKNOWN = "unknown", "Unknown"
@@ -97,6 +98,7 @@ class VirtualServer(models.Model):
         STOPPING = "stopping", "Stopping"
         RESTARTING = "restarting", "Restarting"
         DELETING = "deleting", "Deleting"
+        MOVING = "moving", "Moving"
         FAILED = "failed", "Failed"  # its create failed: no container
         UNREACHABLE = "unreachable", "Unreachable"  # running, but its inner daemon does not answer
         UNKNOWN = "unknown", "Unknown"
@@ -122,6 +124,11 @@ class VirtualServer(models.Model):
     # network and (rootless) its host uid range follow from it. Ids grow without
     # bound; slots are as many as the node has room for.
     slot = models.PositiveIntegerField(null=True, blank=True)
+    # A move to another node (hosting.worker.moves), while it lasts: where to, whether its node's
+    # worker has it stopped with its disk at hand, and its slot there once a container waits there.
+    moving_to = models.ForeignKey(Node, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    move_source_ready = models.BooleanField(default=False)
+    move_slot = models.PositiveIntegerField(null=True, blank=True)
     # Its address on the users' network: where Caddy sends its domains' traffic.
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     # The inner daemon, as the monitor sees it: when it last answered, how many

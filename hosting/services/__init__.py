@@ -23,6 +23,7 @@ from .servers import (
     quota_left,
     server_create,
     server_delete,
+    server_move,
     server_rename,
     server_restart,
     server_set_limits,

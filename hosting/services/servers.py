@@ -33,6 +33,8 @@ ERRORS = {
     "busy": "The server is busy ({state}); try again when it is done.",
     "no_disk": "This server was made before disks had quotas: its disk has no size to change.",
     "node_offline": "The machine this server runs on is offline: nothing can be done with it until that machine is back. Its data is kept.",
+    "move_same": "The server is on {node} already.",
+    "move_old_disk": "This server was made before disks had quotas: its data is in a Docker volume, which cannot be moved.",
 }
 
 
@@ -134,6 +136,8 @@ def server_delete(*, actor, server, request=None):
     server = VirtualServer.objects.select_for_update().get(pk=server.pk)
     if server.operation == Op.DELETING or server.deleted_at:
         return server  # already on its way
+    if server.operation == Op.MOVING:
+        raise refusal(ERRORS, "busy", state=server.state.label.lower())
     # The server goes whether or not Caddy answers now.
     server_domains_remove(server)
     server.desired_state = Desired.DELETED
@@ -142,6 +146,29 @@ def server_delete(*, actor, server, request=None):
     server.save(update_fields=["desired_state", "operation", "last_error", "updated_at"])
     log_server_activity(action=Action.SERVER_DELETED, actor=actor, server=server, message=f"Deleted virtual server “{server.name}” ({server.container_name})", request=request)
     _enqueue_reconcile(server)
+    return server
+
+
+@transaction.atomic
+def server_move(*, actor, server, node, request=None):
+    """An admin moves a server to `node`: stopped, its disk's files copied, started there
+    (hosting.worker.moves, after the commit). Refused if either node cannot take part now."""
+    server = VirtualServer.objects.select_for_update().select_related("node").get(pk=server.pk)
+    server.refuse_if_going()
+    if server.operation:
+        raise refusal(ERRORS, "busy", state=server.state.label.lower())
+    if server.state == State.NODE_OFFLINE:
+        raise refusal(ERRORS, "node_offline")
+    if node.pk == server.node_id:
+        raise refusal(ERRORS, "move_same", node=node.name)
+    if server.disk_mb is None:
+        raise refusal(ERRORS, "move_old_disk")
+    node_place(memory_mb=server.memory_mb, node=node)  # its room, state and worker, as for a new server
+    VirtualServer.objects.filter(pk=server.pk).update(operation=Op.MOVING, moving_to=node, move_slot=None, move_source_ready=False,
+                                                      last_error="")
+    log_server_activity(action=Action.SERVER_MOVING, actor=actor, server=server, request=request,
+                        message=f"Moving virtual server “{server.name}” from {server.node.name} to {node.name}")
+    transaction.on_commit(lambda: tasks.server_move.delay(server.pk))
     return server
 
 

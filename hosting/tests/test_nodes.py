@@ -1,6 +1,8 @@
 """Nodes with Docker faked: placement by room, a node that goes away and comes back, a
 machine joining with its token, removal. test_nodes_integration has real engines."""
 
+import io
+import tarfile
 from datetime import timedelta
 from urllib.parse import urlsplit
 from decimal import Decimal
@@ -14,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from hosting import services
+from hosting import services, tasks
 from hosting.backends import certificates, docker
 from hosting.models import ContainerSnapshot, Node, VirtualServer
 from hosting.worker import monitor
@@ -221,3 +223,44 @@ def test_a_node_still_joining_is_not_read_and_never_shows_offline(as_admin, fake
         run = monitor.run_cycle()
     assert run.failures == [] and not Node.objects.get(pk=joining.pk).is_offline
     assert "Joining" in as_admin.get(reverse("hosting:admin_node_list")).content.decode()
+
+
+def test_an_admin_moves_a_server_only_where_it_can_go_and_its_owner_cannot(as_admin, as_alice, alice, fake_docker, committed, monkeypatch):
+    Node.local()
+    node2, draining = joined("node2", 8192), joined("draining", 8192, status=Node.Status.DRAINING)
+    with committed():
+        server = services.server_create(owner=alice, name="there", node=Node.local())
+    sent = []
+    monkeypatch.setattr(tasks.server_move, "delay", sent.append)  # the move itself needs real nodes: test_nodes_integration
+    move = reverse("hosting:server_move", args=[server.pk])
+    assert as_alice.post(move, {"node": node2.pk}).status_code in (403, 404)
+    assert 'action="' + move + '"' in as_admin.get(reverse("hosting:server_detail", args=[server.pk])).content.decode()
+    with committed():
+        page = as_admin.post(move, {"node": draining.pk}, follow=True).content.decode()
+    assert "draining" in page and not sent
+    with committed():
+        as_admin.post(move, {"node": node2.pk})
+    server.refresh_from_db()
+    assert (server.operation, server.moving_to, server.node, sent) == ("moving", node2, Node.local(), [server.pk])
+    assert server.state == "moving"
+    with pytest.raises(ValidationError, match="busy"):
+        services.server_delete(actor=alice, server=server)
+
+
+def test_a_moved_archive_keeps_its_files_under_new_owners():
+    source, sink = io.BytesIO(), io.BytesIO()
+    with tarfile.open(fileobj=source, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, uid, kind in (("user", 1000, tarfile.DIRTYPE), ("user/a.txt", 1005, tarfile.REGTYPE), ("user/b.txt", 7, tarfile.REGTYPE),
+                                ("user/hard", 1005, tarfile.LNKTYPE), (f"user/{'long' * 40}", 1000 + 2**30, tarfile.REGTYPE)):
+            member = tarfile.TarInfo(name)
+            member.type, member.uid, member.gid = kind, uid, uid
+            member.linkname = "user/a.txt" if kind == tarfile.LNKTYPE else ""
+            member.size = 5 if kind == tarfile.REGTYPE else 0
+            archive.addfile(member, io.BytesIO(b"hello") if kind == tarfile.REGTYPE else None)
+    source.seek(0)
+    docker._shifted(source, sink, "user", (1000 + 2**30, 100, 5000 + 2**30))  # past ustar's fields: in pax headers
+    sink.seek(0)
+    with tarfile.open(fileobj=sink) as archive:
+        members = {m.name: (m.uid, m.linkname) for m in archive.getmembers()}
+        assert archive.extractfile("a.txt").read() == b"hello"
+    assert members == {"a.txt": (1005, ""), "b.txt": (7, ""), "hard": (1005, "a.txt"), "long" * 40: (5000 + 2**30, "")}

@@ -23,8 +23,8 @@ from hosting.backends import certificates, docker
 from hosting.benchmarks import inside
 from hosting.benchmarks.inside import TEST_APP_IMAGE
 from hosting.benchmarks.nodes import ExtraNode
-from hosting.models import ContainerSnapshot, Node, VirtualServer
-from hosting.worker import monitor
+from hosting.models import UIDS_PER_SERVER, ContainerSnapshot, Node, VirtualServer
+from hosting.worker import monitor, moves
 from hosting.worker import nodes as node_worker_side
 
 from .conftest import ROOT, panel_env, unmount_all_below, wait_until
@@ -135,37 +135,46 @@ def _through(address, host):
 
 
 @pytest.fixture
-def node_access(nodes, real_docker):
-    """node2's worker's sign-ins and settings, made as the panel's worker makes them when the
-    node joins (after real_docker: the settings it shares are the test's)."""
-    node2 = nodes[1]
-    access = node_worker_side.worker_access_make(node2)
-    Node.objects.filter(pk=node2.pk).update(**access)
-    yield access["worker_environment"]
-    node_worker_side.node_forget(name="node2-none", database_role=access["database_role"], broker_user=node2.broker_user)
+def node_workers(machines, nodes, real_docker, settings):
+    """start(i): node i's own worker, as deploy/node runs it on that machine (its sign-ins made
+    as the panel's worker makes them when the node joins, after real_docker: the settings it
+    shares are the test's): its node's name, its engine's local socket, its own folders for
+    the servers' disks and sockets, its Caddy, no certificate for any engine, a secret key of
+    its own. The server image is on the node (install builds it)."""
+    image = []
+    started = []
+
+    def start(index):
+        machine, node = machines[index], nodes[index]
+        access = node_worker_side.worker_access_make(node)
+        Node.objects.filter(pk=node.pk).update(**access)
+        image or image.append(b"".join(real_docker.images.get(settings.SERVER_IMAGE).save(named=True)))
+        machine.local_client().images.load(image[0])
+        folders = [tempfile.mkdtemp(prefix="cpn-sockets-"), tempfile.mkdtemp(prefix="cpn-disks-")]
+        env = panel_env(settings, **access["worker_environment"], **machine.start_caddy(), SECRET_KEY=secrets.token_urlsafe(50),
+                        DOCKER_HOST_URL=f"unix://{machine.socket}", SERVER_SOCKET_ROOT=folders[0], SERVER_DISK_ROOT=folders[1],
+                        NODE_CREDENTIALS_DIR=folders[0] + "/none")
+        redis.Redis.from_url(settings.REDIS_URL).delete(node.queue, node.tenant_queue)  # leftovers of earlier runs
+        worker = subprocess.Popen([sys.executable, "manage.py", "node_worker", "--pool", "solo"], cwd=ROOT, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        worker.socket_root, worker.disk_root = folders  # the servers' folders on "that machine" (this one, in the test)
+        started.append((worker, folders, node, access["database_role"]))
+        return worker
+
+    yield start
+    for worker, folders, node, role in started:
+        if worker.poll() is None:
+            worker.terminate()
+        print(worker.communicate(timeout=30)[0])  # shown when the test fails
+        for folder in folders:
+            unmount_all_below(folder)
+            shutil.rmtree(folder, ignore_errors=True)
+        node_worker_side.node_forget(name=f"{node.name}-none", database_role=role, broker_user=node.broker_user)
 
 
 @pytest.fixture
-def node_worker(machines, nodes, node_access, real_docker, settings, tmp_path):
-    """node2's own worker, as deploy/node runs it on that machine: its node's name, its
-    engine's local socket, its own folders for the servers' disks and sockets, no
-    certificate for any engine; in the database and Redis, only what its own sign-ins
-    reach, and a secret key of its own. The server image is on the node (install builds it)."""
-    machine = machines[1]
-    machine.local_client().images.load(b"".join(real_docker.images.get(settings.SERVER_IMAGE).save(named=True)))
-    folders = [tempfile.mkdtemp(prefix="cpn-sockets-"), tempfile.mkdtemp(prefix="cpn-disks-")]
-    env = panel_env(settings, **node_access, **machine.start_caddy(), SECRET_KEY=secrets.token_urlsafe(50), DOCKER_HOST_URL=f"unix://{machine.socket}",
-                    SERVER_SOCKET_ROOT=folders[0], SERVER_DISK_ROOT=folders[1], NODE_CREDENTIALS_DIR=tmp_path / "none")
-    redis.Redis.from_url(settings.REDIS_URL).delete(nodes[1].queue, nodes[1].tenant_queue)  # leftovers of earlier runs
-    worker = subprocess.Popen([sys.executable, "manage.py", "node_worker", "--pool", "solo"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    worker.socket_root = folders[0]  # the servers' socket folders on "that machine" (this one, in the test)
-    yield worker
-    if worker.poll() is None:
-        worker.terminate()
-    print(worker.communicate(timeout=30)[0])  # shown when the test fails
-    for folder in folders:
-        unmount_all_below(folder)
-        shutil.rmtree(folder, ignore_errors=True)
+def node_worker(node_workers):
+    return node_workers(1)
 
 
 def test_a_nodes_own_worker_runs_its_servers_and_the_panel_reaches_them_over_tls(machines, nodes, node_worker, alice, admin, settings,
@@ -225,3 +234,53 @@ def test_a_nodes_own_worker_runs_its_servers_and_the_panel_reaches_them_over_tls
     Node.objects.filter(pk=node2.pk).update(worker_seen_at=timezone.now() - timedelta(seconds=settings.MONITOR_INTERVAL * 2))
     monitor.run_cycle()
     assert Node.objects.get(pk=node2.pk).is_offline
+
+
+def test_a_server_moves_to_another_node_with_its_files_and_containers_and_a_broken_move_leaves_it_where_it_was(
+        machines, nodes, node_workers, alice, admin, settings):
+    """node2 → node1, with a uid base of its own (the files' owners move to the new slot's uids). The panel's
+    worker's part runs here, in the test (moves.server_move); the nodes' parts in their own workers."""
+    settings.SERVER_MOVE_READY_SECONDS = 30
+    node2, node1 = nodes[1], nodes[0]
+    Node.objects.filter(pk=node1.pk).update(uid_base=settings.SERVER_UID_BASE + 50 * UIDS_PER_SERVER)
+    workers = [node_workers(1), node_workers(0)]
+    server = services.server_create(owner=alice, name="mover", node=node2)
+
+    def settled():
+        server.refresh_from_db()
+        return not server.operation and server
+
+    def shell(node, command):
+        return docker.container_exec(docker.Engine.of(node), server.container_name, ["controlpanel-shell", "-c", command])[1]
+
+    wait_until(settled, timeout=120, what="node2's worker to create the server")
+    assert server.state == "running", server.last_error
+    socket_dir = f"{workers[0].socket_root}/{server.pk}"
+    inside.inner_wait(socket_dir)
+    inside.image_copy_to_inner(TEST_APP_IMAGE, socket_dir)
+    inside.inner_container_run(socket_dir, TEST_APP_IMAGE, ["sleep", "600"], name="kept-container")
+    shell(node2, "echo kept > ~/kept.txt")
+
+    # Broken half way: node1's engine is away when its part is due. The server runs on node2 again, saying why.
+    machines[0].stop()
+    services.server_move(actor=admin, server=server, node=Node.objects.get(pk=node1.pk))
+    moves.server_move(server_id=server.pk, send=tasks.on_node)
+    server.refresh_from_db()
+    assert (server.node_id, server.operation, server.state) == (node2.pk, "", "running")
+    assert "Moving to node1 failed" in server.last_error and "still on node2" in server.last_error
+    assert shell(node2, "cat ~/kept.txt").strip() == "kept"
+
+    machines[0].start()
+    machines[0].wait(docker.Engine.of(node1))
+    services.server_move(actor=admin, server=server, node=Node.objects.get(pk=node1.pk))
+    moves.server_move(server_id=server.pk, send=tasks.on_node)
+    wait_until(settled, timeout=120, what="node1's worker to start the moved server")
+    assert (server.node_id, server.state) == (node1.pk, "running"), server.last_error
+    assert server.host_uid == settings.SERVER_UID_BASE + 50 * UIDS_PER_SERVER + server.slot * UIDS_PER_SERVER
+    assert shell(node1, "cat ~/kept.txt; stat -c %u ~/kept.txt").split() == ["kept", "0"]  # root's there, as before
+    assert "kept-container" in wait_until(lambda: "kept-container" in (names := shell(node1, "docker ps -a --format '{{.Names}}'")) and names,
+                                          timeout=60, what="the inner daemon on node1")
+    # node2 keeps nothing of it.
+    wait_until(lambda: not machines[1].local_client().containers.list(all=True, filters={"name": server.container_name}),
+               what="node2's worker to remove what is left there")
+    redis.Redis.from_url(settings.REDIS_URL).delete("celery")  # the moves' messages for a panel worker: run here instead

@@ -11,7 +11,7 @@ from accounts import services as account_services
 from accounts.decorators import admin_required
 
 from .. import services
-from ..forms import DomainForm, ServerCreateForm, ServerLimitsForm, ServerNameForm
+from ..forms import DomainForm, ServerCreateForm, ServerLimitsForm, ServerMoveForm, ServerNameForm
 from ..models import VirtualServer
 from .shared import containers_page, error_messages, gateway_url, get_server_for_user, post_action, terminal_page
 
@@ -68,7 +68,7 @@ def live_context(request, server):
     return {"server": server, "containers": containers, "container_groups": list(groups.items()), "apps": apps, "busy_inside": busy_inside}
 
 
-def detail_page(request, server, *, rename_form=None, limits_form=None, domain_form=None, status=200):
+def detail_page(request, server, *, rename_form=None, limits_form=None, move_form=None, domain_form=None, status=200):
     context = {
         **live_context(request, server),
         "terminal_url": gateway_url(f"/ws/servers/{server.pk}/terminal/"),
@@ -83,6 +83,7 @@ def detail_page(request, server, *, rename_form=None, limits_form=None, domain_f
         "rename_form": rename_form or ServerNameForm(initial={"name": server.name}),
         "limits_form": limits_form
         or ServerLimitsForm(initial={field: getattr(server, field) for field in ServerLimitsForm.base_fields}),
+        "move_form": move_form or ServerMoveForm(server=server),
     }
     return render(request, "hosting/server_detail.html", context, status=status)
 
@@ -135,6 +136,24 @@ def server_delete(request, server_id):
     services.server_delete(actor=request.user, server=server, request=request)
     messages.success(request, f"Deleting “{server.name}”.")
     return redirect("hosting:admin_server_list" if request.user.is_admin and server.owner_id != request.user.pk else "hosting:server_list")
+
+
+@admin_required
+@terminal_page
+@require_POST
+def server_move(request, server_id):
+    server = get_server_for_user(request, server_id)
+    form = ServerMoveForm(request.POST, server=server)
+    if not form.is_valid():
+        return detail_page(request, server, move_form=form, status=400)
+    try:
+        services.server_move(actor=request.user, server=server, node=form.cleaned_data["node"], request=request)
+    except ValidationError as error:
+        error_messages(request, error)
+    else:
+        messages.success(request, f"Moving “{server.name}” to {form.cleaned_data['node'].name}: it is back in a few minutes, "
+                                  "depending on how much it holds.")
+    return redirect("hosting:server_detail", server_id=server.pk)
 
 
 @admin_required

@@ -17,9 +17,10 @@ from ..models import Node
 
 log = logging.getLogger(__name__)
 
-# The panel's settings a node's worker shares: how servers are made, named and labelled.
-SHARED_SETTINGS = ["SERVER_IMAGE", "SERVER_CONTAINER_PREFIX", "SERVER_NETWORK", "SERVER_ISOLATION", "SERVER_KEEP_VOLUME_ON_DELETE",
-                   "PANEL_INSTANCE", "TIME_ZONE"]
+# The panel's settings a node's worker shares: how servers are made, named and labelled, and
+# the defaults of what a node has of its own (its subnet and uid base, when its row has none).
+SHARED_SETTINGS = ["SERVER_IMAGE", "SERVER_CONTAINER_PREFIX", "SERVER_NETWORK", "SERVER_NETWORK_SUBNET", "SERVER_UID_BASE",
+                   "SERVER_ISOLATION", "SERVER_KEEP_VOLUME_ON_DELETE", "PANEL_INSTANCE", "TIME_ZONE"]
 
 
 def node_prepare(*, node_id):

@@ -33,11 +33,7 @@ def server_spec(server):
         socket_dir=str(server.socket_dir),
         identity_dir=str(server.identity_dir),
         disk_dir=None if server.disk_mb is None else str(server.disk_dir),
-        labels={
-            "controlpanel.instance": settings.PANEL_INSTANCE,
-            "controlpanel.server-id": str(server.pk),
-            "controlpanel.owner-id": str(server.owner_id),
-        },
+        labels=server_labels(server),
         memory_mb=server.memory_mb,
         cpus=float(server.cpus),
         pids_limit=server.pids_limit,
@@ -46,21 +42,28 @@ def server_spec(server):
     )
 
 
-def _remove(server, *, keep_volume):
-    spec = server_spec(server)
+def server_labels(server):
+    return {
+        "controlpanel.instance": settings.PANEL_INSTANCE,
+        "controlpanel.server-id": str(server.pk),
+        "controlpanel.owner-id": str(server.owner_id),
+    }
+
+
+def remove(server, *, keep_volume):
     docker.server_remove(
-        _engine(server),
-        spec.container_name,
-        labels=spec.labels,
+        engine_of(server),
+        server.container_name,
+        labels=server_labels(server),
         adopt_unlabelled=server.imported,
-        volume_name=None if keep_volume else spec.volume_name,
+        volume_name=None if keep_volume else server.volume_name,
     )
-    disks.folder_remove(spec.socket_dir)
-    disks.folder_remove(spec.identity_dir)
+    disks.folder_remove(str(server.socket_dir))
+    disks.folder_remove(str(server.identity_dir))
     disks.disk_remove(image=str(server.disk_image), mountpoint=str(server.disk_dir), keep_image=keep_volume)
 
 
-def _engine(server):
+def engine_of(server):
     return docker.Engine.of(server.node)
 
 
@@ -68,7 +71,7 @@ def _disk_owner(server):
     return server.host_uid if settings.SERVER_ISOLATION == "rootless" else 0
 
 
-def _mount(server):
+def disk_mount(server):
     """Its disk (at its size: a change applies here) and its socket folder mounted, before its
     container starts. Returns whether either was mounted just now."""
     if server.disk_mb is None:  # from before disks had quotas: a Docker volume and a plain folder
@@ -87,7 +90,7 @@ def _unmount(server):
 
 def _start(server, engine):
     _claim_slot(server, engine)
-    mounted_now = _mount(server)
+    mounted_now = disk_mount(server)
     docker.server_create(engine, server_spec(server))
     info = docker.container_info(engine, server.container_name) if mounted_now else None  # only then can it have started early
     if info and info.state in (Observed.RUNNING, Observed.RESTARTING):
@@ -106,10 +109,10 @@ def server_reconcile(*, server_id):
     server = VirtualServer.objects.select_related("node").get(pk=server_id)
     if server.deleted_at:
         return
-    operation, engine = server.operation, _engine(server)
+    operation, engine = server.operation, engine_of(server)
     try:
         if server.desired_state == Desired.DELETED:
-            _remove(server, keep_volume=settings.SERVER_KEEP_VOLUME_ON_DELETE)
+            remove(server, keep_volume=settings.SERVER_KEEP_VOLUME_ON_DELETE)
         elif server.desired_state == Desired.RUNNING:
             if operation == Op.RESTARTING and docker.container_info(engine, server.container_name):
                 if server.disk_mb is None:
@@ -158,7 +161,7 @@ def _record_result(server, info):
     now = timezone.now()
     fields = {"operation": Op.NONE, "last_error": "", "observed_at": now}
     fields["observed_state"] = info.state if info else Observed.MISSING
-    fields["ip_address"] = _address(info)
+    fields["ip_address"] = address_of(info)
     if server.desired_state == Desired.DELETED:
         fields.update(deleted_at=now, slot=None)  # its address and uids are free for the next server
     VirtualServer.objects.filter(pk=server.pk).update(updated_at=now, **fields)
@@ -166,7 +169,7 @@ def _record_result(server, info):
         caddy.apply_quietly()  # its domains follow it: to its address, or to the "stopped" page
 
 
-def _address(info):
+def address_of(info):
     """Only a running server has an address its domains may reach."""
     return (info.ip_address or None) if info and info.state == Observed.RUNNING else None
 
@@ -175,16 +178,16 @@ def _record_failure(server, operation, message):
     if operation == Op.CREATING:
         # Leave nothing half-made behind; the user can retry or delete.
         try:
-            _remove(server, keep_volume=False)
+            remove(server, keep_volume=False)
         except (docker.DockerError, disks.DiskError):
             log.warning("could not clean up after failed create of %s", server.container_name)
     fields = {"operation": Op.NONE, "last_error": message, "observed_at": timezone.now(), "updated_at": timezone.now()}
     try:
-        info = docker.container_info(_engine(server), server.container_name)
+        info = docker.container_info(engine_of(server), server.container_name)
     except docker.DockerError:  # the engine is away: what runs is unknown, its address kept
         fields["observed_state"] = Observed.MISSING if operation == Op.CREATING else Observed.UNKNOWN
     else:
-        fields.update(observed_state=info.state if info else Observed.MISSING, ip_address=_address(info))
+        fields.update(observed_state=info.state if info else Observed.MISSING, ip_address=address_of(info))
     VirtualServer.objects.filter(pk=server.pk).update(**fields)
     if fields.get("ip_address", server.ip_address) != server.ip_address:
         caddy.apply_quietly()
@@ -209,4 +212,5 @@ def stuck_servers():
     Reconciling is idempotent, so running it again finishes the job or records a clear failure.
     """
     cutoff = timezone.now() - timedelta(seconds=settings.SERVER_OPERATION_TIMEOUT)
-    return list(VirtualServer.objects.live().exclude(operation="").filter(updated_at__lt=cutoff).select_related("node"))
+    # A move is the panel's worker's to finish or undo (hosting.worker.moves), never a reconcile's.
+    return list(VirtualServer.objects.live().exclude(operation__in=["", Op.MOVING]).filter(updated_at__lt=cutoff).select_related("node"))
