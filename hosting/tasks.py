@@ -25,7 +25,7 @@ def server_refresh(server_id):
 
 @shared_task(acks_late=True, soft_time_limit=moves.MOVE_SECONDS, time_limit=moves.MOVE_SECONDS + 60)
 def server_move(server_id):
-    moves.server_move(server_id=server_id, send=on_node)
+    moves.server_move(server_id=server_id)
 
 
 @shared_task(acks_late=True)
@@ -39,8 +39,8 @@ def server_move_in(server_id):
 
 
 @shared_task(acks_late=True)
-def server_leftovers_remove(server_id, owner_id, disk_mb, slot):
-    moves.server_leftovers_remove(server_id=server_id, owner_id=owner_id, disk_mb=disk_mb, slot=slot)
+def server_leftovers_remove(server_id, owner_id, disk_mb):
+    moves.server_leftovers_remove(server_id=server_id, owner_id=owner_id, disk_mb=disk_mb)
 
 
 # Tenants' work (settings.CELERY_TASK_ROUTES: their own queue): one at a time per

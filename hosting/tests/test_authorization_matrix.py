@@ -48,6 +48,7 @@ ACCESS = {
     "hosting:server_rename": ("owner", POST, "server"),
     "hosting:server_delete": ("owner", BOTH, "server"),
     "hosting:server_limits": ("admin", POST, "server"),
+    "hosting:server_move": ("admin", POST, "server"),
     "hosting:domain_add": ("owner", POST, "server"),
     "hosting:domain_check": ("user", GET, None),
     "hosting:app_new": ("owner", BOTH, "server"),

@@ -29,7 +29,7 @@ from hosting.worker import nodes as node_worker_side
 
 from .conftest import ROOT, panel_env, unmount_all_below, wait_until
 from .test_terminal import shell_for
-from .test_workloads import TICKER, log_stream, logged_in, read_lines
+from .test_workloads import TICKER, TWO_SERVICES, deployed, log_stream, logged_in, read_lines
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
@@ -208,10 +208,13 @@ def test_a_nodes_own_worker_runs_its_servers_and_the_panel_reaches_them_over_tls
     lines, _ = read_lines(ws, "tick-5", timeout=60)
     assert {text: stream for stream, _, text in lines if text in ("first-line", "on-stderr")} == {"first-line": "out", "on-stderr": "err"}
     ws.close()
-    # A domain, served by node2's own Caddy at node2's address (its worker gives it the configuration).
-    inside.inner_container_run(socket_dir, TEST_APP_IMAGE, ["httpd", "-f", "-p", "8080", "-h", "/www"], name="site", ports={"8080/tcp": 80})
-    services.domain_add(actor=admin, server=server, name="site.node2.test", ssl=False)  # commits: node2's worker applies it
-    wait_until(lambda: "hello from the test app" in _through(machine.address, "site.node2.test"), timeout=60, what="node2's Caddy to serve the domain")
+    # An app, deployed by node2's worker (its tenants' queue), and a domain on it, served by node2's own Caddy at
+    # node2's address (its worker gives it the configuration).
+    app = services.app_create(actor=alice, server=server, name="site", compose_file=TWO_SERVICES)
+    wait_until(lambda: deployed(app), timeout=120, what="node2's worker to deploy the app")
+    assert (app.status, app.deployments.first().result) == ("running", "succeeded"), app.deployments.first().output
+    services.domain_add(actor=admin, server=server, name="site.node2.test", port=8081, ssl=False)  # commits: node2's worker applies it
+    wait_until(lambda: "version one" in _through(machine.address, "site.node2.test"), timeout=60, what="node2's Caddy to serve the domain")
     assert "No site is configured" in _through(machine.address, "elsewhere.test")
     engine = docker.Engine.of(node2)
     wait_until(lambda: not docker.container_exec(engine, server.container_name, ["controlpanel-shell", "-c", "pgrep -f '[c]ontrolpanel-logs-' || true"])[1].strip(),
@@ -264,7 +267,7 @@ def test_a_server_moves_to_another_node_with_its_files_and_containers_and_a_brok
     # Broken half way: node1's engine is away when its part is due. The server runs on node2 again, saying why.
     machines[0].stop()
     services.server_move(actor=admin, server=server, node=Node.objects.get(pk=node1.pk))
-    moves.server_move(server_id=server.pk, send=tasks.on_node)
+    moves.server_move(server_id=server.pk)
     server.refresh_from_db()
     assert (server.node_id, server.operation, server.state) == (node2.pk, "", "running")
     assert "Moving to node1 failed" in server.last_error and "still on node2" in server.last_error
@@ -273,7 +276,7 @@ def test_a_server_moves_to_another_node_with_its_files_and_containers_and_a_brok
     machines[0].start()
     machines[0].wait(docker.Engine.of(node1))
     services.server_move(actor=admin, server=server, node=Node.objects.get(pk=node1.pk))
-    moves.server_move(server_id=server.pk, send=tasks.on_node)
+    moves.server_move(server_id=server.pk)
     wait_until(settled, timeout=120, what="node1's worker to start the moved server")
     assert (server.node_id, server.state) == (node1.pk, "running"), server.last_error
     assert server.host_uid == settings.SERVER_UID_BASE + 50 * UIDS_PER_SERVER + server.slot * UIDS_PER_SERVER

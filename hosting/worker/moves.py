@@ -13,6 +13,7 @@ everything: a move that fails anywhere removes what the destination made and
 starts the server again where it was, the reason on its page.
 """
 
+import itertools
 import logging
 import time
 
@@ -71,8 +72,10 @@ def server_move_in(*, server_id):
         return
     here = server.moving_to
     engine = docker.Engine.of(here)
-    taken = VirtualServer.objects.filter(moving_to=here).exclude(pk=server.pk).exclude(move_slot=None).values_list("move_slot", flat=True)
-    server.node, server.slot = here, VirtualServer.objects.filter(node=here).exclude(slot__in=list(taken)).free_slot()
+    # Its servers' slots, and those other moves here wait in.
+    held = {*VirtualServer.objects.filter(node=here).exclude(slot=None).values_list("slot", flat=True),
+            *VirtualServer.objects.filter(moving_to=here).exclude(pk=server.pk).exclude(move_slot=None).values_list("move_slot", flat=True)}
+    server.node, server.slot = here, next(slot for slot in itertools.count(1) if slot not in held)
     try:
         if server.slot > docker.server_slots(engine):
             raise docker.DockerError(f"{here.name} has no free slot for another server.")
@@ -82,29 +85,34 @@ def server_move_in(*, server_id):
         _report(server, f"{here.name} could not make room for it: {error}")
         return
     if not VirtualServer.objects.filter(pk=server.pk, operation=Op.MOVING, moving_to=here).update(move_slot=server.slot):
-        server_leftovers_remove(server_id=server.pk, owner_id=server.owner_id, disk_mb=server.disk_mb, slot=server.slot)  # ended meanwhile
+        server_leftovers_remove(server_id=server.pk, owner_id=server.owner_id, disk_mb=server.disk_mb)  # ended meanwhile
 
 
-def server_leftovers_remove(*, server_id, owner_id, disk_mb, slot):
+def server_leftovers_remove(*, server_id, owner_id, disk_mb):
     """On a node a server is no longer on (moved away, or a move here that failed): its
     container, disk and folders go. Its row is another node's now: what is needed comes as arguments."""
-    server = VirtualServer(pk=server_id, owner_id=owner_id, node=Node.local(), disk_mb=disk_mb, slot=slot)
+    server = VirtualServer(pk=server_id, owner_id=owner_id, node=Node.local(), disk_mb=disk_mb)
     try:
         reconcile.remove(server, keep_volume=False)
     except (docker.DockerError, disks.DiskError) as error:
         log.warning("could not remove what server %s left on this node: %s", server_id, error)
 
 
-def server_move(*, server_id, send):
-    """The panel's worker: the whole move. `send(task, node, *args)` gives a node's worker its part."""
-    from .. import tasks  # the node's parts are tasks of their own
+def _send(task, node, *args):
+    """A node's worker gets its part: the task named `task` (hosting.tasks imports this module)."""
+    from .. import tasks
 
+    tasks.on_node(getattr(tasks, task), node, *args)
+
+
+def server_move(*, server_id):
+    """The panel's worker: the whole move."""
     server = _moving(server_id, "node", "moving_to")
     if server is None:
         return
     source, destination = server.node, server.moving_to
-    send(tasks.server_move_out, source, server.pk)
-    send(tasks.server_move_in, destination, server.pk)
+    _send("server_move_out", source, server.pk)
+    _send("server_move_in", destination, server.pk)
     try:
         server = _wait_until_ready(server)
         rootless = settings.SERVER_ISOLATION == "rootless"
@@ -113,15 +121,16 @@ def server_move(*, server_id, send):
                            docker.server_disk_path(), owners)
         _switch(server)
     except SoftTimeLimitExceeded:
-        _undo(server, f"It took more than {MOVE_SECONDS // 60} minutes.", send)
+        _undo(server, f"It took more than {MOVE_SECONDS // 60} minutes.")
         return
     except (MoveFailed, docker.DockerError) as error:
-        _undo(server, str(error), send)
+        _undo(server, str(error))
         return
     if server.desired_state == Desired.RUNNING:
-        send(tasks.server_reconcile, destination, server.pk)
-    send(tasks.proxy_apply, source)  # its domains leave the source's Caddy (the destination's worker gives them to its own)
-    send(tasks.server_leftovers_remove, source, server.pk, server.owner_id, server.disk_mb, server.slot)
+        _send("server_reconcile", destination, server.pk)
+    for node in (source, destination):  # its domains leave the old node's Caddy for the new one's
+        _send("proxy_apply", node)
+    _send("server_leftovers_remove", source, server.pk, server.owner_id, server.disk_mb)
 
 
 def _wait_until_ready(server):
@@ -144,12 +153,11 @@ def _wait_until_ready(server):
 def _switch(server):
     """The row goes to the destination: from here on, the server is there."""
     try:
-        with transaction.atomic():
-            moved = VirtualServer.objects.filter(pk=server.pk, operation=Op.MOVING).update(
-                node=server.moving_to, slot=server.move_slot, moving_to=None, move_slot=None, move_source_ready=False,
-                operation=Op.STARTING if server.desired_state == Desired.RUNNING else Op.NONE,
-                observed_state=Observed.CREATED, observed_at=timezone.now(), ip_address=None, inner_digest="", last_error="",
-                updated_at=timezone.now())
+        moved = VirtualServer.objects.filter(pk=server.pk, operation=Op.MOVING).update(
+            node=server.moving_to, slot=server.move_slot, moving_to=None, move_slot=None, move_source_ready=False,
+            operation=Op.STARTING if server.desired_state == Desired.RUNNING else Op.NONE,
+            observed_state=Observed.CREATED, observed_at=timezone.now(), ip_address=None, inner_digest="", last_error="",
+            updated_at=timezone.now())
     except IntegrityError:
         raise MoveFailed(f"Its slot on {server.moving_to.name} was taken meanwhile; try again.") from None
     if not moved:
@@ -158,14 +166,11 @@ def _switch(server):
                  message=f"Moved virtual server “{server.name}” from {server.node.name} to {server.moving_to.name}")
 
 
-def _undo(server, problem, send):
+def _undo(server, problem):
     """The destination's part removed; the server started again where it was (if it ran), the reason on its page."""
-    from .. import tasks
-
     source, destination = server.node, server.moving_to
     message = f"Moving to {destination.name} failed: {problem} It is still on {source.name}."
-    # Whatever its part had made (the slot does not matter to a removal: the names and labels do).
-    send(tasks.server_leftovers_remove, destination, server.pk, server.owner_id, server.disk_mb, server.move_slot)
+    _send("server_leftovers_remove", destination, server.pk, server.owner_id, server.disk_mb)  # whatever its part had made
     fields = {"operation": Op.NONE, "moving_to": None, "move_slot": None, "move_source_ready": False, "last_error": message,
               "updated_at": timezone.now()}
     try:
