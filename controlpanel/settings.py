@@ -121,7 +121,9 @@ MIDDLEWARE = [
     "accounts.middleware.SessionTimeoutMiddleware",
     "accounts.middleware.LastSeenMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "controlpanel.error_pages.ErrorPageMiddleware",
 ]
+CSRF_FAILURE_VIEW = "controlpanel.error_pages.csrf_failure"
 
 ROOT_URLCONF = "controlpanel.urls"
 WSGI_APPLICATION = "controlpanel.wsgi.application"

@@ -7,3 +7,9 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("hosting.urls")),
 ]
+
+# The panel's own pages for errors (controlpanel.error_pages).
+handler400 = "controlpanel.error_pages.bad_request"
+handler403 = "controlpanel.error_pages.permission_denied"
+handler404 = "controlpanel.error_pages.page_not_found"
+handler500 = "controlpanel.error_pages.server_error"

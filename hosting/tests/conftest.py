@@ -256,7 +256,7 @@ def browser_log_in(browser, base, user, **context):
     """A new browser context with `user` logged in through the login page (its password set for that)."""
     user.set_password(BROWSER_PASSWORD)
     user.save()
-    page = browser.new_context(viewport={"width": 1280, "height": 1000}, **context).new_page()
+    page = browser.new_context(**{"viewport": {"width": 1280, "height": 1000}, **context}).new_page()
     page.goto(base + reverse("accounts:login"))
     page.fill("input[name=username]", user.email)
     page.fill("input[name=password]", BROWSER_PASSWORD)

@@ -45,3 +45,21 @@
     });
   });
 })();
+
+// Narrow screens stack a table's rows (panel.css): each cell is labelled with its
+// column's heading, also in parts a refresh has just put in.
+(function () {
+  "use strict";
+  function label(root) {
+    root.querySelectorAll("table.table").forEach(function (table) {
+      var headings = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) { return th.textContent.trim(); });
+      table.querySelectorAll("tbody tr").forEach(function (row) {
+        Array.prototype.forEach.call(row.children, function (cell, index) {
+          if (!cell.hasAttribute("data-label")) { cell.setAttribute("data-label", headings[index] || ""); }
+        });
+      });
+    });
+  }
+  label(document);
+  new MutationObserver(function () { label(document); }).observe(document.body, { childList: true, subtree: true });
+})();
