@@ -80,14 +80,15 @@ def _storable(text, limit=None):
     return text[:limit] if limit else text
 
 
-def activity_log(*, action, message, user=None, email="", target="", request=None):
+def activity_log(*, action, message, user=None, email="", target="", request=None, address=None):
+    """A row of the activity log; the client is the request's, or `address` (the gateway's connections)."""
     return ActivityLog.objects.create(
         user=user,
         email=_storable(email or (user.email if user else ""), 254),
         action=action,
         message=_storable(message),
         target=_storable(target, 255),
-        ip=client_ip(request),
+        ip=client_ip(request) if request is not None else address,
     )
 
 

@@ -85,6 +85,8 @@ def _account_page(request, *, form=None, key_form=None, status=200):
         "keys": request.user.ssh_keys.all(),
         "host_key": services.ssh_host_key_fingerprint(),
         "ssh_address": services.ssh_address(request),
+        # The ~/.ssh/config example names one of the user's own servers.
+        "ssh_example": request.user.servers.filter(deleted_at__isnull=True).order_by("pk").first(),
         "activity": _page(request, request.user.activity.all()),
     }
     return render(request, "accounts/account.html", context, status=status)

@@ -97,3 +97,14 @@ def test_broken_or_monstrous_rsa_keys_are_refused_in_words(case, as_alice):
     assert response.status_code in (200, 400), case
     assert "not an OpenSSH public key" in response.content.decode(), case
     assert not ActivityLog.objects.filter(action=Action.SSH_KEY_ADDED).exists()
+
+
+def test_the_ssh_section_marks_what_is_required_and_names_the_users_own_server(as_alice, alice):
+    from hosting.models import Node, VirtualServer
+
+    page = as_alice.get(ACCOUNT).content.decode()
+    assert 'Public key: <abbr class="required" title="required">*</abbr>' in page
+    assert "Host server42" in page  # no server yet: an example
+    server = VirtualServer.objects.create(owner=alice, node=Node.local(), name="blog", memory_mb=512, cpus=1, pids_limit=64)
+    page = as_alice.get(ACCOUNT).content.decode()
+    assert f"Host {server.hostname}\n" in page and f"ssh {server.hostname}<" in page and "server42" not in page

@@ -77,10 +77,10 @@ def _authorize(login, fingerprint):
 
 
 @database_sync_to_async
-def _logged_in(key, server, client):
+def _logged_in(key, server, address):
     SshKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
-    activity_log(action=Action.SSH_LOGIN, user=key.user, target=server.container_name,
-                 message=f"SSH login to “{server.name}” with the key “{key.name}” ({key.fingerprint}) from {client}")
+    activity_log(action=Action.SSH_LOGIN, user=key.user, target=server.container_name, address=address,
+                 message=f"SSH login to “{server.name}” with the key “{key.name}” ({key.fingerprint}) from {address}")
 
 
 @database_sync_to_async
@@ -355,7 +355,7 @@ async def _sftp(gateway, process):
 
 @database_sync_to_async
 def _log_sftp(gateway, counter):
-    activity_log(action=Action.SSH_SESSION, user=gateway.key.user, target=gateway.server.container_name,
+    activity_log(action=Action.SSH_SESSION, user=gateway.key.user, target=gateway.server.container_name, address=gateway.address,
                  message=f"SFTP session on “{gateway.server.name}”: {counter.summary()}")
 
 

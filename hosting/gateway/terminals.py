@@ -325,7 +325,7 @@ def _reasons_to_end(open_sessions):
 def record_opened(terminal):
     row = TerminalSession.objects.create(user_id=terminal.user_id, server_id=terminal.server_id, kind=terminal.kind,
                                          client_ip=terminal.client_ip)
-    activity_log(action=Action.TERMINAL_OPENED, user=row.user, target=terminal.container,
+    activity_log(action=Action.TERMINAL_OPENED, user=row.user, target=terminal.container, address=terminal.client_ip,
                  message=f"Opened {terminal.description} on “{terminal.server_name}”")
     return row.pk
 
@@ -340,7 +340,7 @@ def record_closed(terminal, reason, by_admin):
     row.save(update_fields=["closed_at", "close_reason", "bytes_in", "bytes_out"])
     minutes = (row.closed_at - row.opened_at).total_seconds() / 60
     activity_log(action=Action.TERMINAL_ENDED if by_admin else Action.TERMINAL_CLOSED, user=row.user, target=terminal.container,
-                 message=f"Terminal on “{terminal.server_name}” closed after {minutes:.1f} min, "
+                 address=terminal.client_ip, message=f"Terminal on “{terminal.server_name}” closed after {minutes:.1f} min, "
                          f"{terminal.bytes_in} bytes in, {terminal.bytes_out} bytes out: {reason}")
 
 

@@ -31,6 +31,13 @@ def test_admin_dashboard_counts_come_from_observed_state(as_admin, alice, fake_d
     live = as_admin.get(reverse("hosting:admin_dashboard_live"))
     assert live.status_code == 200 and b"1 / 2" in live.content and b"<html" not in live.content
 
+    # Claims waiting for the admin are on the dashboard, a link to them.
+    running.domains.create(name="a.example.org", status="approval")
+    running.domains.create(name="b.example.org", status="dns")
+    page = as_admin.get(reverse("hosting:admin_dashboard")).content.decode()
+    assert "1</span><span class=\"stat-label\">domain waiting for your approval · 2 in all · 1 waiting for DNS" in page
+    assert reverse("hosting:admin_domain_list") + "?pending=on" in page
+
 
 def test_dashboard_says_when_the_monitor_is_late(as_admin, fake_docker, settings):
     run = monitor.run_cycle()

@@ -278,6 +278,7 @@ def test_admin_server_list_search_and_filters(as_admin, server, bob, fake_docker
     assert names(state="exited") == {"bob db"}
     assert names(state="running") == {"alice web"}
     assert as_admin.get(reverse("hosting:admin_server_list"), {"state": "bogus"}).status_code == 200
+    assert f'href="{reverse("hosting:server_list")}">Your own servers' in as_admin.get(reverse("hosting:admin_server_list")).content.decode()
 
 
 def test_admin_changes_limits_and_the_worker_applies_them(as_admin, server, fake_docker, committed):

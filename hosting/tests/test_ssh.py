@@ -66,7 +66,7 @@ def test_a_command_runs_in_the_server_with_its_exit_status(alice_ssh, running_se
     assert f"daemon={running_server.hostname}\n0\n".encode() in result.stdout
     result = alice_ssh.run("cat > piped.txt && wc -c < piped.txt", stdin=b"x" * 5000)
     assert result.stdout.strip() == b"5000"
-    assert ActivityLog.objects.filter(action=Action.SSH_LOGIN, user=alice, message__contains="SHA256:").exists()
+    assert {row.ip for row in ActivityLog.objects.filter(action=Action.SSH_LOGIN, user=alice, message__contains="SHA256:")} == {"127.0.0.1"}
     assert SshKey.objects.get().last_used_at is not None
 
 

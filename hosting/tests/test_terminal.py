@@ -199,7 +199,7 @@ def test_a_disabled_user_a_logout_elsewhere_and_a_deleted_server_close_terminals
     closed = TerminalSession.objects.filter(closed_at__isnull=False)
     assert closed.count() == 3
     entry = ActivityLog.objects.filter(action=Action.TERMINAL_CLOSED).first()
-    assert "bytes in" in entry.message and "min" in entry.message
+    assert "bytes in" in entry.message and "min" in entry.message and entry.ip == "127.0.0.1"  # where from, in its column
 
 
 def test_idle_terminals_close_and_users_have_a_limit(gateway, running_server, alice):

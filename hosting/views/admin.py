@@ -73,7 +73,9 @@ def _dashboard_context(request):
         "servers": VirtualServer.objects.live().aggregate(
             total=Count("pk"), running=Count("pk", filter=VirtualServer.state_q(State.RUNNING))
         ),
-        "domain_count": Domain.objects.for_user(request.user).count(),
+        "domains": Domain.objects.for_user(request.user).aggregate(
+            total=Count("pk"), approval=Count("pk", filter=Q(status=Domain.Status.APPROVAL)), dns=Count("pk", filter=Q(status=Domain.Status.DNS))
+        ),
         "container_count": ContainerSnapshot.objects.filter(server__isnull=False, server__deleted_at__isnull=True).count(),
         **monitor_status(),
     }
