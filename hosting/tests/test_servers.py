@@ -38,6 +38,15 @@ def test_create_makes_a_running_server(as_alice, alice, fake_docker, committed, 
     assert ActivityLog.objects.filter(action=Action.SERVER_CREATED, user=alice, target=server.container_name).exists()
 
 
+def test_the_page_says_what_is_under_way_only_while_it_is(as_alice, alice, fake_docker):
+    server = services.server_create(owner=alice, name="new")  # not committed: its worker has not run yet
+    page = as_alice.get(url("server_detail", server)).content.decode()
+    assert "Creating it: it runs in a few seconds." in page
+    VirtualServer.objects.filter(pk=server.pk).update(operation="", observed_state="running")
+    live = as_alice.get(url("server_live", server)).content.decode()  # what the page's live part fetches
+    assert "runs in a few seconds" not in live and "Running" in live
+
+
 def test_default_container_prefix():
     from controlpanel import settings as configured
 

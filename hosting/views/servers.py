@@ -52,7 +52,6 @@ def server_create(request):
         except ValidationError as error:
             error_messages(request, error)
         else:
-            messages.success(request, f"Creating “{server.name}”. It will be running in a few seconds.")
             return redirect("hosting:server_detail", server_id=server.pk)
     return _server_list_page(request, form, status=400 if form.errors else 200)
 
@@ -110,9 +109,10 @@ def _server_action(service, done):
                         done, lambda server: reverse("hosting:server_detail", args=[server.pk]))
 
 
-server_start = _server_action(services.server_start, "Starting “{name}”.")
-server_stop = _server_action(services.server_stop, "Stopping “{name}”.")
-server_restart = _server_action(services.server_restart, "Restarting “{name}”.")
+# No message: the page's live part says what is under way, and stops saying it when it is done.
+server_start = _server_action(services.server_start, None)
+server_stop = _server_action(services.server_stop, None)
+server_restart = _server_action(services.server_restart, None)
 
 
 @terminal_page
@@ -150,9 +150,6 @@ def server_move(request, server_id):
         services.server_move(actor=request.user, server=server, node=form.cleaned_data["node"], request=request)
     except ValidationError as error:
         error_messages(request, error)
-    else:
-        messages.success(request, f"Moving “{server.name}” to {form.cleaned_data['node'].name}: it is back in a few minutes, "
-                                  "depending on how much it holds.")
     return redirect("hosting:server_detail", server_id=server.pk)
 
 

@@ -53,8 +53,8 @@ def error_messages(request, error):
 
 def post_action(load, run, done, back, *, named=attrgetter("name")):
     """A POST-only view: load the user's object (404 if it is not theirs), run one
-    service on it, say so (`done`, its {name} what `named` says of the object) or why
-    not, and go back to the page it belongs on."""
+    service on it, say so (`done`, its {name} what `named` says of the object; None: the
+    page it goes back to says it) or why not, and go back to the page it belongs on."""
 
     @require_POST
     def view(request, *args, **kwargs):
@@ -65,7 +65,8 @@ def post_action(load, run, done, back, *, named=attrgetter("name")):
         except ValidationError as error:
             error_messages(request, error)
         else:
-            messages.success(request, done.format(name=named(target)))
+            if done:
+                messages.success(request, done.format(name=named(target)))
         return redirect(back(target))
 
     return view
