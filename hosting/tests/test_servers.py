@@ -139,7 +139,8 @@ def test_transitional_state_shows_until_the_task_runs(as_alice, server, fake_doc
 
 def test_delete_soft_deletes_and_ids_are_never_reused(as_alice, alice, server, fake_docker, committed):
     response = as_alice.get(url("server_delete", server))
-    assert response.status_code == 200 and server.container_name in response.content.decode()
+    page = response.content.decode()
+    assert response.status_code == 200 and server.hostname in page and server.container_name not in page
     with committed():
         as_alice.post(url("server_delete", server))
     server.refresh_from_db()
