@@ -2,6 +2,7 @@ from celery import shared_task
 from django.conf import settings
 
 from .backends import caddy
+from .models import Node
 from .worker import claims, monitor, moves, nodes, reconcile, workloads
 
 
@@ -69,13 +70,15 @@ def app_run(self, deployment_id):
 @shared_task(ignore_result=True)
 def monitor_cycle():
     """The cycle of the node this worker sits on; the panel's own worker also has every other node's worker run theirs."""
-    others = monitor.other_nodes()
+    here = Node.local()
+    others = monitor.other_nodes(here)
     if others:
         nodes.brokers_ensure()  # Redis forgets them when it restarts
     for node in others:
         on_node(monitor_cycle.s().set(expires=settings.MONITOR_INTERVAL), node)
     run = monitor.run_cycle()
-    monitor.runs_purge()
+    if here.is_local:  # a node's worker adds cycles, it may not remove any
+        monitor.runs_purge()
     return run and run.pk
 
 

@@ -15,13 +15,14 @@ from psycopg import sql
 
 # What a node's worker may do with each table (row-level security picks the rows): read its
 # node's rows whole, write its servers' container snapshots whole, add its cycles and what it
-# did to the admins' logs, remove apps it removed; and write only the columns its work sets.
+# did to the admins' logs, remove apps it removed (with their history); and write only the
+# columns its work sets.
 TABLE_GRANTS = {
     "SELECT": ["hosting_node", "hosting_virtualserver", "hosting_containersnapshot", "hosting_domain", "hosting_app",
                "hosting_appdeployment"],
     "INSERT": ["hosting_containersnapshot", "hosting_monitorrun", "accounts_activitylog"],
     "UPDATE": ["hosting_containersnapshot"],
-    "DELETE": ["hosting_containersnapshot", "hosting_app"],
+    "DELETE": ["hosting_containersnapshot", "hosting_app", "hosting_appdeployment"],  # an app removed takes its history
 }
 COLUMN_GRANTS = {
     ("UPDATE", "hosting_node"): ["contacted_at", "contact_error", "facts", "worker_seen_at", "host_seen_at", "host_digest"],
@@ -34,6 +35,9 @@ COLUMN_GRANTS = {
     ("UPDATE", "hosting_appdeployment"): ["result", "output", "finished_at"],
     # Its servers' owners, to name them in the activity log: never a password hash.
     ("SELECT", "accounts_user"): ["id", "email"],
+    # The ids of the rows it adds (INSERT ... RETURNING id), nothing else of them.
+    ("SELECT", "hosting_monitorrun"): ["id"],
+    ("SELECT", "accounts_activitylog"): ["id"],
 }
 
 

@@ -14,7 +14,11 @@
         var template = document.createElement("template");
         template.innerHTML = html.trim();
         var fresh = template.content.firstElementChild;
-        if (fresh) { element.replaceWith(fresh); schedule(fresh); }
+        if (fresh) {
+          element.replaceWith(fresh);
+          fresh.dispatchEvent(new CustomEvent("live:replaced", { bubbles: true }));
+          schedule(fresh);
+        }
       })
       .catch(function () { schedule(element, 4); });
   }
@@ -47,7 +51,7 @@
 })();
 
 // Narrow screens stack a table's rows (panel.css): each cell is labelled with its
-// column's heading, also in parts a refresh has just put in.
+// column's heading, also in parts a refresh has just put in (live:replaced).
 (function () {
   "use strict";
   function label(root) {
@@ -61,5 +65,5 @@
     });
   }
   label(document);
-  new MutationObserver(function () { label(document); }).observe(document.body, { childList: true, subtree: true });
+  document.addEventListener("live:replaced", function (event) { label(event.target); });
 })();
