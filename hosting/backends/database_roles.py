@@ -52,6 +52,8 @@ def role_name(node_id):
 
 def role_ensure(name, password):
     """Make the role (or reset its password and grants): what a node's worker signs in as."""
+    if connection.vendor != "postgresql":
+        raise RoleError("Nodes need the panel's database to be PostgreSQL (DATABASE_URL): their workers reach it over the network.")
     role = sql.Identifier(name)
     statements = [
         sql.SQL("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {name}) THEN "

@@ -116,7 +116,8 @@ def server_move(*, server_id):
     try:
         server = _wait_until_ready(server)
         rootless = settings.SERVER_ISOLATION == "rootless"
-        owners = (server.host_uid, UIDS_PER_SERVER, destination.server_uid_base + server.move_slot * UIDS_PER_SERVER) if rootless else (0, 0, 0)
+        there = VirtualServer(node=destination, slot=server.move_slot)  # its uids there, by the one rule (host_uid)
+        owners = (server.host_uid, UIDS_PER_SERVER, there.host_uid) if rootless else (0, 0, 0)
         docker.folder_copy(docker.Engine.of(source), server.container_name, docker.Engine.of(destination), server.container_name,
                            docker.server_disk_path(), owners)
         _switch(server)

@@ -52,8 +52,6 @@ def worker_access_make(node):
     """A database role and a broker user of the node's own, with new passwords: the node's
     fields that record them, and its worker's settings (handed over once, by the join script)."""
     role, database_password, broker_password = database_roles.role_name(node.pk), secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    if connection.vendor != "postgresql":
-        raise database_roles.RoleError("Nodes need the panel's database to be PostgreSQL (DATABASE_URL): their workers reach it over the network.")
     database_roles.role_ensure(role, database_password)
     secret_hash = broker.password_hash(broker_password)
     broker.user_ensure(node.broker_user, node.key_prefix, secret_hash, replace=True)
