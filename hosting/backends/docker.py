@@ -453,16 +453,18 @@ def container_exec(engine, name, command, *, stdin=b"", on_output=None, timeout=
     runs under `timeout` inside the server too, so it is killed there as well.
     """
     deadline = time.monotonic() + timeout
-    if stdin and engine.is_remote:
-        # Its end is a half-close, which Docker does not take over TLS: such work is the node's own worker's.
-        raise DockerError("Input for a command on another node goes through that node's own worker.")
     api = _client(engine).api
     bounded = ["timeout", "-k", "5", str(int(timeout)), *command]
+    framed = stdin and _input_framed(engine, tty=False)
+    if framed:
+        bounded = [INPUT_HELPER, *bounded]
     exec_id = api.exec_create(name, bounded, stdin=bool(stdin), stdout=True, stderr=True)["Id"]
     sock, pending = _exec_attach(engine, exec_id, settings.DOCKER_TIMEOUT)
     output = bytearray()
     try:
-        if stdin:
+        if framed:
+            sock.sendall(_frame(stdin) + _frame(b""))
+        elif stdin:
             sock.sendall(stdin)
             sock.shutdown(socket.SHUT_WR)
         buffer = bytearray(pending)
@@ -695,10 +697,48 @@ def container_info(engine, name):
 # A `docker exec` into the server container, through the host's engine: it
 # runs as the container's user (in rootless mode the server's unprivileged
 # uid, never root), so the owner gets no more than a shell of their own.
+#
+# Docker ends a process's input when its connection is half-closed, which it
+# does not take over TLS. On another node's engine a process without a TTY
+# runs under the server image's controlpanel-input, and its input goes in
+# frames (a 4-byte length, then the bytes), an empty frame its end.
+
+INPUT_HELPER = "controlpanel-input"
+
+
+def _input_framed(engine, *, tty):
+    return engine.is_remote and not tty
+
+
+def _frame(data):
+    return len(data).to_bytes(4, "big") + data
+
+
+class _FramedWriter:
+    """The input of a process on another node, as an asyncio writer whose write_eof works."""
+
+    def __init__(self, writer):
+        self._writer = writer
+
+    def write(self, data):
+        if data:  # an empty frame is the end
+            self._writer.write(_frame(bytes(data)))
+
+    def can_write_eof(self):
+        return True
+
+    def write_eof(self):
+        self._writer.write(_frame(b""))
+
+    def __getattr__(self, name):
+        return getattr(self._writer, name)
+
 
 @_translate_errors
 def exec_create(engine, container, command, *, tty, env=None):
     """An exec, not started yet; its id. stdin is always attached."""
+    if _input_framed(engine, tty=tty):
+        command = [INPUT_HELPER, *command]
     return _client(engine).api.exec_create(container, command, stdin=True, tty=tty, environment=env or {})["Id"]
 
 
@@ -736,7 +776,7 @@ async def exec_stream(engine, exec_id, *, tty, timeout=10):
     except DockerError:
         writer.close()
         raise
-    return reader, writer
+    return reader, _FramedWriter(writer) if _input_framed(engine, tty=tty) else writer
 
 
 # Inner daemons ----------------------------------------------------------------

@@ -74,7 +74,7 @@ class Stack:
             "SECURE_HSTS_SECONDS": "0",
             "SECURE_HSTS_PRELOAD": "false",
             "PANEL_INSTANCE": PROJECT,
-            "SERVER_IMAGE": "controlpanel/dind:local-4",
+            "SERVER_IMAGE": "controlpanel/dind:local-5",
             "SERVER_CONTAINER_PREFIX": PREFIX,
             "SERVER_NETWORK": NETWORK,
             "SERVER_NETWORK_SUBNET": "10.221.0.0/16",

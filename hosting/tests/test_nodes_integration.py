@@ -18,6 +18,7 @@ from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
+from accounts import services as account_services
 from hosting import services, tasks
 from hosting.backends import certificates, docker
 from hosting.benchmarks import inside
@@ -28,6 +29,7 @@ from hosting.worker import monitor, moves
 from hosting.worker import nodes as node_worker_side
 
 from .conftest import ROOT, panel_env, unmount_all_below, wait_until
+from .test_ssh import Ssh, keys  # noqa: F401 (a fixture)
 from .test_terminal import shell_for
 from .test_workloads import TICKER, TWO_SERVICES, deployed, log_stream, logged_in, read_lines
 
@@ -293,3 +295,42 @@ def test_a_server_moves_to_another_node_with_its_files_and_containers_and_a_brok
     wait_until(lambda: not machines[1].local_client().containers.list(all=True, filters={"name": server.container_name}),
                what="node2's worker to remove what is left there")
     redis.Redis.from_url(settings.REDIS_URL).delete("celery")  # the moves' messages for a panel worker: run here instead
+
+
+def test_placement_spreads_servers_over_the_nodes_and_ssh_scp_and_sftp_work_on_each(machines, nodes, node_workers, alice, settings,
+                                                                                   gateway, keys, tmp_path):
+    """The panel's own host drained, three nodes with their workers: a server on each, by room. On each, OpenSSH's
+    client through the gateway, which reaches the node's engine over mutual TLS: a command's input ends (Docker takes
+    no half-close over TLS: the input goes in frames, docker.py), scp both ways, sftp, and a command ends while the
+    client's input is still open."""
+    Node.objects.filter(pk=Node.local().pk).update(status=Node.Status.DRAINING)
+    for index in range(3):
+        node_workers(index)
+    servers = [services.server_create(owner=alice, name=f"spread {index}") for index in range(3)]
+    assert [server.node.name for server in servers] == ["node1", "node2", "node3"]  # each time, the one with the most room
+
+    def settled(server):
+        server.refresh_from_db()
+        return not server.operation
+
+    for server in servers:
+        wait_until(lambda: settled(server), timeout=120, what=f"{server.node.name}'s worker to create the server")
+        assert server.state == "running", server.last_error
+    key = keys("alice")
+    account_services.ssh_key_add(user=alice, name="laptop", public_key=key.with_suffix(".pub").read_text())
+    started = gateway(NODE_CREDENTIALS_DIR=str(settings.NODE_CREDENTIALS_DIR))
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(secrets.token_bytes(3 * 2**20))
+    for server in servers:
+        ssh = Ssh(started, key, server.hostname, tmp_path)
+        result = ssh.run("cat > piped.txt && wc -c < piped.txt && hostname", stdin=b"x" * 200_000)
+        assert result.stdout.split() == [b"200000", server.hostname.encode()], result.stderr
+        assert ssh.scp(str(upload), f"{server.hostname}@127.0.0.1:upload.bin").returncode == 0
+        back = tmp_path / f"back-{server.pk}.bin"
+        assert ssh.scp(f"{server.hostname}@127.0.0.1:upload.bin", str(back)).returncode == 0
+        assert back.read_bytes() == upload.read_bytes()
+        result = ssh.sftp("put " + str(upload) + " via-sftp.bin\nls\n")
+        assert result.returncode == 0 and b"via-sftp.bin" in result.stdout, result.stderr
+        held = subprocess.Popen(["ssh", *ssh.options(), f"{server.hostname}@127.0.0.1", "exit 4"], stdin=subprocess.PIPE)
+        assert held.wait(timeout=30) == 4  # its input never ended
+        held.stdin.close()
