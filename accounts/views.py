@@ -1,3 +1,5 @@
+from functools import partial
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
@@ -6,9 +8,10 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from controlpanel.forms import add_errors
+from controlpanel.forms import add_errors, refused, restored
 from controlpanel.pagination import get_page
 
 from . import forms, services, throttling
@@ -78,10 +81,10 @@ def signup(request):
     return render(request, "accounts/signup.html", {"form": form})
 
 
-def _account_page(request, *, form=None, key_form=None, status=200):
+def _account_page(request, *, form=None):
     context = {
         "form": form or forms.PasswordChangeForm(request.user),
-        "key_form": key_form or forms.SshKeyForm(),
+        "key_form": restored(request, "ssh_key", forms.SshKeyForm) or forms.SshKeyForm(),
         "keys": request.user.ssh_keys.all(),
         "host_key": services.ssh_host_key_fingerprint(),
         "ssh_address": services.ssh_address(request),
@@ -89,7 +92,7 @@ def _account_page(request, *, form=None, key_form=None, status=200):
         "ssh_example": request.user.servers.filter(deleted_at__isnull=True).order_by("pk").first(),
         "activity": _page(request, request.user.activity.all()),
     }
-    return render(request, "accounts/account.html", context, status=status)
+    return render(request, "accounts/account.html", context)
 
 
 @require_http_methods(["GET", "POST"])
@@ -115,7 +118,7 @@ def ssh_key_add(request):
         else:
             messages.success(request, f"Added the key “{key.name}” ({key.fingerprint}).")
             return redirect("accounts:account")
-    return _account_page(request, key_form=form, status=400)
+    return refused(request, form, "ssh_key", reverse("accounts:account"))
 
 
 @require_POST
@@ -192,11 +195,11 @@ def user_create(request):
     return render(request, "accounts/user_create.html", {"form": form})
 
 
-def _user_detail_page(request, user, *, form=None, password_form=None, status=200):
+def _user_detail_page(request, user, *, form=None, status=200):
     context = {
         "subject": user,
         "form": form or forms.UserUpdateForm(initial={f: getattr(user, f) for f in forms.UserUpdateForm.base_fields}),
-        "password_form": password_form or forms.SetPasswordForm(user),
+        "password_form": restored(request, "set_password", partial(forms.SetPasswordForm, user)) or forms.SetPasswordForm(user),
         "activity": user.activity.all()[:20],
         "delete_blockers": services.user_delete_blockers(user),
     }
@@ -227,7 +230,7 @@ def user_set_password(request, user_id):
     user = get_object_or_404(User, pk=user_id)
     password_form = forms.SetPasswordForm(user, request.POST)
     if not password_form.is_valid():
-        return _user_detail_page(request, user, password_form=password_form, status=400)
+        return refused(request, password_form, "set_password", reverse("accounts:user_detail", args=[user.pk]))
     services.user_set_password(actor=request.user, user=user, password=password_form.cleaned_data["password1"], request=request)
     messages.success(request, f"New password set for {user.email}; their sessions were ended.")
     return redirect("accounts:user_detail", user_id=user.pk)

@@ -151,3 +151,21 @@ def fake_docker(monkeypatch, eager_tasks):
 def committed(django_capture_on_commit_callbacks):
     """`with committed():` runs the on-commit work (enqueued tasks) at the block's end."""
     return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
+def refused_form(client, response, name):
+    """The form `name` (its context name) as the page a refused POST went back to shows it
+    (controlpanel.forms.refused): bound to what was sent, with its errors."""
+    assert response.status_code == 302, response.status_code
+    page = client.get(response.url)
+    assert page.status_code == 200
+    return page.context[name]
+
+
+def was_refused(client, response):
+    """Whether a POST was refused: a page with the form again, or a redirect with what the form
+    was refused for kept for the page it goes back to (taken away here, for the next POST)."""
+    session = client.session
+    kept = session.pop("refused_form", None)
+    session.save()
+    return response.status_code != 302 or kept is not None

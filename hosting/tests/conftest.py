@@ -207,6 +207,20 @@ class Gateway:
 
 
 @pytest.fixture
+def keys(tmp_path):
+    """make(name): a new ed25519 key pair for OpenSSH's client, its private key's path."""
+    if not shutil.which("ssh"):
+        pytest.fail("OpenSSH's client is not installed: .ci/test installs it (apt-get install openssh-client)")
+
+    def make(name):
+        path = tmp_path / name
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path)], check=True)
+        return path
+
+    return make
+
+
+@pytest.fixture
 def gateway(real_docker, settings):
     gateways = []
 

@@ -29,7 +29,7 @@ from hosting.worker import monitor, moves
 from hosting.worker import nodes as node_worker_side
 
 from .conftest import ROOT, panel_env, unmount_all_below, wait_until
-from .test_ssh import Ssh, keys  # noqa: F401 (a fixture)
+from .test_ssh import Ssh
 from .test_terminal import shell_for
 from .test_workloads import TICKER, TWO_SERVICES, deployed, log_stream, logged_in, read_lines
 

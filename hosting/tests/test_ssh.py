@@ -1,7 +1,6 @@
 """SSH, SCP and SFTP into servers with Debian's OpenSSH client, through the real gateway."""
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -17,19 +16,6 @@ from hosting.benchmarks import inside
 from .conftest import TEST_APP_IMAGE, free_port, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker, pytest.mark.usefixtures("eager_tasks")]
-
-
-@pytest.fixture
-def keys(tmp_path):
-    if not shutil.which("ssh"):
-        pytest.fail("OpenSSH's client is not installed: .ci/test installs it (apt-get install openssh-client)")
-
-    def make(name):
-        path = tmp_path / name
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path)], check=True)
-        return path
-
-    return make
 
 
 class Ssh:

@@ -11,14 +11,14 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.decorators import admin_required
-from controlpanel.forms import add_errors
+from controlpanel.forms import add_errors, refused
 from controlpanel.pagination import get_page
 
 from .. import services
 from ..domain_names import normalize_domain
 from ..forms import DomainForm, DomainSearchForm, DomainSettingsForm
 from ..models import Domain
-from .servers import detail_page
+from .servers import page_of
 from .shared import PAGE_SIZE, get_for_user, get_server_for_user, post_action, terminal_page
 
 
@@ -39,8 +39,8 @@ def domain_add(request, server_id):
                 messages.info(request, f"To prove {domain.display_name} is yours, add its TXT record below; it is routed once the record is found.")
             else:
                 messages.info(request, f"{domain.display_name} is waiting for an administrator's approval.")
-            return redirect("hosting:server_detail", server_id=server.pk)
-    return detail_page(request, server, domain_form=form, status=400)
+            return redirect(page_of(server))
+    return refused(request, form, "domain", page_of(server))
 
 
 @require_http_methods(["GET", "POST"])

@@ -1,5 +1,7 @@
 """The server pages: the user's list, a server's page and what it does."""
 
+from functools import partial
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -10,10 +12,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts import services as account_services
 from accounts.decorators import admin_required
 
+from controlpanel.forms import add_errors, refused, restored
+
 from .. import services
 from ..forms import DomainForm, ServerCreateForm, ServerLimitsForm, ServerMoveForm, ServerNameForm
 from ..models import VirtualServer
-from .shared import containers_page, error_messages, gateway_url, get_server_for_user, post_action, terminal_page
+from .shared import containers_page, gateway_url, get_server_for_user, post_action, terminal_page
 
 
 @require_GET
@@ -26,16 +30,18 @@ def own_servers(user):
     return VirtualServer.objects.live().filter(owner=user).with_counts()
 
 
-def _server_list_page(request, form, status=200):
+def _server_list_page(request):
+    make = partial(ServerCreateForm, choose_node=request.user.is_admin)
+    form = restored(request, "create", make) or make()
     servers = list(own_servers(request.user))
     quota = services.quota_for(request.user)
     context = {"servers": servers, "form": form, "quota": quota, "quota_left": services.quota_left(request.user, len(servers))}
-    return render(request, "hosting/server_list.html", context, status=status)
+    return render(request, "hosting/server_list.html", context)
 
 
 @require_GET
 def server_list(request):
-    return _server_list_page(request, ServerCreateForm(choose_node=request.user.is_admin))
+    return _server_list_page(request)
 
 
 @require_GET
@@ -50,10 +56,10 @@ def server_create(request):
         try:
             server = services.server_create(owner=request.user, request=request, **form.cleaned_data)
         except ValidationError as error:
-            error_messages(request, error)
+            add_errors(form, error)
         else:
-            return redirect("hosting:server_detail", server_id=server.pk)
-    return _server_list_page(request, form, status=400 if form.errors else 200)
+            return redirect(page_of(server))
+    return refused(request, form, "create", reverse("hosting:server_list"))
 
 
 def live_context(request, server):
@@ -67,7 +73,12 @@ def live_context(request, server):
     return {"server": server, "containers": containers, "container_groups": list(groups.items()), "apps": apps, "busy_inside": busy_inside}
 
 
-def detail_page(request, server, *, rename_form=None, limits_form=None, move_form=None, domain_form=None, status=200):
+def page_of(server):
+    return reverse("hosting:server_detail", args=[server.pk])
+
+
+def detail_page(request, server):
+    """A server's page; a form refused at one of its POST-only addresses comes back with its errors (refused)."""
     context = {
         **live_context(request, server),
         "terminal_url": gateway_url(f"/ws/servers/{server.pk}/terminal/"),
@@ -77,14 +88,14 @@ def detail_page(request, server, *, rename_form=None, limits_form=None, move_for
         "dns_address": server.node.public_address or request.get_host().rsplit(":", 1)[0].strip("[]"),
         "has_ssh_key": request.user.ssh_keys.exists(),
         "domains": server.domains.all(),
-        "domain_form": domain_form or DomainForm(),
+        "domain_form": restored(request, "domain", DomainForm) or DomainForm(),
         "domain_limit": settings.DOMAINS_PER_SERVER,
-        "rename_form": rename_form or ServerNameForm(initial={"name": server.name}),
-        "limits_form": limits_form
+        "rename_form": restored(request, "rename", ServerNameForm) or ServerNameForm(initial={"name": server.name}),
+        "limits_form": restored(request, "limits", ServerLimitsForm)
         or ServerLimitsForm(initial={field: getattr(server, field) for field in ServerLimitsForm.base_fields}),
-        "move_form": move_form or ServerMoveForm(server=server),
+        "move_form": restored(request, "move", partial(ServerMoveForm, server=server)) or ServerMoveForm(server=server),
     }
-    return render(request, "hosting/server_detail.html", context, status=status)
+    return render(request, "hosting/server_detail.html", context)
 
 
 @terminal_page
@@ -106,7 +117,7 @@ def server_live(request, server_id):
 def _server_action(service, done):
     """A lifecycle service run on a server."""
     return post_action(get_server_for_user, lambda request, server: service(actor=request.user, server=server, request=request),
-                        done, lambda server: reverse("hosting:server_detail", args=[server.pk]))
+                        done, page_of)
 
 
 # No message: the page's live part says what is under way, and stops saying it when it is done.
@@ -121,7 +132,7 @@ def server_rename(request, server_id):
     server = get_server_for_user(request, server_id)
     form = ServerNameForm(request.POST)
     if not form.is_valid():
-        return detail_page(request, server, rename_form=form, status=400)
+        return refused(request, form, "rename", page_of(server))
     services.server_rename(actor=request.user, server=server, name=form.cleaned_data["name"], request=request)
     messages.success(request, "Renamed.")
     return redirect("hosting:server_detail", server_id=server.pk)
@@ -144,13 +155,14 @@ def server_delete(request, server_id):
 def server_move(request, server_id):
     server = get_server_for_user(request, server_id)
     form = ServerMoveForm(request.POST, server=server)
-    if not form.is_valid():
-        return detail_page(request, server, move_form=form, status=400)
-    try:
-        services.server_move(actor=request.user, server=server, node=form.cleaned_data["node"], request=request)
-    except ValidationError as error:
-        error_messages(request, error)
-    return redirect("hosting:server_detail", server_id=server.pk)
+    if form.is_valid():
+        try:
+            services.server_move(actor=request.user, server=server, node=form.cleaned_data["node"], request=request)
+        except ValidationError as error:
+            add_errors(form, error)
+    if form.errors:
+        return refused(request, form, "move", page_of(server))
+    return redirect(page_of(server))
 
 
 @admin_required
@@ -159,12 +171,12 @@ def server_move(request, server_id):
 def server_limits(request, server_id):
     server = get_server_for_user(request, server_id)
     form = ServerLimitsForm(request.POST)
-    if not form.is_valid():
-        return detail_page(request, server, limits_form=form, status=400)
-    try:
-        services.server_set_limits(actor=request.user, server=server, request=request, **form.cleaned_data)
-    except ValidationError as error:
-        error_messages(request, error)
-    else:
-        messages.success(request, "Limits saved: the server gets them in a moment.")
-    return redirect("hosting:server_detail", server_id=server.pk)
+    if form.is_valid():
+        try:
+            services.server_set_limits(actor=request.user, server=server, request=request, **form.cleaned_data)
+        except ValidationError as error:
+            add_errors(form, error)
+    if form.errors:
+        return refused(request, form, "limits", page_of(server))
+    messages.success(request, "Limits saved: the server gets them in a moment.")
+    return redirect(page_of(server))

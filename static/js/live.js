@@ -67,3 +67,14 @@
   label(document);
   document.addEventListener("live:replaced", function (event) { label(event.target); });
 })();
+
+// A refused form shows why at the form: the page scrolls to its first error, wherever
+// on the page the form is, and puts the cursor in that field.
+(function () {
+  "use strict";
+  var error = document.querySelector(".field-invalid, .form-errors");
+  if (!error) { return; }
+  error.scrollIntoView({ block: "center" });
+  var field = error.querySelector("input, select, textarea") || error.closest("form") && error.closest("form").querySelector("input:not([type=hidden]), select, textarea");
+  if (field) { field.focus({ preventScroll: true }); }
+})();
