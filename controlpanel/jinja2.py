@@ -16,8 +16,9 @@ from django.templatetags.static import static
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.functional import SimpleLazyObject
 from django.utils.timesince import timesince, timeuntil
-from django.utils.timezone import get_default_timezone, localtime
+from django.utils.timezone import get_default_timezone, localtime, now
 from jinja2 import Environment
+from markupsafe import Markup
 
 
 def url(name, *args):
@@ -47,6 +48,13 @@ def megabytes(value):
     return f"{value / 1024:.1f} GB" if value >= 1024 else f"{value} MB"
 
 
+def age(since):
+    """How long since `since`, as a <time> the page counts on (live.js): "25 seconds", "3 minutes"."""
+    seconds = max(int((now() - since).total_seconds()), 0)
+    words = f"{seconds} second{pluralize(seconds)}" if seconds < 60 else timesince(since, depth=1)
+    return Markup(f'<time class="age" datetime="{since.isoformat()}" data-seconds="{seconds}">{words}</time>')
+
+
 def page_query(request, param, number):
     """The current query string with another page number: filters and search stay."""
     query = request.GET.copy()
@@ -68,6 +76,6 @@ def environment(**options):
     env.globals.update(url=url, static=static, page_query=page_query)
     env.filters.update(
         strftime=strftime, timesince=timesince, timeuntil=timeuntil, filesizeformat=filesizeformat, pluralize=pluralize,
-        megabytes=megabytes,
+        megabytes=megabytes, age=age,
     )
     return env

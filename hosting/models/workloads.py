@@ -30,6 +30,9 @@ class ContainerSnapshot(models.Model):
     networks = models.JSONField(default=dict, blank=True)
     mounts = models.JSONField(default=list, blank=True)
     digest = models.CharField(max_length=40)  # of the fields above: rewrite only on change
+    # When its state began: the read's time less the age in Docker's status text
+    # (docker_age); the page counts on from there.
+    state_since = models.DateTimeField(null=True, blank=True)
     first_seen = models.DateTimeField(default=timezone.now)
     # When it was last written: an unchanged row is never rewritten; when its
     # daemon was last read is on its server (or node, for the host's).
@@ -80,9 +83,34 @@ class ContainerSnapshot(models.Model):
         return self.state == "running"
 
     @property
+    def status_around_age(self):
+        """Docker's status text before and after its age ("Exited (0) ", " ago"), or None: the page puts a live age between."""
+        age = docker_age(self.status)
+        return age and age[1:]
+
+    @property
     def state_class(self):
         """A CSS class for the state a daemon reported (anything unknown gets one class)."""
         return self.state if self.state in self.KNOWN_STATES else "unknown"
+
+
+# Docker says how long a container has been in its state in words (go-units' HumanDuration,
+# rounded down): "Up Less than a second", "Up About an hour (healthy)", "Exited (0) 3 days ago".
+DOCKER_AGE = re.compile(r"(?P<before>(?:Up|Exited \(-?\d+\)|Restarting \(-?\d+\)) )"
+                        r"(?:Less than a second|About an? (?P<about>minute|hour)|(?P<count>\d{1,6}) (?P<unit>second|minute|hour|day|week|month|year)s?)")
+AGE_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400, "month": 30 * 86400, "year": 365 * 86400}
+
+
+def docker_age(status):
+    """(seconds, the text before the age, the text after it) of a Docker status text, or None if it tells no age."""
+    match = DOCKER_AGE.match(status or "")
+    if not match:
+        return None
+    if match["about"]:
+        seconds = AGE_SECONDS[match["about"]]
+    else:
+        seconds = int(match["count"] or 0) * AGE_SECONDS[match["unit"] or "second"]
+    return seconds, match["before"], status[match.end():]
 
 
 def validate_app_name(value):

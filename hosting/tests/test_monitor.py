@@ -1,5 +1,6 @@
 """The poll cycle's bookkeeping, with daemons faked at the hosting.backends.docker boundary."""
 
+import re
 import threading
 from datetime import timedelta
 
@@ -60,6 +61,34 @@ def test_changes_vanished_and_unchanged_rows(server, fake_docker):
     assert monitor.run_cycle().rows_written == 0
     assert ContainerSnapshot.objects.get(server=server).last_changed == row.last_changed
     assert VirtualServer.objects.get(pk=server.pk).inner_seen_at > seen
+
+
+@pytest.mark.parametrize("status, seconds, around", [
+    ("Up Less than a second", 0, ("Up ", "")),
+    ("Up 25 seconds (healthy)", 25, ("Up ", " (healthy)")),
+    ("Up About a minute", 60, ("Up ", "")),
+    ("Exited (137) About an hour ago", 3600, ("Exited (137) ", " ago")),
+    ("Restarting (1) 3 days ago", 3 * 86400, ("Restarting (1) ", " ago")),
+    ("Created", None, None),
+    ("Up forever, promise", None, None),  # from inside a server: anything
+])
+def test_a_containers_state_began_when_its_status_text_says(server, fake_docker, as_alice, status, seconds, around):
+    fake_docker.inner[inner_url(server)] = [entry(1, Status=status)]
+    before = timezone.now()
+    monitor.run_cycle()
+    row = ContainerSnapshot.objects.get(server=server)
+    assert row.status_around_age == around
+    if seconds is None:
+        assert row.state_since is None
+    else:
+        assert before - timedelta(seconds=seconds + 1) <= row.state_since <= timezone.now() - timedelta(seconds=seconds)
+    # The page shows the age as a <time> it counts on from there, Docker's own words around it.
+    page = as_alice.get(reverse("hosting:server_detail", args=[server.pk])).content.decode()
+    if around:
+        shown = re.search(f'{re.escape(around[0])}<time class="age" datetime="{re.escape(row.state_since.isoformat())}" data-seconds="(\\d+)">', page)
+        assert shown and seconds <= int(shown[1]) <= seconds + 5, page
+    else:
+        assert f">{status}</td>" in page and '<time class="age"' not in page
 
 
 def test_an_unchanged_cycle_reads_and_writes_no_snapshot_row(server, fake_docker):

@@ -79,7 +79,8 @@ def gateway_url(path):
 
 CONTAINERS_PER_PAGE = 50
 # What the container table shows: the other columns are JSON or long text, costly to load.
-CONTAINER_COLUMNS = ("docker_id", "name", "image", "state", "status", "ports", "labels", "created", "action", "action_error", "server_id")
+CONTAINER_COLUMNS = ("docker_id", "name", "image", "state", "status", "state_since", "ports", "labels", "created", "action", "action_error",
+                     "server_id")
 
 
 def containers_page(request, containers):

@@ -31,6 +31,7 @@ from controlpanel.text import visible_controls
 
 from ..backends import caddy, disks, docker
 from ..models import ContainerSnapshot, MonitorRun, Node, VirtualServer
+from ..models.workloads import docker_age
 
 log = logging.getLogger(__name__)
 LOCK_KEY = "hosting:monitor:lock"
@@ -128,6 +129,12 @@ def snapshot_fields(entry):
     return docker_id, fields
 
 
+def _since(fields, now):
+    """When the container's state began, by the age its status text tells (rewritten with the text)."""
+    age = docker_age(fields["status"])
+    return now - timedelta(seconds=age[0]) if age else None
+
+
 def _digest(fields):
     return hashlib.sha1(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -218,15 +225,15 @@ def write_snapshots(reads, known, now):
             seen.add(key)
             if key not in existing:
                 new.append({"server_id": read.server_id, "docker_id": docker_id, "digest": digest, "first_seen": now,
-                            "last_changed": now, "action": "", "action_error": "", **fields})
+                            "last_changed": now, "action": "", "action_error": "", "state_since": _since(fields, now), **fields})
             elif existing[key][1] != digest:
-                changed.append({"id": existing[key][0], "digest": digest, "last_changed": now, **fields})
+                changed.append({"id": existing[key][0], "digest": digest, "last_changed": now, "state_since": _since(fields, now), **fields})
     vanished = [pk for key, (pk, _) in existing.items() if key not in seen]
 
     if new:
         _insert(new)
     if changed:
-        _update(ContainerSnapshot, [*SNAPSHOT_FIELDS, "digest", "last_changed"], changed)
+        _update(ContainerSnapshot, [*SNAPSHOT_FIELDS, "digest", "last_changed", "state_since"], changed)
     if vanished:
         ContainerSnapshot.objects.filter(pk__in=vanished).delete()
     return len(new) + len(changed), {read.server_id: read.digest for read in changed_reads}

@@ -78,3 +78,25 @@
   var field = error.querySelector("input, select, textarea") || error.closest("form") && error.closest("form").querySelector("input:not([type=hidden]), select, textarea");
   if (field) { field.focus({ preventScroll: true }); }
 })();
+
+// Ages ("Up 25 seconds"): counted on by the page from what the server said when it
+// drew them (data-seconds), so a browser's wrong clock does not matter.
+(function () {
+  "use strict";
+  var units = [["year", 31536000], ["month", 2592000], ["week", 604800], ["day", 86400], ["hour", 3600], ["minute", 60]];
+  function words(seconds) {
+    for (var i = 0; i < units.length; i++) {
+      var count = Math.floor(seconds / units[i][1]);
+      if (count >= 1) { return count + " " + units[i][0] + (count === 1 ? "" : "s"); }
+    }
+    seconds = Math.floor(seconds);
+    return seconds + " second" + (seconds === 1 ? "" : "s");
+  }
+  setInterval(function () {
+    var now = performance.now();
+    document.querySelectorAll("time.age[data-seconds]").forEach(function (time) {
+      if (!time.countedFrom) { time.countedFrom = now - parseFloat(time.getAttribute("data-seconds")) * 1000; }
+      time.textContent = words((now - time.countedFrom) / 1000);
+    });
+  }, 1000);
+})();
