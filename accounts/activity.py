@@ -43,6 +43,8 @@ class Action(models.TextChoices):
     CODE_GENERATED = "code_generated", "Registration code generated"
     CODE_REVOKED = "code_revoked", "Registration code revoked"
     PASSWORD_CHANGED = "password_changed", "Password changed"
+    PASSWORD_RESET_SENT = "password_reset_sent", "Password reset link sent"
+    PASSWORD_RESET = "password_reset", "Password reset by email"
     USER_CREATED = "user_created", "User created"
     USER_UPDATED = "user_updated", "User updated"
     USER_PASSWORD_SET = "user_password_set", "User password set"

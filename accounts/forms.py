@@ -1,8 +1,9 @@
 from django import forms
 from django.contrib.auth import password_validation
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
+from django.template import loader
 
-from . import activity
+from . import activity, services
 from .models import EMAIL_TAKEN, User, normalize_email
 
 
@@ -95,6 +96,22 @@ class PasswordChangeForm(NewPasswordMixin, forms.Form):
 
     def password_user(self):
         return self.user
+
+
+class PasswordForgotForm(PasswordResetForm):
+    """Django's reset form: a link for each active account with that address (none for an
+    unknown one; the page says the same), sent by the worker (services.password_reset_send)."""
+
+    email = EmailField(label="Email", max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}))
+
+    def save(self, *, request, **options):
+        self.request = request
+        return super().save(request=request, **options)
+
+    def send_mail(self, subject_template_name, email_template_name, context, from_email, to_email, html_email_template_name=None):
+        subject = "".join(loader.render_to_string(subject_template_name, context).splitlines())
+        services.password_reset_send(request=self.request, user=context["user"], subject=subject,
+                                     body=loader.render_to_string(email_template_name, context))
 
 
 class SetPasswordForm(NewPasswordMixin, forms.Form):

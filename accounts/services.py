@@ -325,6 +325,23 @@ def password_change(*, request, user, password):
     activity_log(action=Action.PASSWORD_CHANGED, user=user, message="Changed their password", request=request)
 
 
+def password_reset_send(*, request, user, subject, body):
+    """A reset link goes to `user` by email, from the worker: the reply takes as long
+    whether an account has the address or not, and the mail server's delays are the worker's."""
+    from . import tasks
+
+    activity_log(action=Action.PASSWORD_RESET_SENT, user=user, message="Asked for a password reset link by email", request=request)
+    transaction.on_commit(lambda: tasks.email_send.delay(subject, body, user.email))
+
+
+def password_reset(*, request, user, password):
+    """A password set from an emailed link: every session of the account ends."""
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    sessions_end(user=user)
+    activity_log(action=Action.PASSWORD_RESET, user=user, message="Set a new password from an emailed link", request=request)
+
+
 def user_delete_blockers(user):
     """Why `user` cannot be deleted yet, as other apps answer user_delete_check."""
     return [reason for _, reason in user_delete_check.send(sender=User, user=user) if reason]

@@ -1,4 +1,7 @@
+import smtplib
+
 from celery import shared_task
+from django.core.mail import send_mail
 
 from . import services, throttling
 
@@ -21,3 +24,9 @@ def sessions_purge():
 @shared_task
 def throttle_counts_purge():
     return throttling.purge()
+
+
+@shared_task(autoretry_for=(OSError, smtplib.SMTPException), retry_backoff=30, max_retries=5)
+def email_send(subject, body, to):
+    """One email, through EMAIL_URL's server; tried again for a few minutes while it is away."""
+    send_mail(subject, body, None, [to])

@@ -8,7 +8,8 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
+from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from controlpanel.forms import add_errors, refused, restored
@@ -44,6 +45,67 @@ class LoginView(auth_views.LoginView):
         if request.user.is_authenticated:
             throttling.login_succeeded(request, response, email, client)
         return response
+
+
+class _ResetMinutes:
+    """How long a reset link works, for the pages and the email that say it."""
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "reset_minutes": settings.PASSWORD_RESET_TIMEOUT // 60}
+
+
+class PasswordForgotView(_ResetMinutes, auth_views.PasswordResetView):
+    """Asks for a reset link by email: the same reply whether an account has the address or
+    not. Counted per client (too many: a 429) and per address (too many: no more mails)."""
+
+    form_class = forms.PasswordForgotForm
+    template_name = "accounts/password_forgot.html"
+    subject_template_name = "accounts/password_reset_subject.txt"
+    email_template_name = "accounts/password_reset_email.txt"
+    success_url = reverse_lazy("accounts:password_forgot_sent")
+    http_method_names = ["get", "post", "head", "options"]
+
+    def post(self, request, *args, **kwargs):
+        if not settings.EMAIL_URL:
+            return self.get(request, *args, **kwargs)
+        client = throttling.client_key(services.client_ip(request))
+        if throttling.hit("reset-client", client, window=settings.THROTTLE_WINDOW) > settings.PASSWORD_RESET_LIMIT * 3:
+            return _too_many(request, "Too many password reset requests from your address. Wait a few minutes and try again.")
+        email = normalize_email(request.POST.get("email", ""))[:254]
+        if throttling.hit("reset", email, window=settings.THROTTLE_WINDOW) > settings.PASSWORD_RESET_LIMIT:
+            return redirect(self.success_url)  # as if sent: nothing said of the address
+        return super().post(request, *args, **kwargs)
+
+    @property
+    def extra_email_context(self):
+        return {"reset_minutes": settings.PASSWORD_RESET_TIMEOUT // 60}
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "email_enabled": bool(settings.EMAIL_URL)}
+
+
+class PasswordForgotSentView(_ResetMinutes, auth_views.PasswordResetDoneView):
+    template_name = "accounts/password_forgot_sent.html"
+
+
+@method_decorator(login_not_required, name="dispatch")
+class PasswordResetView(_ResetMinutes, auth_views.PasswordResetConfirmView):
+    """The emailed link: a new password, once, within PASSWORD_RESET_MINUTES; every session ends."""
+
+    form_class = forms.SetPasswordForm
+    template_name = "accounts/password_reset.html"
+    http_method_names = ["get", "post", "head", "options"]
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.method.lower() not in self.http_method_names:  # Django's answers a bad link before it checks
+            return self.http_method_not_allowed(request, *args, **kwargs)
+        return super().dispatch(request, *args, **kwargs)
+
+    def form_valid(self, form):
+        services.password_reset(request=self.request, user=self.user, password=form.cleaned_data["password1"])
+        del self.request.session[auth_views.INTERNAL_RESET_SESSION_TOKEN]
+        messages.success(self.request, "Your password was changed, and every session of your account was signed out. Log in with it now.")
+        return redirect("accounts:login")
 
 
 def _too_many(request, message):

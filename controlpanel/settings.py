@@ -205,6 +205,31 @@ LOGIN_CLIENT_FAILURE_LIMIT = env_int("LOGIN_CLIENT_FAILURE_LIMIT", 50, minimum=1
 SIGNUP_FAILURE_LIMIT = env_int("SIGNUP_FAILURE_LIMIT", 10, minimum=1)
 THROTTLE_WINDOW = env_int("THROTTLE_WINDOW_SECONDS", 15 * 60, minimum=1)
 KNOWN_BROWSER_DAYS = env_int("KNOWN_BROWSER_DAYS", 90, minimum=1)
+# Password reset by email: a link for one use within PASSWORD_RESET_MINUTES, at most
+# PASSWORD_RESET_LIMIT asked for per account (and three times that per client) in
+# THROTTLE_WINDOW. EMAIL_URL is where mail goes: smtp://user:password@host:25,
+# smtp+tls://…:587, smtp+ssl://…:465, or consolemail:// to print it. Without it the
+# panel sends no email, and the page says to ask an administrator.
+EMAIL_URL = env.str("EMAIL_URL", default="")
+EMAIL_TIMEOUT_SECONDS = env_int("EMAIL_TIMEOUT", 30, minimum=1)
+
+
+def _mailer(url):
+    """Django's mailer for EMAIL_URL (which django-environ reads)."""
+    config = env.email_url_config(url)
+    if not config["EMAIL_BACKEND"].endswith(".smtp.EmailBackend"):
+        return {"BACKEND": config["EMAIL_BACKEND"]}
+    return {"BACKEND": config["EMAIL_BACKEND"], "OPTIONS": {
+        "host": config["EMAIL_HOST"], "port": config["EMAIL_PORT"], "username": config.get("EMAIL_HOST_USER", ""),
+        "password": config.get("EMAIL_HOST_PASSWORD", ""), "use_tls": config.get("EMAIL_USE_TLS", False),
+        "use_ssl": config.get("EMAIL_USE_SSL", False), "timeout": EMAIL_TIMEOUT_SECONDS}}
+
+
+if EMAIL_URL:  # else no mailer at all: nothing is sent
+    MAILERS = {"default": _mailer(EMAIL_URL)}
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="controlpanel@localhost")
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_MINUTES", 30, minimum=1) * 60
+PASSWORD_RESET_LIMIT = env_int("PASSWORD_RESET_LIMIT", 3, minimum=1)
 # A session ends after this long without a request, and this long after login whatever happens.
 SESSION_IDLE_TIMEOUT = env_int("SESSION_IDLE_TIMEOUT", 2 * 60 * 60, minimum=60)
 SESSION_ABSOLUTE_TIMEOUT = env_int("SESSION_ABSOLUTE_TIMEOUT", 12 * 60 * 60, minimum=60)

@@ -5,6 +5,7 @@ made through the real model manager. Password hashing is cheap here; tests
 about hashing switch the production hashers back on.
 """
 
+import socket
 import threading
 
 import pytest
@@ -169,3 +170,10 @@ def was_refused(client, response):
     kept = session.pop("refused_form", None)
     session.save()
     return response.status_code != 302 or kept is not None
+
+
+def free_port():
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -16,6 +16,7 @@ import docker as docker_sdk
 import pytest
 from django.urls import reverse
 
+from controlpanel.testing import free_port  # noqa: F401 (the tests here import it from this module)
 from hosting.benchmarks import inside
 from hosting.benchmarks.inside import TEST_APP_IMAGE
 from hosting.backends import docker
@@ -161,12 +162,6 @@ def inner_client(server):
 
 def inner_daemon_answers(server):
     return inside.inner_wait(str(server.socket_dir), timeout=30)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Gateway:

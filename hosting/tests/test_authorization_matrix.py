@@ -26,6 +26,9 @@ ACCESS = {
     "accounts:login": ("public", BOTH, None),
     "accounts:logout": ("user", POST, None),
     "accounts:signup": ("public", BOTH, None),
+    "accounts:password_forgot": ("public", BOTH, None),
+    "accounts:password_forgot_sent": ("public", GET, None),
+    "accounts:password_reset": ("public", BOTH, "reset_link"),
     "accounts:account": ("user", BOTH, None),
     "accounts:ssh_key_add": ("user", POST, None),
     "accounts:ssh_key_remove": ("mine", POST, "key"),
@@ -129,7 +132,13 @@ def world(alice, bob, admin, disabled, make_server, fake_docker, monkeypatch):
     container = ContainerSnapshot.objects.create(server=server, docker_id="a" * 64, name="web", state="running", digest="x")
     node = Node.objects.create(name="node2", docker_url="tcp://192.0.2.10:2376")
     return {"user": bob, "node": node, "server": server, "domain": domain, "terminal": terminal, "app": app, "container": container, "key": key,
-            "alice": alice, "bob": bob, "admin": admin, "disabled": disabled}
+            "alice": alice, "bob": bob, "admin": admin, "disabled": disabled,
+            "reset_link": ("MQ", "set-password")}  # an emailed link's uid and token: not valid, answered with a page that says so
+
+
+def url_of(name, obj, world):
+    named = world[obj] if obj else None
+    return reverse(name, args=[] if named is None else named if isinstance(named, tuple) else [named.pk])
 
 
 def client_for(visitor, world):
@@ -146,7 +155,7 @@ CASES = [(name, visitor) for name in sorted(ACCESS) for visitor in VISITORS]
 @pytest.mark.parametrize("name, visitor", CASES, ids=[f"{n}-{v}" for n, v in CASES])
 def test_matrix(name, visitor, world):
     access, allowed, obj = ACCESS[name]
-    url = reverse(name, args=[world[obj].pk] if obj else [])
+    url = url_of(name, obj, world)
     client = client_for(visitor, world)
     # Methods the view does not answer: 405, for whoever may otherwise use it.
     if visitor == ("anonymous" if access in ("public", "token") else "admin"):
@@ -173,7 +182,7 @@ def test_post_without_csrf_token_is_refused(name, world):
     access, _, obj = ACCESS[name]
     client = Client(enforce_csrf_checks=True)
     client.force_login(world["admin"])
-    url = reverse(name, args=[world[obj].pk] if obj else [])
+    url = url_of(name, obj, world)
     assert client.post(url).status_code == 403
 
 
