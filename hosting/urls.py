@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import admin, domains, nodes, servers, workloads
+from .views import admin, domains, nodes, servers, sessions, workloads
 
 app_name = "hosting"
 
@@ -29,6 +29,8 @@ urlpatterns = [
     path("containers/<int:container_id>/stop/", workloads.container_stop, name="container_stop"),
     path("containers/<int:container_id>/restart/", workloads.container_restart, name="container_restart"),
     path("containers/<int:container_id>/remove/", workloads.container_remove, name="container_remove"),
+    path("sessions/", sessions.session_list, name="session_list"),
+    path("sessions/<int:terminal_id>/end/", sessions.session_end, name="session_end"),
     path("domains/check/", domains.domain_check, name="domain_check"),
     path("domains/<int:domain_id>/edit/", domains.domain_edit, name="domain_edit"),
     path("domains/<int:domain_id>/remove/", domains.domain_remove, name="domain_remove"),

@@ -59,8 +59,9 @@ class _Reader(AsyncWebsocketConsumer):
     async def send_status(self, status):
         await self.send(text_data=json.dumps({"type": "status", **status}))
 
-    async def close_with(self, reason):
-        await _say_and_close(self, {"type": "closed", "reason": reason})
+    async def close_with(self, reason, *, sessions_page=False):
+        """The reason it ended; with sessions_page, the page shows a link to the user's Sessions page too."""
+        await _say_and_close(self, {"type": "closed", "reason": reason, **({"sessions_page": True} if sessions_page else {})})
 
 
 class TerminalConsumer(_Reader):
@@ -87,7 +88,7 @@ class TerminalConsumer(_Reader):
                     rows=_number(query.get("rows"), 24), cols=_number(query.get("cols"), 80))
             except terminals.TerminalError as error:
                 self.terminal = None
-                await self.close_with(str(error))
+                await self.close_with(str(error), sessions_page=isinstance(error, terminals.TooManySessions))
                 return
         await self.send(text_data=json.dumps({"type": "hello", "terminal": self.terminal.id}))
         await self.terminal.attach(self)

@@ -25,6 +25,7 @@ import time
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import SshKey, User, UserSession
@@ -51,6 +52,7 @@ class Ended(enum.StrEnum):
     NO_ACCESS = "You no longer have access to this server."
     SERVER_STOPPED = "The server is not running."
     BY_ADMIN = "An administrator ended this terminal."
+    BY_USER = "You ended this on the Sessions page."
     ABANDONED = "Nobody came back to this terminal."
     SHELL_ENDED = "The shell has ended."
     SSH_CLOSED = "The SSH connection closed."
@@ -61,6 +63,10 @@ class Ended(enum.StrEnum):
 
 class TerminalError(Exception):
     """A terminal cannot be opened or reached; str() is fit for people."""
+
+
+class TooManySessions(TerminalError):
+    """The user has the most sessions open: the Sessions page lists them, to end one."""
 
 
 class GatewaySession:
@@ -211,6 +217,10 @@ class Terminal(GatewaySession):
         await self.end(reason, by_admin=by_admin)
 
 
+def _sessions_page():
+    return reverse("hosting:session_list")
+
+
 def admit(session):
     """Count `session` in, or TerminalError: at most TERMINALS_PER_USER shells and
     SESSIONS_PER_USER of everything (shells, SSH commands, sftp, forwards, log
@@ -220,9 +230,10 @@ def admit(session):
     if isinstance(session, Terminal):
         shells = sum(isinstance(s, Terminal) for s in mine)
         if shells >= settings.TERMINALS_PER_USER:
-            raise TerminalError(f"You have {shells} terminals open, the most allowed: close one first.")
+            raise TooManySessions(f"You have {shells} terminals open, the most allowed: end one on your Sessions page ({_sessions_page()}).")
     if len(mine) >= settings.SESSIONS_PER_USER:
-        raise TerminalError(f"You have {len(mine)} terminals, SSH sessions and log views open, the most allowed: close one first.")
+        raise TooManySessions(f"You have {len(mine)} terminals, SSH sessions and log views open, the most allowed: "
+                              f"end one on your Sessions page ({_sessions_page()}).")
     terminals[session.id] = session
 
 
@@ -297,8 +308,8 @@ def _reasons_to_end(open_sessions):
     logins = set(UserSession.objects.filter(session_key__in=[s.session_key for s in open_sessions if s.session_key])
                  .values_list("session_key", flat=True))
     keys = set(SshKey.objects.filter(pk__in=[s.key_id for s in open_sessions if s.key_id]).values_list("pk", "user_id"))
-    ended = set(TerminalSession.objects.filter(pk__in=[s.row_id for s in open_sessions if s.row_id], end_requested_at__isnull=False)
-                .values_list("pk", flat=True))
+    ended = dict(TerminalSession.objects.filter(pk__in=[s.row_id for s in open_sessions if s.row_id], end_requested_at__isnull=False)
+                 .values_list("pk", "end_requested_by"))
     reasons = {}
     for session in open_sessions:
         user, server = users.get(session.user_id), servers.get(session.server_id)
@@ -315,7 +326,8 @@ def _reasons_to_end(open_sessions):
         elif server.observed_state != VirtualServer.ObservedState.RUNNING:
             reasons[session.id] = (Ended.SERVER_STOPPED, False)
         elif session.row_id in ended:
-            reasons[session.id] = (Ended.BY_ADMIN, True)
+            by_user = ended[session.row_id] == session.user_id
+            reasons[session.id] = (Ended.BY_USER, False) if by_user else (Ended.BY_ADMIN, True)
     return reasons
 
 
@@ -324,7 +336,7 @@ def _reasons_to_end(open_sessions):
 @database_sync_to_async
 def record_opened(terminal):
     row = TerminalSession.objects.create(user_id=terminal.user_id, server_id=terminal.server_id, kind=terminal.kind,
-                                         client_ip=terminal.client_ip)
+                                         what=terminal.description[:64], client_ip=terminal.client_ip)
     activity_log(action=Action.TERMINAL_OPENED, user=row.user, target=terminal.container, address=terminal.client_ip,
                  message=f"Opened {terminal.description} on “{terminal.server_name}”")
     return row.pk

@@ -17,11 +17,14 @@ class TerminalSession(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="terminals")
     server = models.ForeignKey(VirtualServer, on_delete=models.CASCADE, related_name="terminals")
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.BROWSER)
+    what = models.CharField(max_length=64, blank=True)  # "a browser terminal", "an SSH sftp session", ...
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     opened_at = models.DateTimeField(default=timezone.now)
     closed_at = models.DateTimeField(null=True, blank=True)
     close_reason = models.CharField(max_length=255, blank=True)
-    end_requested_at = models.DateTimeField(null=True, blank=True)  # an admin asked the gateway to end it
+    # Someone asked the gateway to end it: its user (the Sessions page) or an admin.
+    end_requested_at = models.DateTimeField(null=True, blank=True)
+    end_requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     bytes_in = models.BigIntegerField(default=0)
     bytes_out = models.BigIntegerField(default=0)
 

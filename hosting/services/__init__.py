@@ -31,7 +31,7 @@ from .servers import (
     server_stop,
     server_watched,
 )
-from .sessions import terminal_end, terminals_open
+from .sessions import own_sessions, terminal_end, terminals_open
 from .workloads import (
     COMPOSE_MAX_BYTES,
     app_create,

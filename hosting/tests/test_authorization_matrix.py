@@ -41,6 +41,8 @@ ACCESS = {
     "accounts:user_delete": ("admin", BOTH, "user"),
     "accounts:activity_list": ("admin", GET, None),
     "hosting:server_list": ("user", GET, None),
+    "hosting:session_list": ("user", GET, None),
+    "hosting:session_end": ("mine", POST, "terminal"),
     "hosting:server_create": ("user", POST, None),
     "hosting:server_list_live": ("user", GET, None),
     "hosting:server_detail": ("owner", GET, "server"),

@@ -77,4 +77,4 @@ def test_a_log_stream_is_the_owners_and_ends_in_words(server, alice, bob, settin
     assert not terminals.terminals  # and it is no longer counted
     settings.SESSIONS_PER_USER = 0
     assert connect(path, alice) == (True, [{"type": "ended", "reason": "You have 0 terminals, SSH sessions and log views open, "
-                                                                     "the most allowed: close one first."}])
+                                                                     "the most allowed: end one on your Sessions page (/sessions/)."}])

@@ -11,6 +11,7 @@ import time
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
@@ -206,9 +207,22 @@ def test_idle_terminals_close_and_users_have_a_limit(gateway, running_server, al
     started = gateway(TERMINAL_IDLE_SECONDS=3, TERMINALS_PER_USER=2)
     _, cookie = session_cookie(alice)
     shells = [Shell(open_ws(started.url(running_server.pk), cookie)) for _ in range(2)]
-    third = open_ws(started.url(running_server.pk), cookie)
-    assert "most allowed" in json.loads(third.recv(timeout=20))["reason"]
+    third = json.loads(open_ws(started.url(running_server.pk), cookie).recv(timeout=20))
+    assert "most allowed" in third["reason"] and third["sessions_page"]  # the page links to the user's Sessions page
     assert "without typing" in shells[0].closed_reason(15)
+
+
+def test_a_user_ends_their_own_shell_from_the_sessions_page(gateway, running_server, alice):
+    started = gateway()
+    browser, cookie = session_cookie(alice)
+    shell = Shell(open_ws(started.url(running_server.pk), cookie))
+    shell.type("echo opened\r")
+    shell.expect("opened")
+    row = TerminalSession.objects.get()
+    page = browser.get(reverse("hosting:session_list")).content.decode()
+    assert "a browser terminal" in page and running_server.name in page
+    assert browser.post(reverse("hosting:session_end", args=[row.pk])).status_code == 302
+    assert "You ended this on the Sessions page" in shell.closed_reason(10)
 
 
 def test_an_admin_watches_read_only_the_user_is_told_and_an_admin_can_end_it(gateway, running_server, alice, admin):

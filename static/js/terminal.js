@@ -117,7 +117,7 @@
       } else if (message.type === "status") {
         self.say(message.watchers ? "An administrator is watching this terminal (read-only)." : self.greeting);
       } else if (message.type === "closed") {
-        self.end(message.reason);
+        self.end(message.reason, message.sessions_page);
       }
     };
     ws.onclose = function (event) {
@@ -146,9 +146,17 @@
   Session.prototype.sendJSON = function (message) {
     if (this.ws && this.ws.readyState === WebSocket.OPEN) { this.ws.send(JSON.stringify(message)); }
   };
-  Session.prototype.end = function (reason) {
+  Session.prototype.end = function (reason, sessionsPage) {
     this.ended = true;
     this.say(reason);
+    var sessionsUrl = root.getAttribute("data-sessions-url");
+    if (sessionsPage && sessionsUrl) {
+      var link = document.createElement("a");
+      link.href = sessionsUrl;
+      link.textContent = "See and end your open sessions";
+      this.status.appendChild(document.createTextNode(" "));
+      this.status.appendChild(link);
+    }
     this.tab.classList.add("terminal-tab-ended");
     this.term.write("\r\n\x1b[2m[" + reason.replace(/[\x00-\x1f]/g, " ") + "]\x1b[0m\r\n");
     this.term.options.disableStdin = true;
