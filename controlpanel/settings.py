@@ -243,6 +243,8 @@ LAST_SEEN_INTERVAL = timedelta(seconds=60)
 # Hosting: virtual servers are Docker-in-Docker containers on a node.
 DOCKER_HOST_URL = env.str("DOCKER_HOST_URL", default="unix:///var/run/docker.sock")
 DOCKER_TIMEOUT = env_int("DOCKER_TIMEOUT", 30, minimum=1)
+# How long a server's daemon has to stop its containers before the engine kills it (docker.container_stop).
+SERVER_STOP_SECONDS = env_int("SERVER_STOP_SECONDS", 30, minimum=1)
 SERVER_IMAGE = env.str("SERVER_IMAGE", default="controlpanel/dind:local-5")
 SERVER_CONTAINER_PREFIX = env.str("SERVER_CONTAINER_PREFIX", default="hosting-users-dind-")
 SERVER_NETWORK = env.str("SERVER_NETWORK", default="controlpanel-users")

@@ -29,6 +29,7 @@ class Action(models.TextChoices):
     CONTAINER_ACTION = "container_action", "Container action"
     APP_CREATED = "app_created", "App created"
     APP_DEPLOYED = "app_deployed", "App deployed"
+    APP_STARTED = "app_started", "App started"
     APP_STOPPED = "app_stopped", "App stopped"
     APP_REMOVED = "app_removed", "App removed"
     APP_FAILED = "app_failed", "App deploy failed"

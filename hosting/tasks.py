@@ -13,7 +13,8 @@ def on_node(task, node, *args, tenant=False):
 
 @shared_task(acks_late=True)
 def server_reconcile(server_id):
-    reconcile.server_reconcile(server_id=server_id)
+    if reconcile.server_reconcile(server_id=server_id):
+        _apps_resume(server_id)
 
 
 @shared_task(ignore_result=True, expires=30)
@@ -67,6 +68,13 @@ def app_run(self, deployment_id):
     _in_turn(self, workloads.app_run, deployment_id=deployment_id)
 
 
+def _apps_resume(server_id):
+    """A server started: its apps start again, each in its turn on its node's tenants' queue."""
+    server, starts = workloads.apps_resume(server_id=server_id)
+    for deployment_id in starts:
+        on_node(app_run, server.node, deployment_id, tenant=True)
+
+
 @shared_task(ignore_result=True)
 def monitor_cycle():
     """The cycle of the node this worker sits on; the panel's own worker also has every other node's worker run theirs."""
@@ -79,6 +87,8 @@ def monitor_cycle():
     run = monitor.run_cycle()
     if here.is_local:  # a node's worker adds cycles, it may not remove any
         monitor.runs_purge()
+    for server_id in run.servers_started if run else ():
+        _apps_resume(server_id)
     return run and run.pk
 
 

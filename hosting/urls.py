@@ -22,6 +22,7 @@ urlpatterns = [
     path("apps/<int:app_id>/", workloads.app_detail, name="app_detail"),
     path("apps/<int:app_id>/live/", workloads.app_live, name="app_live"),
     path("apps/<int:app_id>/deploy/", workloads.app_deploy, name="app_deploy"),
+    path("apps/<int:app_id>/start/", workloads.app_start, name="app_start"),
     path("apps/<int:app_id>/stop/", workloads.app_stop, name="app_stop"),
     path("apps/<int:app_id>/remove/", workloads.app_remove, name="app_remove"),
     path("containers/<int:container_id>/logs/", workloads.container_logs, name="container_logs"),

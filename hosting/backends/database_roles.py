@@ -20,7 +20,8 @@ from psycopg import sql
 TABLE_GRANTS = {
     "SELECT": ["hosting_node", "hosting_virtualserver", "hosting_containersnapshot", "hosting_domain", "hosting_app",
                "hosting_appdeployment"],
-    "INSERT": ["hosting_containersnapshot", "hosting_monitorrun", "accounts_activitylog"],
+    "INSERT": ["hosting_containersnapshot", "hosting_monitorrun", "accounts_activitylog",
+               "hosting_appdeployment"],  # its apps started again when their server starts
     "UPDATE": ["hosting_containersnapshot"],
     "DELETE": ["hosting_containersnapshot", "hosting_app", "hosting_appdeployment"],  # an app removed takes its history
 }
@@ -29,7 +30,7 @@ COLUMN_GRANTS = {
     ("UPDATE", "hosting_virtualserver"): [
         "operation", "observed_state", "observed_at", "last_error", "slot", "ip_address", "inner_seen_at", "inner_digest",
         "inner_failures", "inner_next_poll_at", "disk_used_mb", "disk_full", "updated_at", "deleted_at", "move_source_ready",
-        "move_slot",
+        "move_slot", "container_started_at",
     ],
     ("UPDATE", "hosting_app"): ["status", "compose_file", "updated_at"],
     ("UPDATE", "hosting_appdeployment"): ["result", "output", "finished_at"],

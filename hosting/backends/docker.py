@@ -536,8 +536,14 @@ def container_start(engine, name):
     _client(engine).containers.get(name).start()  # starting a running container is a no-op
 
 
+# A server's stop is its daemon's shutdown (the signal reaches it): it stops its containers as
+# `docker stop` would, each within its own stop timeout, then exits, and the stop is over.
+# The engine's kill comes only after SERVER_STOP_SECONDS, which outlasts those timeouts:
+# killed, the daemon's containers would be too, and found "Exited (255)" at the next start.
+
 @_translate_errors
-def container_stop(engine, name, timeout=10):
+def container_stop(engine, name):
+    timeout = settings.SERVER_STOP_SECONDS
     try:
         _client(engine, timeout=settings.DOCKER_TIMEOUT + timeout).containers.get(name).stop(timeout=timeout)
     except docker.errors.NotFound:
@@ -545,7 +551,8 @@ def container_stop(engine, name, timeout=10):
 
 
 @_translate_errors
-def container_restart(engine, name, timeout=10):
+def container_restart(engine, name):
+    timeout = settings.SERVER_STOP_SECONDS
     _client(engine, timeout=settings.DOCKER_TIMEOUT + timeout).containers.get(name).restart(timeout=timeout)
 
 

@@ -118,6 +118,9 @@ class VirtualServer(models.Model):
     operation = models.CharField(max_length=16, choices=Operation.choices, default=Operation.NONE, blank=True)
     observed_state = models.CharField(max_length=16, choices=ObservedState.choices, default=ObservedState.UNKNOWN)
     observed_at = models.DateTimeField(null=True, blank=True)
+    # When its container last started, in its engine's words (StartedAt): another value means it
+    # started again (its owner, a restart policy, its machine back up), and its apps start too.
+    container_started_at = models.CharField(max_length=40, blank=True)
     last_error = models.TextField(blank=True)
     # Its place on its node while it exists, given by the worker before its
     # container is made and freed once it is deleted: its address on the users'

@@ -5,6 +5,8 @@ import re
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Count
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from .servers import OfServerQuerySet, VirtualServer
@@ -113,6 +115,17 @@ def docker_age(status):
     return seconds, match["before"], status[match.end():]
 
 
+def app_container_states(server_id):
+    """{compose project: {state: how many}} of a server's containers, as its daemon last listed them."""
+    rows = (ContainerSnapshot.objects.filter(server_id=server_id)
+            .annotate(project=KT(f"labels__{ContainerSnapshot.COMPOSE_PROJECT}"))
+            .values_list("project", "state").annotate(count=Count("pk")).order_by())
+    states = {}
+    for project, state, count in rows:
+        states.setdefault(project, {})[state] = count
+    return states
+
+
 def validate_app_name(value):
     if not APP_NAME.fullmatch(value):
         raise ValidationError("Use lowercase letters, digits, - and _, starting with a letter or digit (at most 40).",
@@ -129,7 +142,8 @@ class App(models.Model):
     class Status(models.TextChoices):
         NEW = "new", "Not deployed yet"
         DEPLOYING = "deploying", "Deploying"
-        RUNNING = "running", "Deployed"
+        STARTING = "starting", "Starting"
+        RUNNING = "running", "Deployed"  # and not stopped: its containers say how it is (health)
         STOPPING = "stopping", "Stopping"
         STOPPED = "stopped", "Stopped"
         REMOVING = "removing", "Removing"
@@ -156,7 +170,23 @@ class App(models.Model):
 
     @property
     def is_busy(self):
-        return self.status in (self.Status.DEPLOYING, self.Status.STOPPING, self.Status.REMOVING)
+        return self.status in (self.Status.DEPLOYING, self.Status.STARTING, self.Status.STOPPING, self.Status.REMOVING)
+
+    def health(self, states, *, server_running):
+        """(a state's CSS name, words) of how the app is: what the panel is doing to it, else, deployed
+        and not stopped, what its containers do (`states`: {state: how many}, as the daemon listed them)."""
+        if self.status != self.Status.RUNNING:
+            return "busy" if self.is_busy else self.status, self.get_status_display()
+        if not server_running:
+            return "exited", "Server not running"
+        total, running = sum(states.values()), states.get("running", 0)
+        if not total:
+            return "failed", "No containers"
+        if states.get("restarting"):
+            return "restarting", f"Restarting ({running} of {total} running)"
+        if running == total:
+            return "running", "Running" if total == 1 else f"Running ({total} of {total})"
+        return ("partial", f"{running} of {total} running") if running else ("exited", "Exited")
 
 
 class AppDeployment(models.Model):
@@ -164,6 +194,7 @@ class AppDeployment(models.Model):
 
     class Action(models.TextChoices):
         DEPLOY = "deploy", "Deploy"
+        START = "start", "Start"  # its containers again, as last deployed (also when its server starts)
         STOP = "stop", "Stop"
         REMOVE = "remove", "Remove"
 

@@ -38,6 +38,7 @@ from .workloads import (
     app_deploy,
     app_latest_file,
     app_remove,
+    app_start,
     app_stop,
     compose_file_check,
     container_act,

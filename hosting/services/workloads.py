@@ -21,6 +21,7 @@ ERRORS = {
     "app_busy": "The app is busy ({status}); try again when it is done.",
     "not_running": "The server is {state}: start it first.",
     "app_exists": APP_NAME_TAKEN,
+    "never_deployed": "This app has not been deployed yet: deploy it first.",
     "too_big": f"A compose file can be at most {COMPOSE_MAX_BYTES // 1024} KiB.",
     "too_deep": "This file is nested too deeply to be a compose file.",
     "not_yaml": "This is not YAML{line}: {problem}.",
@@ -65,8 +66,8 @@ def compose_file_check(text):
 
 def _deploy(*, actor, app, action, compose_file="", request=None):
     deployment = AppDeployment.objects.create(app=app, actor=actor, action=action, compose_file=compose_file)
-    busy = {AppDeployment.Action.DEPLOY: App.Status.DEPLOYING, AppDeployment.Action.STOP: App.Status.STOPPING,
-            AppDeployment.Action.REMOVE: App.Status.REMOVING}[action]
+    busy = {AppDeployment.Action.DEPLOY: App.Status.DEPLOYING, AppDeployment.Action.START: App.Status.STARTING,
+            AppDeployment.Action.STOP: App.Status.STOPPING, AppDeployment.Action.REMOVE: App.Status.REMOVING}[action]
     App.objects.filter(pk=app.pk).update(status=busy, updated_at=timezone.now())
     transaction.on_commit(lambda: tasks.on_node(tasks.app_run, app.server.node, deployment.pk, tenant=True))
     return deployment
@@ -96,6 +97,15 @@ def app_deploy(*, actor, app, compose_file, request=None):
     app = _app_for_change(app)
     log_server_activity(action=Action.APP_DEPLOYED, actor=actor, server=app.server, request=request, message=f"Deploying app “{app.name}”")
     return _deploy(actor=actor, app=app, action=AppDeployment.Action.DEPLOY, compose_file=compose_file_check(compose_file))
+
+
+@transaction.atomic
+def app_start(*, actor, app, request=None):
+    app = _app_for_change(app)
+    if not app.compose_file:
+        raise refusal(ERRORS, "never_deployed")
+    log_server_activity(action=Action.APP_STARTED, actor=actor, server=app.server, request=request, message=f"Starting app “{app.name}”")
+    return _deploy(actor=actor, app=app, action=AppDeployment.Action.START)
 
 
 @transaction.atomic

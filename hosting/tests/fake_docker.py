@@ -11,6 +11,7 @@ class FakeDocker:
         self.fail_with = None  # a message: every call raises DockerError
         self.inner = {}  # a server's socket folder (str) -> its /containers/json answer
         self.down = set()  # the URLs of engines that do not answer (their nodes are away)
+        self.started_at = {}  # name -> when it last started, in the engine's words (a new value each start)
 
     def _call(self, name, *args):
         self.calls.append((name, *args))
@@ -25,15 +26,18 @@ class FakeDocker:
 
     def container_start(self, engine, name):
         self._call("container_start", name)
+        if self.containers.get(name) != "running":
+            self.started_at[name] = f"start {len(self.calls)}"
         self.containers[name] = "running"
 
-    def container_stop(self, engine, name, timeout=10):
+    def container_stop(self, engine, name):
         self._call("container_stop", name)
         if name in self.containers:
             self.containers[name] = "exited"
 
-    def container_restart(self, engine, name, timeout=10):
+    def container_restart(self, engine, name):
         self._call("container_restart", name)
+        self.started_at[name] = f"start {len(self.calls)}"
         self.containers[name] = "running"
 
     def server_remove(self, engine, container_name, *, labels, adopt_unlabelled=False, volume_name=None):
@@ -47,7 +51,8 @@ class FakeDocker:
         """The server containers, as the host lists them."""
         if self.fail_with or engine.url in self.down:
             raise docker.DockerError(self.fail_with or "The Docker engine is not reachable.")
-        return [{"Id": f"{n:0>12}", "Names": [f"/{name}"], "State": state} for n, (name, state) in enumerate(self.containers.items())]
+        return [{"Id": f"{n:0>12}", "Names": [f"/{name}"], "State": state, "Status": "Up 2 seconds" if state == "running" else "Exited (0)"}
+                for n, (name, state) in enumerate(self.containers.items())]
 
     def inner_containers_json(self, socket_dir, *, timeout, max_bytes):
         """What the test put in `inner` for this server (nothing by default)."""
@@ -62,7 +67,7 @@ class FakeDocker:
         if self.fail_with:
             raise docker.DockerError(self.fail_with)
         state = self.containers.get(name)
-        return docker.ContainerInfo(name=name, state=state, ip_address="172.30.0.2", started_at="") if state else None
+        return docker.ContainerInfo(name=name, state=state, ip_address="172.30.0.2", started_at=self.started_at.get(name, "")) if state else None
 
 
 class FakeDisks:

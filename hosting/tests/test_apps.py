@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from hosting import services
-from hosting.models import App, AppDeployment, ContainerSnapshot
+from hosting.models import App, AppDeployment, ContainerSnapshot, VirtualServer
 
 pytestmark = pytest.mark.django_db
 GOOD = "services:\n  web:\n    image: nginx\n"
@@ -54,3 +54,60 @@ def test_container_actions_need_an_idle_container_and_a_running_server(server, a
     server.refresh_from_db()
     with pytest.raises(ValidationError, match="stopped"):
         services.container_act(actor=alice, server=server, container=container, action="start")
+
+
+@pytest.mark.parametrize("status, states, running, shown", [
+    (App.Status.RUNNING, {"running": 2}, True, ("running", "Running (2 of 2)")),
+    (App.Status.RUNNING, {"running": 1}, True, ("running", "Running")),
+    (App.Status.RUNNING, {"running": 1, "exited": 1}, True, ("partial", "1 of 2 running")),
+    (App.Status.RUNNING, {"exited": 2}, True, ("exited", "Exited")),
+    (App.Status.RUNNING, {"running": 1, "restarting": 1}, True, ("restarting", "Restarting (1 of 2 running)")),
+    (App.Status.RUNNING, {}, True, ("failed", "No containers")),
+    (App.Status.RUNNING, {"running": 2}, False, ("exited", "Server not running")),
+    (App.Status.STOPPED, {"exited": 2}, True, ("stopped", "Stopped")),
+    (App.Status.DEPLOYING, {}, True, ("busy", "Deploying")),
+])
+def test_a_deployed_apps_state_is_read_from_its_containers(status, states, running, shown):
+    assert App(name="blog", status=status).health(states, server_running=running) == shown
+
+
+def _snapshot(server, n, project, state):
+    return ContainerSnapshot.objects.create(server=server, docker_id=f"{n:064x}", name=f"c{n}", state=state, digest="x",
+                                            labels={ContainerSnapshot.COMPOSE_PROJECT: project} if project else {})
+
+
+def test_both_pages_say_how_an_app_is_and_a_stopped_one_offers_start(server, as_alice):
+    VirtualServer.objects.filter(pk=server.pk).update(observed_state=VirtualServer.ObservedState.RUNNING)
+    blog = App.objects.create(server=server, name="blog", status=App.Status.RUNNING, compose_file=GOOD)
+    shop = App.objects.create(server=server, name="shop", status=App.Status.STOPPED, compose_file=GOOD)
+    for n, (project, state) in enumerate([("blog", "running"), ("blog", "exited"), ("shop", "exited"), ("", "running")]):
+        _snapshot(server, n, project, state)
+    page = as_alice.get(reverse("hosting:server_detail", args=[server.pk])).content.decode()
+    assert '<span class="state state-partial">1 of 2 running</span>' in page and '<span class="state state-stopped">Stopped</span>' in page
+    blogs = as_alice.get(reverse("hosting:app_detail", args=[blog.pk])).content.decode()
+    assert "1 of 2 running" in blogs and reverse("hosting:app_start", args=[blog.pk]) in blogs  # its exited one may be started
+    shops = as_alice.get(reverse("hosting:app_detail", args=[shop.pk])).content.decode()
+    assert reverse("hosting:app_start", args=[shop.pk]) in shops and reverse("hosting:app_stop", args=[shop.pk]) not in shops
+    assert as_alice.post(reverse("hosting:app_start", args=[shop.pk])).status_code == 302
+    assert (App.objects.get(pk=shop.pk).status, shop.deployments.get().action) == (App.Status.STARTING, AppDeployment.Action.START)
+
+
+def test_a_server_that_starts_by_itself_starts_its_deployed_apps(server, fake_docker, monkeypatch):
+    """Its machine came back (or a restart policy): the monitor sees its container's new start; the apps deployed
+    and not stopped get a start each, on its node's tenants' queue. Seen again, nothing more happens."""
+    from hosting import tasks
+    from hosting.worker import monitor
+
+    sent = []
+    monkeypatch.setattr(tasks, "on_node", lambda task, node, *args, tenant=False: sent.append((task.name, args, tenant)))
+    up = App.objects.create(server=server, name="blog", status=App.Status.RUNNING, compose_file=GOOD)
+    App.objects.create(server=server, name="paused", status=App.Status.STOPPED, compose_file=GOOD)
+    monitor.run_cycle()
+    assert not sent  # its start by the worker was already known
+    fake_docker.started_at[server.container_name] = "after the reboot"
+    tasks.monitor_cycle()
+    start = up.deployments.get()
+    assert sent == [("hosting.tasks.app_run", (start.pk,), True)] and start.action == AppDeployment.Action.START and start.actor is None
+    assert App.objects.get(pk=up.pk).status == App.Status.STARTING
+    tasks.monitor_cycle()
+    assert len(sent) == 1

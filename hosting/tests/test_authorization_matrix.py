@@ -60,6 +60,7 @@ ACCESS = {
     "hosting:app_detail": ("owner", GET, "app"),
     "hosting:app_live": ("owner", GET, "app"),
     "hosting:app_deploy": ("owner", POST, "app"),
+    "hosting:app_start": ("owner", POST, "app"),
     "hosting:app_stop": ("owner", POST, "app"),
     "hosting:app_remove": ("owner", BOTH, "app"),
     "hosting:container_logs": ("owner", GET, "container"),

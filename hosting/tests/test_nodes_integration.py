@@ -160,17 +160,20 @@ def node_workers(machines, nodes, real_docker, settings):
         worker = subprocess.Popen([sys.executable, "manage.py", "node_worker", "--pool", "solo"], cwd=ROOT, env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         worker.socket_root, worker.disk_root = folders  # the servers' folders on "that machine" (this one, in the test)
-        started.append((worker, folders, node, access["database_role"]))
+        started.append((worker, folders, node, access["database_role"], machine))
         return worker
 
     yield start
     refused = []
-    for worker, folders, node, role in started:
+    for worker, folders, node, role, machine in started:
         if worker.poll() is None:
             worker.terminate()
         output = worker.communicate(timeout=30)[0]
         print(output)  # shown when the test fails
         refused += [line for line in output.splitlines() if "raised unexpected" in line]
+        # The servers the test left on that machine go with it (the next test's may take their slots and addresses).
+        for container in machine.local_client().containers.list(all=True, filters={"name": settings.SERVER_CONTAINER_PREFIX}):
+            container.remove(force=True)
         for folder in folders:
             unmount_all_below(folder)
             shutil.rmtree(folder, ignore_errors=True)

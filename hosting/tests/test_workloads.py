@@ -5,6 +5,7 @@ in real virtual servers, with a real Caddy in front."""
 import json
 import time
 
+import docker as docker_sdk
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -149,7 +150,38 @@ def test_a_two_service_app_deploys_groups_is_served_redeploys_and_goes(running_s
     assert wait_until(lambda: "version two" in caddy.get("blog.example.org").text, what="the new version through Caddy")
     assert app.deployments.count() == 2
 
-    assert client.post(reverse("hosting:app_remove", args=[app.pk])).status_code == 302
+    # The server stopped, then started: the app comes back by itself, its containers say so on both pages.
+    services.server_stop(actor=alice, server=server)
+    server.refresh_from_db()
+    assert server.state == "exited"
+    # Its daemon stopped its containers and exited, given the time they needed (10 s: they ignore SIGTERM);
+    # killed, it would leave them "Exited (255)".
+    assert docker_sdk.from_env().containers.get(server.container_name).attrs["State"]["ExitCode"] == 0
+    assert "Server not running" in client.get(reverse("hosting:app_detail", args=[app.pk])).content.decode()
+    services.server_start(actor=alice, server=server)
+    server.refresh_from_db()
+    assert server.state == "running", server.last_error
+    wait_until(lambda: deployed(app), timeout=120, what="the app's start with its server")
+    started = app.deployments.first()
+    assert (started.action, started.actor, started.result) == ("start", None, "succeeded"), started.output
+    rows = refreshed(server)
+    assert all(c.is_running for c in rows.values()) and len(rows) == 2, {c.name: c.status for c in rows.values()}
+    for page in (reverse("hosting:app_detail", args=[app.pk]), reverse("hosting:server_detail", args=[server.pk])):
+        assert "Running (2 of 2)" in client.get(page).content.decode(), page
+    assert wait_until(lambda: "version two" in caddy.get("blog.example.org").text, what="the site again after the restart")
+    # Stopped by its owner, it stays stopped when its server starts, and offers Start.
+    client.post(reverse("hosting:app_stop", args=[app.pk]))
+    wait_until(lambda: deployed(app), timeout=60, what="the app's stop")
+    services.server_restart(actor=alice, server=server)
+    assert app.deployments.first().action == "stop" and App.objects.get(pk=app.pk).status == "stopped"
+    page = client.get(reverse("hosting:app_detail", args=[app.pk])).content.decode()
+    assert reverse("hosting:app_start", args=[app.pk]) in page and reverse("hosting:app_stop", args=[app.pk]) not in page
+    client.post(reverse("hosting:app_start", args=[app.pk]))
+    wait_until(lambda: deployed(app), timeout=120, what="the app's start")
+    assert app.status == "running" and all(c.is_running for c in refreshed(server).values())
+
+    response = client.post(reverse("hosting:app_remove", args=[app.pk]))
+    assert response.url == reverse("hosting:server_detail", args=[server.pk])  # the app's page is about to go
     wait_until(lambda: not App.objects.filter(pk=app.pk).exists(), timeout=60,
                what=f"the removal ({AppDeployment.objects.filter(app_id=app.pk).values_list('output', flat=True).first()!r})")
     assert not refreshed(server)

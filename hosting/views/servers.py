@@ -16,7 +16,7 @@ from controlpanel.forms import add_errors, refused, restored
 
 from .. import services
 from ..forms import DomainForm, ServerCreateForm, ServerLimitsForm, ServerMoveForm, ServerNameForm
-from ..models import VirtualServer
+from ..models import VirtualServer, app_container_states
 from .shared import containers_page, gateway_url, get_server_for_user, post_action, terminal_page
 
 
@@ -70,7 +70,10 @@ def live_context(request, server):
     for container in sorted(containers, key=lambda c: (not c.project, c.project, c.name)):
         groups.setdefault(container.project, []).append(container)
     busy_inside = any(c.action for c in containers) or any(app.is_busy for app in apps.values())
-    return {"server": server, "containers": containers, "container_groups": list(groups.items()), "apps": apps, "busy_inside": busy_inside}
+    states, running = app_container_states(server.pk) if apps else {}, server.state == VirtualServer.State.RUNNING
+    app_health = {name: app.health(states.get(name, {}), server_running=running) for name, app in apps.items()}
+    return {"server": server, "containers": containers, "container_groups": list(groups.items()), "apps": apps, "app_health": app_health,
+            "busy_inside": busy_inside}
 
 
 def page_of(server):

@@ -8,11 +8,11 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from controlpanel.forms import add_errors
+from controlpanel.forms import add_errors, refused, restored
 
 from .. import services
 from ..forms import AppForm
-from ..models import App, ContainerSnapshot
+from ..models import App, ContainerSnapshot, VirtualServer, app_container_states
 from .shared import confirmed, gateway_url, get_for_user, get_server_for_user, post_action
 
 
@@ -40,9 +40,15 @@ container_remove = confirmed(_container_action(ContainerSnapshot.Action.REMOVE, 
 
 
 def _app_form_page(request, server, form, app=None, status=200):
-    context = {"server": server, "app": app, "form": form,
-               "deployments": app.deployments.all()[:20] if app else [], "latest": app.deployments.first() if app else None}
+    context = {"server": server, "form": form, **(_app_live_context(app) if app else {})}
     return render(request, "hosting/app_detail.html" if app else "hosting/app_new.html", context, status=status)
+
+
+def _app_live_context(app):
+    """What an app's page shows of how it is: its state, read from its containers, and its history."""
+    states = app_container_states(app.server_id).get(app.name, {})
+    state, words = app.health(states, server_running=app.server.state == VirtualServer.State.RUNNING)
+    return {"app": app, "health": state, "health_words": words, "deployments": app.deployments.select_related("actor")[:20]}
 
 
 @require_http_methods(["GET", "POST"])
@@ -63,14 +69,15 @@ def app_new(request, server_id):
 @require_GET
 def app_detail(request, app_id):
     app = get_for_user(App, request, app_id)
-    form = AppForm(initial={"name": app.name, "compose_file": services.app_latest_file(app)}, renaming=False)
+    form = restored(request, "app_deploy", partial(AppForm, renaming=False)) or AppForm(
+        initial={"name": app.name, "compose_file": services.app_latest_file(app)}, renaming=False)
     return _app_form_page(request, app.server, form, app=app)
 
 
 @require_GET
 def app_live(request, app_id):
     app = get_for_user(App, request, app_id)
-    return render(request, "hosting/partials/app_live.html", {"app": app, "latest": app.deployments.first()})
+    return render(request, "hosting/partials/app_live.html", _app_live_context(app))
 
 
 @require_POST
@@ -85,15 +92,18 @@ def app_deploy(request, app_id):
         else:
             messages.success(request, f"Deploying “{app.name}” again.")
             return redirect("hosting:app_detail", app_id=app.pk)
-    return _app_form_page(request, app.server, form, app=app, status=400)
+    return refused(request, form, "app_deploy", reverse("hosting:app_detail", args=[app.pk]))
 
 
-def _app_action(service, done):
-    """A stop or remove of an app."""
+def _app_action(service, done, back=lambda app: reverse("hosting:app_detail", args=[app.pk])):
+    """A start, stop or remove of an app."""
     return post_action(partial(get_for_user, App), lambda request, app: service(actor=request.user, app=app, request=request),
-                        done, lambda app: reverse("hosting:app_detail", args=[app.pk]))
+                        done, back)
 
 
-app_stop = _app_action(services.app_stop, "Stopping “{name}”.")
-app_remove = confirmed(_app_action(services.app_remove, "Removing “{name}”: its containers and networks go; its volumes stay."),
+app_start = _app_action(services.app_start, None)  # its page says what is under way
+app_stop = _app_action(services.app_stop, None)
+# The app goes: back to its server's page, where it is listed as removing until it is gone.
+app_remove = confirmed(_app_action(services.app_remove, "Removing “{name}”: its containers and networks go; its volumes stay.",
+                                   lambda app: reverse("hosting:server_detail", args=[app.server_id])),
                        App, "hosting/app_remove.html", "app")

@@ -38,8 +38,8 @@ LOCK_KEY = "hosting:monitor:lock"
 Observed = VirtualServer.ObservedState
 SNAPSHOT_FIELDS = ["name", "image", "command", "created", "state", "status", "ports", "labels", "networks", "mounts"]
 HOST = None  # the daemon key of the host; a server id for an inner daemon
-POLLED_FIELDS = ["pk", "observed_state", "ip_address", "operation", "inner_next_poll_at", "inner_failures", "inner_digest", "created_at",
-                 "disk_mb", "disk_used_mb", "disk_full"]
+POLLED_FIELDS = ["pk", "container_started_at", "observed_state", "ip_address", "operation", "inner_next_poll_at", "inner_failures",
+                 "inner_digest", "created_at", "disk_mb", "disk_used_mb", "disk_full"]
 
 
 @dataclass
@@ -400,6 +400,35 @@ def record_reads(host_read, inner_reads, servers, states, node, now):
     return written, pruned, moved
 
 
+# Servers that started again ----------------------------------------------------
+#
+# A server's container may start without the panel asking (its machine came back, its
+# restart policy): its apps are to start with it. A status text that tells of a start in
+# the last two cycles has its container inspected for the exact time, which, new, is news.
+
+def started_again(server_id, started_at):
+    """Record when a server's container started (its engine's StartedAt); whether that is news.
+    One conditional write: of the worker and the monitor that both see a start, one says so."""
+    return bool(started_at) and VirtualServer.objects.filter(pk=server_id).exclude(
+        container_started_at=started_at).update(container_started_at=started_at) == 1
+
+
+def recent_starts(engine, host_read, servers):
+    """{server id: its container's StartedAt} of the running servers whose status tells of a recent start."""
+    recent = {fields["name"] for _, fields in host_read.rows.values()
+              if fields["state"] == Observed.RUNNING and (age := docker_age(fields["status"])) and age[0] < 2 * settings.MONITOR_INTERVAL}
+    starts = {}
+    for server in servers:
+        if server.container_name in recent:
+            try:
+                info = docker.container_info(engine, server.container_name)
+            except docker.DockerError:
+                continue  # the next cycle looks again
+            if info and info.started_at != server.container_started_at:
+                starts[server.pk] = info.started_at
+    return starts
+
+
 # The cycle ---------------------------------------------------------------------
 
 def _due_for_inner_poll(server, states, now):
@@ -471,12 +500,13 @@ def _cycle():
     host_read, engine_facts = engine_reads[node]
     everyone = list(VirtualServer.objects.live().only(*POLLED_FIELDS, "node_id"))
     servers = [s for s in everyone if s.node_id == node.pk]
-    now, inner_reads, states = timezone.now(), [], {}
+    now, inner_reads, states, starts = timezone.now(), [], {}, {}
     if host_read.error:
         log.warning("monitor: host daemon failed: %s", host_read.error)
     else:
         states = server_states_from_host(host_read, servers)
         inner_reads = read_inner_daemons([s for s in servers if _due_for_inner_poll(s, states, now)])
+        starts = recent_starts(docker.Engine.of(node), host_read, servers)
     writing = time.perf_counter()
     rows_written, pruned, moved = record_reads(host_read, inner_reads, servers, states, node, now)
     with transaction.atomic():
@@ -488,7 +518,7 @@ def _cycle():
     reads = [read for read, _ in engine_reads.values()] + inner_reads
     failures = [{"daemon": "host" if n == node else f"node {n.name}", "error": r.error} for n, (r, _) in engine_reads.items() if r.error]
     failures += [{"daemon": f"server {r.server_id}", "error": r.error} for r in inner_reads if r.error]
-    return MonitorRun.objects.create(
+    run = MonitorRun.objects.create(
         started_at=started,
         duration_ms=int((time.perf_counter() - clock) * 1000),
         daemons_polled=len(reads),
@@ -502,6 +532,8 @@ def _cycle():
         failures=failures[:50],
         host=host_facts(engine_facts) if not host_read.error else {},
     )
+    run.servers_started = [pk for pk, started_at in starts.items() if started_again(pk, started_at)]  # for their apps
+    return run
 
 
 def refresh_server(server, wait=0.0):

@@ -102,13 +102,14 @@ def _start(server, engine):
 
 def server_reconcile(*, server_id):
     """Make the container match the row's desired state and limits, then record what Docker shows.
+    Returns whether its container started again (monitor.started_again): its apps are to start too.
 
     Idempotent: running it again, or after a worker died half-way, finishes
     the job. A failure is recorded on the server and in the activity log.
     """
     server = VirtualServer.objects.select_related("node").get(pk=server_id)
     if server.deleted_at:
-        return
+        return False
     operation, engine = server.operation, engine_of(server)
     try:
         if server.desired_state == Desired.DELETED:
@@ -131,12 +132,14 @@ def server_reconcile(*, server_id):
                                            pids_limit=server.pids_limit)
     except (docker.DockerError, disks.DiskError) as error:
         _record_failure(server, operation, str(error))
-        return
+        return False
     _record_result(server, info)
-    if info and info.state == Observed.RUNNING:
-        # Show what runs inside at once, not at the next monitor cycle.
-        server.refresh_from_db()
-        monitor.refresh_server(server, wait=settings.MONITOR_DAEMON_TIMEOUT)
+    if not info or info.state != Observed.RUNNING:
+        return False
+    # Show what runs inside at once, not at the next monitor cycle.
+    server.refresh_from_db()
+    monitor.refresh_server(server, wait=settings.MONITOR_DAEMON_TIMEOUT)
+    return monitor.started_again(server.pk, info.started_at)
 
 
 def _claim_slot(server, engine):

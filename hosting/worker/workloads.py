@@ -104,6 +104,31 @@ def _compose(server, app, script, output, *, timeout, stdin=b""):
     return code
 
 
+def apps_resume(*, server_id):
+    """Its server has started (its owner started it, or its machine came back): the apps deployed
+    there and not stopped are to start again, each with a line in its history. Returns the
+    server and those starts (AppDeployment ids), for its node's worker to run one by one."""
+    server = VirtualServer.objects.select_related("node").get(pk=server_id)
+    starts = []
+    with transaction.atomic():
+        for app in server.apps.select_for_update().filter(status=App.Status.RUNNING).order_by("pk"):
+            App.objects.filter(pk=app.pk).update(status=App.Status.STARTING, updated_at=timezone.now())
+            starts.append(AppDeployment.objects.create(app=app, action=AppDeployment.Action.START).pk)
+    return server, starts
+
+
+def _inner_ready(server, wait=60):
+    """The server's daemon answers (it may be starting with its server), or DockerError after `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return docker.inner_ping(str(server.socket_dir))
+        except (docker.DockerError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
 def app_run(*, deployment_id):
     deployment = AppDeployment.objects.select_related("app__server__node").get(pk=deployment_id)
     with one_at_a_time(deployment.app.server_id):
@@ -128,6 +153,11 @@ def _app_run(deployment):
             code = _compose(server, app, f"mv compose.next.yaml compose.yaml && docker compose -p {project} up -d --remove-orphans 2>&1",
                             output, timeout=settings.APP_RUN_SECONDS)
             return _finish(deployment, app, ok=code == 0, status=App.Status.RUNNING if code == 0 else App.Status.FAILED, output=output)
+        if deployment.action == AppDeployment.Action.START:
+            # As last deployed (the folder's compose.yaml): what is there starts, what is missing is made.
+            _inner_ready(server)
+            code = _compose(server, app, f"docker compose -p {project} up -d --no-recreate 2>&1", output, timeout=settings.APP_RUN_SECONDS)
+            return _finish(deployment, app, ok=code == 0, status=App.Status.RUNNING, output=output)
         if deployment.action == AppDeployment.Action.STOP:
             code = _compose(server, app, f"docker compose -p {project} stop 2>&1", output, timeout=settings.APP_RUN_SECONDS)
             return _finish(deployment, app, ok=code == 0, status=App.Status.STOPPED if code == 0 else App.Status.FAILED, output=output)
@@ -135,8 +165,9 @@ def _app_run(deployment):
                         output, timeout=settings.APP_RUN_SECONDS)
         return _finish(deployment, app, ok=code == 0, status=None if code == 0 else App.Status.FAILED, output=output)
     except docker.DockerError as error:
-        return _finish(deployment, app, ok=False, status=before if deployment.action == AppDeployment.Action.DEPLOY else App.Status.FAILED,
-                       output=output, note=str(error))
+        # A deploy keeps the app as it was; a start that failed leaves it deployed (its containers say how it is).
+        status = {AppDeployment.Action.DEPLOY: before, AppDeployment.Action.START: App.Status.RUNNING}.get(deployment.action, App.Status.FAILED)
+        return _finish(deployment, app, ok=False, status=status, output=output, note=str(error))
     finally:
         monitor.refresh_server(server)
 

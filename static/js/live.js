@@ -15,6 +15,11 @@
         template.innerHTML = html.trim();
         var fresh = template.content.firstElementChild;
         if (fresh) {
+          // What the reader opened stays open (<details> with an id).
+          element.querySelectorAll("details[open][id]").forEach(function (open) {
+            var same = fresh.querySelector("details#" + CSS.escape(open.id));
+            if (same) { same.open = true; }
+          });
           element.replaceWith(fresh);
           fresh.dispatchEvent(new CustomEvent("live:replaced", { bubbles: true }));
           schedule(fresh);
