@@ -243,6 +243,8 @@ LAST_SEEN_INTERVAL = timedelta(seconds=60)
 # Hosting: virtual servers are Docker-in-Docker containers on a node.
 DOCKER_HOST_URL = env.str("DOCKER_HOST_URL", default="unix:///var/run/docker.sock")
 DOCKER_TIMEOUT = env_int("DOCKER_TIMEOUT", 30, minimum=1)
+# The largest `docker save` archive a user may load into a server from the browser (through the gateway).
+IMAGE_LOAD_MAX_MB = env_int("IMAGE_LOAD_MAX_MB", 2048, minimum=1)
 # How long a server's daemon has to stop its containers before the engine kills it (docker.container_stop).
 SERVER_STOP_SECONDS = env_int("SERVER_STOP_SECONDS", 30, minimum=1)
 SERVER_IMAGE = env.str("SERVER_IMAGE", default="controlpanel/dind:local-5")
@@ -454,6 +456,8 @@ TENANT_QUEUE = "tenant"
 CELERY_TASK_ROUTES = {
     "hosting.tasks.app_run": {"queue": TENANT_QUEUE},
     "hosting.tasks.container_action": {"queue": TENANT_QUEUE},
+    "hosting.tasks.images_refresh": {"queue": TENANT_QUEUE},
+    "hosting.tasks.image_remove": {"queue": TENANT_QUEUE},
     "hosting.tasks.domain_check_claim": {"queue": TENANT_QUEUE},
     "hosting.tasks.domains_check_claims": {"queue": TENANT_QUEUE},
 }

@@ -27,6 +27,8 @@ class Action(models.TextChoices):
     TERMINAL_WATCHED = "terminal_watched", "Terminal watched"
     TERMINAL_ENDED = "terminal_ended", "Terminal ended by an administrator"
     CONTAINER_ACTION = "container_action", "Container action"
+    IMAGE_REMOVED = "image_removed", "Image removed"
+    IMAGE_LOADED = "image_loaded", "Image loaded"
     APP_CREATED = "app_created", "App created"
     APP_DEPLOYED = "app_deployed", "App deployed"
     APP_STARTED = "app_started", "App started"

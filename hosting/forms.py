@@ -111,12 +111,14 @@ class AppForm(forms.Form):
                            help_text="The compose project's name: lowercase letters, digits, - and _.")
     compose_file = forms.CharField(
         label="Compose file", required=False,  # its size is compose_file_check's to judge
-        widget=forms.Textarea(attrs={"rows": 16, "spellcheck": "false", "class": "mono", "placeholder": "services:\n  web:\n    image: nginx\n    ports: ['80:80']"}),
+        widget=forms.Textarea(attrs={"rows": 16, "spellcheck": "false", "class": "mono"}),
     )
     upload = forms.FileField(label="…or upload it", required=False, help_text=f"At most {COMPOSE_MAX_BYTES // 1024} KiB.")
 
-    def __init__(self, *args, renaming=True, **kwargs):
+    def __init__(self, *args, renaming=True, image="nginx:alpine", **kwargs):
+        """`image`: what the example names (one the server has, where it has one: a registry may be out of reach)."""
         super().__init__(*args, **kwargs)
+        self.fields["compose_file"].widget.attrs["placeholder"] = f"services:\n  web:\n    image: {image}\n    ports: ['8080:80']"
         if not renaming:
             del self.fields["name"]
 

@@ -63,6 +63,16 @@ def container_action(self, container_id):
     _in_turn(self, workloads.container_action, container_id=container_id)
 
 
+@shared_task(**TENANT_WORK, expires=60)
+def images_refresh(self, server_id):
+    _in_turn(self, workloads.images_refresh, server_id=server_id)
+
+
+@shared_task(**TENANT_WORK)
+def image_remove(self, image_id):
+    _in_turn(self, workloads.image_remove, image_id=image_id)
+
+
 @shared_task(**TENANT_WORK)
 def app_run(self, deployment_id):
     _in_turn(self, workloads.app_run, deployment_id=deployment_id)

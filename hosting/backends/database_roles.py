@@ -18,19 +18,19 @@ from psycopg import sql
 # did to the admins' logs, remove apps it removed (with their history); and write only the
 # columns its work sets.
 TABLE_GRANTS = {
-    "SELECT": ["hosting_node", "hosting_virtualserver", "hosting_containersnapshot", "hosting_domain", "hosting_app",
-               "hosting_appdeployment"],
-    "INSERT": ["hosting_containersnapshot", "hosting_monitorrun", "accounts_activitylog",
+    "SELECT": ["hosting_node", "hosting_virtualserver", "hosting_containersnapshot", "hosting_imagesnapshot", "hosting_domain",
+               "hosting_app", "hosting_appdeployment"],
+    "INSERT": ["hosting_containersnapshot", "hosting_imagesnapshot", "hosting_monitorrun", "accounts_activitylog",
                "hosting_appdeployment"],  # its apps started again when their server starts
-    "UPDATE": ["hosting_containersnapshot"],
-    "DELETE": ["hosting_containersnapshot", "hosting_app", "hosting_appdeployment"],  # an app removed takes its history
+    "UPDATE": ["hosting_containersnapshot", "hosting_imagesnapshot"],
+    "DELETE": ["hosting_containersnapshot", "hosting_imagesnapshot", "hosting_app", "hosting_appdeployment"],  # an app takes its history
 }
 COLUMN_GRANTS = {
     ("UPDATE", "hosting_node"): ["contacted_at", "contact_error", "facts", "worker_seen_at", "host_seen_at", "host_digest"],
     ("UPDATE", "hosting_virtualserver"): [
         "operation", "observed_state", "observed_at", "last_error", "slot", "ip_address", "inner_seen_at", "inner_digest",
         "inner_failures", "inner_next_poll_at", "disk_used_mb", "disk_full", "updated_at", "deleted_at", "move_source_ready",
-        "move_slot", "container_started_at",
+        "move_slot", "container_started_at", "images_read_at",
     ],
     ("UPDATE", "hosting_app"): ["status", "compose_file", "updated_at"],
     ("UPDATE", "hosting_appdeployment"): ["result", "output", "finished_at"],

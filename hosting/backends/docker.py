@@ -894,6 +894,21 @@ def inner_container_action(socket_dir, docker_id, action):
         raise DockerError(f"Unknown container action {action!r}.")
 
 
+IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def inner_images_json(socket_dir, *, max_bytes=4 * 1024 * 1024):
+    """`GET /images/json` of a server's daemon, parsed (bounded: it comes from inside)."""
+    return _inner_json(socket_dir, "GET", "/images/json", timeout=20, max_bytes=max_bytes)
+
+
+def inner_image_remove(socket_dir, image_id):
+    """Remove an image (by id, with every tag it has) from a server's daemon; one a container uses is refused, in words."""
+    if not IMAGE_ID.fullmatch(image_id or ""):
+        raise DockerError("That is not an image id.")
+    _inner_json(socket_dir, "DELETE", f"/images/{image_id}?force=1&noprune=0", timeout=60, max_bytes=1024 * 1024, ok=(200, 404))
+
+
 def inner_container_tty(socket_dir, docker_id):
     """Whether a container inside a server has a TTY (its logs then come without stream headers)."""
     info = _inner_json(socket_dir, "GET", f"{_container_path(docker_id)}/json", timeout=10, max_bytes=4 * 1024 * 1024)

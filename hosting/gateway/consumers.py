@@ -15,13 +15,18 @@ other); text frames are JSON: {"type": "resize", "rows", "cols"} and
 
 import asyncio
 import json
+import time
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
+from accounts.models import User
 from accounts.services import activity_log, forwarded_client_ip
+from controlpanel.text import visible_controls
 
+from .. import services
 from ..activity import Action
 from ..backends import docker
 from ..models import TerminalSession, VirtualServer
@@ -261,3 +266,112 @@ class LogConsumer(AsyncWebsocketConsumer, terminals.GatewaySession):
         terminals.let_go(self)
         if self.task is not None:
             self.task.cancel()
+
+
+class ImageLoadConsumer(AsyncWebsocketConsumer, terminals.GatewaySession):
+    """ws/servers/<id>/images/load/: a `docker save` archive from the page, into `docker load` run in
+    the server as its owner (over its node's engine, like a terminal: on every node).
+
+    The page sends the archive in binary messages, each acknowledged with {"type": "received", "bytes"}
+    (it sends the next when one is: the archive streams, never held here), then {"type": "end"}.
+    The gateway says {"type": "output", "text"} as `docker load` prints, then {"type": "done", "ok",
+    "reason"}. Past IMAGE_LOAD_MAX_MB the load is cut off. A session like a log stream: counted in the
+    user's limit, ended by the sweeper for the same reasons."""
+
+    idles = True  # a page that stopped sending is let go after TERMINAL_IDLE_SECONDS
+    server = writer = task = None
+    received = 0
+
+    async def connect(self):
+        user = self.scope["user"]
+        server = await _server_for(user, self.scope["url_route"]["kwargs"]["server_id"])
+        if server is None:
+            await self.close()
+            return
+        await self.accept()
+        if server.observed_state != VirtualServer.ObservedState.RUNNING:
+            await self._done(False, "The server is not running: start it to load an image.")
+            return
+        try:
+            self.enter(user_id=user.pk, server_id=server.pk, session_key=self.scope["session"].session_key)
+        except terminals.TerminalError as error:
+            await self._done(False, str(error))
+            return
+        self.started, self.server, engine = True, server, docker.Engine.of(server.node)
+        try:
+            exec_id = await asyncio.to_thread(docker.exec_create, engine, server.container_name, ["controlpanel-shell", "-c", "docker load"],
+                                              tty=False)
+            reader, self.writer = await docker.exec_stream(engine, exec_id, tty=False)
+        except docker.DockerError as error:
+            terminals.let_go(self)
+            await self._done(False, str(error))
+            return
+        self.task = asyncio.create_task(self._load(engine, exec_id, reader))
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.writer is None or self.closed:
+            return
+        self.last_input = time.monotonic()
+        if bytes_data:
+            self.received += len(bytes_data)
+            if self.received > settings.IMAGE_LOAD_MAX_MB * 2**20:
+                self.writer.close()  # docker load reads a cut archive, and says so
+                await self.end(f"The archive is larger than {settings.IMAGE_LOAD_MAX_MB} MB, the most a server takes from the browser.")
+                return
+            self.writer.write(bytes_data)
+            await self.writer.drain()
+            await self.send(text_data=json.dumps({"type": "received", "bytes": self.received}))
+        elif text_data and _message_type(text_data) == "end":
+            self.writer.write_eof()
+            await self.writer.drain()
+
+    async def _load(self, engine, exec_id, reader):
+        said = bytearray()
+        async for _, data in logs.frames(reader, tty=False):
+            said += data
+            await self.send(text_data=json.dumps({"type": "output", "text": visible_controls(data.decode("utf-8", "replace"))}))
+        _, code = await asyncio.to_thread(docker.exec_inspect, engine, exec_id)
+        loaded = [line.split(":", 1)[1].strip() for line in said.decode("utf-8", "replace").splitlines() if line.startswith("Loaded image")]
+        terminals.let_go(self)
+        if code == 0:
+            await _image_loaded(self.server, self.user_id, loaded, self.received)
+        await self._done(code == 0, f"Loaded {', '.join(loaded[:10]) or 'nothing'}." if code == 0 else "Docker could not load it: see its words above.")
+
+    async def _done(self, ok, reason):
+        self.closed = True
+        await _say_and_close(self, {"type": "done", "ok": ok, "reason": reason})
+
+    async def end(self, reason, *, by_admin=False):
+        """The sweeper's word, the limit, or the gateway stopping: the load is cut off, and the page told why."""
+        if self.closed:
+            return
+        terminals.let_go(self)
+        if self.task is not None:
+            self.task.cancel()
+        if self.writer is not None:
+            self.writer.close()
+        await self._done(False, reason)
+
+    async def disconnect(self, code):
+        self.closed = True
+        terminals.let_go(self)
+        if self.task is not None:
+            self.task.cancel()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _message_type(text):
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return None
+    return message.get("type") if isinstance(message, dict) else None
+
+
+@database_sync_to_async
+def _image_loaded(server, user_id, loaded, size):
+    user = User.objects.named(user_id)
+    activity_log(action=Action.IMAGE_LOADED, user=user, target=server.container_name,
+                 message=f"Loaded {', '.join(loaded[:10]) or 'an archive'} ({size // 2**20} MB) into “{server.name}”")
+    services.images_refresh_now(server)

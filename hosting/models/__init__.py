@@ -5,7 +5,7 @@ from .nodes import Node
 from .operations import Lock, MonitorRun
 from .servers import UIDS_PER_SERVER, VirtualServer, validate_server_name, visible_to
 from .sessions import TerminalSession
-from .workloads import App, AppDeployment, ContainerSnapshot, app_container_states, validate_app_name
+from .workloads import App, AppDeployment, ContainerSnapshot, ImageSnapshot, app_container_states, validate_app_name
 
-__all__ = ["App", "AppDeployment", "ContainerSnapshot", "Domain", "Lock", "MonitorRun", "Node", "TerminalSession",
+__all__ = ["App", "AppDeployment", "ContainerSnapshot", "Domain", "ImageSnapshot", "Lock", "MonitorRun", "Node", "TerminalSession",
            "UIDS_PER_SERVER", "VirtualServer", "app_container_states", "validate_app_name", "validate_server_name", "visible_to"]

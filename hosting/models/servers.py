@@ -137,6 +137,7 @@ class VirtualServer(models.Model):
     # The inner daemon, as the monitor sees it: when it last answered, how many
     # polls in a row failed since, and when to try again (failures back off).
     inner_seen_at = models.DateTimeField(null=True, blank=True)
+    images_read_at = models.DateTimeField(null=True, blank=True)  # its daemon's images last listed (ImageSnapshot)
     # Of the whole list it last gave: a daemon whose list is unchanged costs
     # no snapshot read or write. Its rows are pruned by inner_seen_at.
     inner_digest = models.CharField(max_length=40, blank=True)

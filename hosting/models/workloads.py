@@ -96,6 +96,33 @@ class ContainerSnapshot(models.Model):
         return self.state if self.state in self.KNOWN_STATES else "unknown"
 
 
+class ImageSnapshot(models.Model):
+    """One image in a server's daemon, as it last listed it (read when someone looks at the
+    server's images). It comes from inside the server: bounded when stored, escaped when shown."""
+
+    server = models.ForeignKey(VirtualServer, on_delete=models.CASCADE, related_name="images")
+    image_id = models.CharField(max_length=128)
+    tags = models.JSONField(default=list, blank=True)
+    size = models.BigIntegerField(default=0)
+    created = models.DateTimeField(null=True, blank=True)
+    # A removal its owner asked for, until the worker has tried it (the refresh never writes these).
+    action = models.CharField(max_length=16, blank=True)
+    action_error = models.CharField(max_length=255, blank=True)
+
+    objects = OfServerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "image_id"]
+        constraints = [models.UniqueConstraint(fields=["server", "image_id"], name="%(app_label)s_%(class)s_unique")]
+
+    def __str__(self):
+        return self.tags[0] if self.tags else self.short_id
+
+    @property
+    def short_id(self):
+        return self.image_id.removeprefix("sha256:")[:12]
+
+
 # Docker says how long a container has been in its state in words (go-units' HumanDuration,
 # rounded down): "Up Less than a second", "Up About an hour (healthy)", "Exited (0) 3 days ago".
 DOCKER_AGE = re.compile(r"(?P<before>(?:Up|Exited \(-?\d+\)|Restarting \(-?\d+\)) )"

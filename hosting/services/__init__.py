@@ -42,4 +42,7 @@ from .workloads import (
     app_stop,
     compose_file_check,
     container_act,
+    image_remove,
+    images_refresh_now,
+    images_watched,
 )

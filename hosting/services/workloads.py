@@ -1,14 +1,16 @@
-"""What runs inside a server, on the request side: container actions and compose apps.
+"""What runs inside a server, on the request side: container actions, images and compose apps.
 The worker (worker.workloads) does the work, one piece per server at a time."""
 
 import yaml
+from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
 from controlpanel.errors import refusal
 
 from ..activity import Action
-from ..models import App, AppDeployment, ContainerSnapshot, VirtualServer
+from ..models import App, AppDeployment, ContainerSnapshot, ImageSnapshot, VirtualServer
 from ..models.workloads import APP_NAME_TAKEN
 from .. import tasks
 from .servers import log_server_activity
@@ -22,6 +24,7 @@ ERRORS = {
     "not_running": "The server is {state}: start it first.",
     "app_exists": APP_NAME_TAKEN,
     "never_deployed": "This app has not been deployed yet: deploy it first.",
+    "image_busy": "{name} is being removed already.",
     "too_big": f"A compose file can be at most {COMPOSE_MAX_BYTES // 1024} KiB.",
     "too_deep": "This file is nested too deeply to be a compose file.",
     "not_yaml": "This is not YAML{line}: {problem}.",
@@ -43,6 +46,33 @@ def container_act(*, actor, server, container, action, request=None):
                         message=f"{ContainerSnapshot.Action(action).label} container “{container.name}” in “{server.name}”")
     transaction.on_commit(lambda: tasks.on_node(tasks.container_action, server.node, container.pk, tenant=True))
     return container
+
+
+def images_watched(server):
+    """Someone is looking at the server's images: have its node's worker list them again, at most
+    every SERVER_REFRESH_SECONDS."""
+    if server.state == State.RUNNING and cache.add(f"hosting:images:{server.pk}", 1, timeout=settings.SERVER_REFRESH_SECONDS):
+        transaction.on_commit(lambda: tasks.on_node(tasks.images_refresh, server.node, server.pk, tenant=True))
+
+
+def images_refresh_now(server):
+    """The server's images changed (one was loaded): list them again now."""
+    cache.delete(f"hosting:images:{server.pk}")
+    images_watched(server)
+
+
+@transaction.atomic
+def image_remove(*, actor, image, request=None):
+    """Ask the worker to remove an image from the server's daemon (with all its tags)."""
+    image = ImageSnapshot.objects.select_for_update().select_related("server__node").get(pk=image.pk)
+    if image.action:
+        raise refusal(ERRORS, "image_busy", name=str(image))
+    if image.server.state != State.RUNNING:
+        raise refusal(ERRORS, "not_running", state=image.server.state.label.lower())
+    ImageSnapshot.objects.filter(pk=image.pk).update(action="remove", action_error="")
+    log_server_activity(action=Action.IMAGE_REMOVED, actor=actor, server=image.server, request=request,
+                        message=f"Removing image “{image}” from “{image.server.name}”")
+    transaction.on_commit(lambda: tasks.on_node(tasks.image_remove, image.server.node, image.pk, tenant=True))
 
 
 def compose_file_check(text):

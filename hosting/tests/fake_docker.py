@@ -12,6 +12,7 @@ class FakeDocker:
         self.inner = {}  # a server's socket folder (str) -> its /containers/json answer
         self.down = set()  # the URLs of engines that do not answer (their nodes are away)
         self.started_at = {}  # name -> when it last started, in the engine's words (a new value each start)
+        self.images = {}  # a server's socket folder (str) -> its /images/json answer
 
     def _call(self, name, *args):
         self.calls.append((name, *args))
@@ -60,6 +61,15 @@ class FakeDocker:
             raise docker.DockerError(self.fail_with)
         return self.inner.get(socket_dir, [])
 
+    def inner_images_json(self, socket_dir):
+        if self.fail_with:
+            raise docker.DockerError(self.fail_with)
+        return self.images.get(socket_dir, [])
+
+    def inner_image_remove(self, socket_dir, image_id):
+        self._call("inner_image_remove", image_id)
+        self.images[socket_dir] = [image for image in self.images.get(socket_dir, []) if not (isinstance(image, dict) and image.get("Id") == image_id)]
+
     def engine_facts(self, engine):
         return {"cpus": 2, "memory_bytes": 24 * 2**30, "docker_version": "20.10.24"}
 
@@ -105,7 +115,8 @@ class FakeDisks:
 def install(monkeypatch):
     fake = FakeDocker()
     for attr in ("server_create", "container_start", "container_stop", "container_restart", "server_remove",
-                 "container_update_limits", "container_info", "host_containers_json", "inner_containers_json", "engine_facts"):
+                 "container_update_limits", "container_info", "host_containers_json", "inner_containers_json", "engine_facts",
+                 "inner_images_json", "inner_image_remove"):
         monkeypatch.setattr(docker, attr, getattr(fake, attr))
     fake.disks = FakeDisks(fake)
     for attr in ("disk_ensure", "socket_folder_ensure", "unmount", "disk_remove", "folder_remove", "disk_usage"):

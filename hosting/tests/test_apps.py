@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from hosting import services
-from hosting.models import App, AppDeployment, ContainerSnapshot, VirtualServer
+from hosting.models import App, AppDeployment, ContainerSnapshot, ImageSnapshot, VirtualServer
 
 pytestmark = pytest.mark.django_db
 GOOD = "services:\n  web:\n    image: nginx\n"
@@ -111,3 +111,33 @@ def test_a_server_that_starts_by_itself_starts_its_deployed_apps(server, fake_do
     assert App.objects.get(pk=up.pk).status == App.Status.STARTING
     tasks.monitor_cycle()
     assert len(sent) == 1
+
+
+def _image(n, *tags, **extra):
+    return {"Id": f"sha256:{n:064x}", "RepoTags": list(tags), "Size": 5 * 2**20, "Created": 1_700_000_000, **extra}
+
+
+def test_a_servers_images_are_listed_bounded_and_escaped_and_one_is_removed(server, fake_docker, as_alice, as_bob):
+    from hosting.worker import workloads
+
+    VirtualServer.objects.filter(pk=server.pk).update(observed_state=VirtualServer.ObservedState.RUNNING)
+    fake_docker.images[str(server.socket_dir)] = [
+        _image(1, "web:1", "web:latest"), _image(2, "<script>alert(1)</script>:x"), _image(3, "<none>:<none>"),
+        {"Id": "../../etc", "RepoTags": ["bad"]}, "not even a mapping"]
+    page = as_alice.get(reverse("hosting:server_images", args=[server.pk])).content.decode()
+    assert "Listing them" in page
+    workloads.images_refresh(server_id=server.pk)  # the task the page asked for
+    page = as_alice.get(reverse("hosting:server_images", args=[server.pk])).content.decode()
+    assert "web:latest" in page and "&lt;script&gt;" in page and "<script>alert" not in page and "untagged" in page
+    assert "../../etc" not in page and server.images.count() == 3
+    assert as_bob.get(reverse("hosting:server_images", args=[server.pk])).status_code == 404
+    # The new-app form's example names an image the server has.
+    assert "image: web:1" in as_alice.get(reverse("hosting:app_new", args=[server.pk])).content.decode()
+
+    image = server.images.get(tags=["web:1", "web:latest"])
+    assert as_bob.post(reverse("hosting:image_remove", args=[image.pk])).status_code == 404
+    assert as_alice.post(reverse("hosting:image_remove", args=[image.pk])).status_code == 302
+    assert ImageSnapshot.objects.get(pk=image.pk).action == "remove"
+    assert "removing…" in as_alice.get(reverse("hosting:server_images", args=[server.pk])).content.decode()
+    workloads.image_remove(image_id=image.pk)  # the task
+    assert ("inner_image_remove", image.image_id) in fake_docker.calls and not server.images.filter(pk=image.pk).exists()

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import get_resolver, reverse
 
 from accounts.models import SshKey
-from hosting.models import App, ContainerSnapshot, Domain, Node, TerminalSession
+from hosting.models import App, ContainerSnapshot, Domain, ImageSnapshot, Node, TerminalSession
 
 pytestmark = pytest.mark.django_db
 
@@ -42,6 +42,9 @@ ACCESS = {
     "accounts:activity_list": ("admin", GET, None),
     "hosting:server_list": ("user", GET, None),
     "hosting:session_list": ("user", GET, None),
+    "hosting:server_images": ("owner", GET, "server"),
+    "hosting:server_images_live": ("owner", GET, "server"),
+    "hosting:image_remove": ("owner", BOTH, "image"),
     "hosting:session_end": ("mine", POST, "terminal"),
     "hosting:server_create": ("user", POST, None),
     "hosting:server_list_live": ("user", GET, None),
@@ -133,8 +136,9 @@ def world(alice, bob, admin, disabled, make_server, fake_docker, monkeypatch):
     app = App.objects.create(server=server, name="blog")
     key = SshKey.objects.create(user=alice, name="laptop", public_key="ssh-ed25519 AAAA", kind="ssh-ed25519", bits=256, fingerprint="SHA256:x")
     container = ContainerSnapshot.objects.create(server=server, docker_id="a" * 64, name="web", state="running", digest="x")
+    image = ImageSnapshot.objects.create(server=server, image_id="sha256:" + "b" * 64, tags=["web:1"])
     node = Node.objects.create(name="node2", docker_url="tcp://192.0.2.10:2376")
-    return {"user": bob, "node": node, "server": server, "domain": domain, "terminal": terminal, "app": app, "container": container, "key": key,
+    return {"user": bob, "node": node, "server": server, "domain": domain, "terminal": terminal, "app": app, "container": container, "image": image, "key": key,
             "alice": alice, "bob": bob, "admin": admin, "disabled": disabled,
             "reset_link": ("MQ", "set-password")}  # an emailed link's uid and token: not valid, answered with a page that says so
 

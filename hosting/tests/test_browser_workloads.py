@@ -58,8 +58,9 @@ def test_an_app_deployed_from_the_page(browser, live_server, running_server, ali
     page.fill("input[name=name]", "shop")
     page.fill("textarea[name=compose_file]", COMPOSE)
     page.click("button >> text=Deploy")
-    page.wait_for_selector("#app-live >> text=Deployed", timeout=120_000)
-    assert "Started" in page.inner_text("pre.output") or "Running" in page.inner_text("pre.output")
+    page.wait_for_selector("#app-live >> text=Running (2 of 2)", timeout=120_000)  # its containers say so
+    output = page.inner_text("#app-live pre.output")
+    assert "Started" in output or "Running" in output
     shot(page, "w2-app-deployed")
     page.goto(live_server.url + reverse("hosting:server_detail", args=[server.pk]))
     page.wait_for_selector("table.containers >> text=App", timeout=20_000)

@@ -78,3 +78,10 @@ def test_a_log_stream_is_the_owners_and_ends_in_words(server, alice, bob, settin
     settings.SESSIONS_PER_USER = 0
     assert connect(path, alice) == (True, [{"type": "ended", "reason": "You have 0 terminals, SSH sessions and log views open, "
                                                                      "the most allowed: end one on your Sessions page (/sessions/)."}])
+
+
+def test_loading_an_image_is_the_owners_and_a_stopped_server_says_so(make_server, fake_docker, alice, bob):
+    server = make_server(observed_state="exited")
+    path = f"/ws/servers/{server.pk}/images/load/"
+    assert connect(path, bob) == (False, [])
+    assert connect(path, alice) == (True, [{"type": "done", "ok": False, "reason": "The server is not running: start it to load an image."}])

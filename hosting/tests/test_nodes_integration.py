@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 from datetime import timedelta
+from pathlib import Path
 
 import docker as docker_sdk
 import pytest
@@ -117,9 +118,11 @@ def test_a_stopped_engine_is_offline_within_two_cycles_and_everything_resumes(ma
     assert server.state == "running" and not Node.objects.get(pk=node2.pk).is_offline
 
 
-def test_a_removed_nodes_certificates_are_refused(machines, nodes, admin, eager_tasks):
+def test_a_removed_nodes_certificates_are_refused(machines, nodes, admin, eager_tasks, tmp_path):
     node3 = nodes[2]
     docker.engine_ping(docker.Engine.of(node3))
+    folder = Path(certificates.credentials("node3").ca).parent
+    kept = shutil.copytree(folder, tmp_path / "node3")  # what node3's engine trusts, for the tests after this one
     services.node_remove(actor=admin, node=node3)  # the worker forgets its certificates (eager here)
     with pytest.raises(docker.DockerError, match="no certificate"):
         docker.engine_ping(docker.Engine.of(Node(name="node3", docker_url=machines[2].url)))
@@ -127,6 +130,8 @@ def test_a_removed_nodes_certificates_are_refused(machines, nodes, admin, eager_
     certificates.node_ca_ensure("node3")
     with pytest.raises(docker.DockerError, match="could not prove who they are"):
         docker.engine_ping(docker.Engine.of(Node(name="node3", docker_url=machines[2].url)))
+    shutil.rmtree(folder)
+    shutil.copytree(kept, folder)
 
 
 def _through(address, host):

@@ -47,6 +47,7 @@ class _Open:
         self.id, self.row_id, self.user_id, self.server_id = f"t{row.pk}", row.pk, row.user_id, row.server_id
 
 
+@pytest.mark.django_db(transaction=True)  # the gateway's database calls close the connection they ran on
 def test_the_gateway_tells_who_ended_it(opened, alice, admin):
     shell, sftp = opened["shell"], opened["sftp"]
     TerminalSession.objects.filter(pk=shell.pk).update(end_requested_at="2026-01-01T00:00Z", end_requested_by=alice)

@@ -253,3 +253,46 @@ def test_log_streams_end_on_logout_and_disable_and_count_in_the_users_limit(gate
     for stream in streams:
         _, ended = read_lines(stream, "never printed", timeout=15)
         assert ended and "disabled" in ended
+
+
+def image_load(gateway, server, cookie, archive, piece=256 * 1024):
+    """The images page's upload, as images.js sends it: pieces, each once the last is taken, then the end. What was said."""
+    said = []
+    with connect(f"ws://127.0.0.1:{gateway.port}/ws/servers/{server.pk}/images/load/",
+                 additional_headers={"Cookie": f"sessionid={cookie}", "Origin": ORIGIN}, open_timeout=20, ping_interval=None) as ws:
+        for start in range(0, len(archive), piece):
+            ws.send(archive[start:start + piece])
+            while (message := json.loads(ws.recv(timeout=30)))["type"] != "received":
+                said.append(message)
+                if message["type"] == "done":
+                    return said
+        ws.send(json.dumps({"type": "end"}))
+        while (message := json.loads(ws.recv(timeout=60)))["type"] != "done":
+            said.append(message)
+        return said + [message]
+
+
+def test_an_image_is_loaded_from_an_archive_listed_and_removed(gateway, running_server, alice):
+    """For an installation with no registry in reach: `docker save`'s archive, through the gateway, into the server."""
+    from hosting.worker import workloads
+
+    server, client = running_server, logged_in(alice)
+    archive = b"".join(docker_sdk.from_env().images.get(TEST_APP_IMAGE).save(named=True))
+    cookie = client.cookies["sessionid"].value
+    said = image_load(gateway(IMAGE_LOAD_MAX_MB=1), server, cookie, archive)  # larger than that: cut off, in words
+    assert said[-1]["type"] == "done" and not said[-1]["ok"] and "larger than 1 MB" in said[-1]["reason"]
+    said = image_load(gateway(), server, cookie, archive)
+    assert said[-1] == {"type": "done", "ok": True, "reason": f"Loaded {TEST_APP_IMAGE}."}, said
+    assert ActivityLog.objects.filter(action=Action.IMAGE_LOADED, message__contains=TEST_APP_IMAGE).exists()
+    workloads.images_refresh(server_id=server.pk)
+    image = server.images.get(tags__contains=[TEST_APP_IMAGE])
+    page = client.get(reverse("hosting:server_images", args=[server.pk])).content.decode()
+    assert TEST_APP_IMAGE in page and image.short_id in page
+    # Used by a container: refused, in words; then no longer used, removed.
+    docker_id = inside.inner_container_run(str(server.socket_dir), TEST_APP_IMAGE, ["sleep", "600"], name="user")
+    client.post(reverse("hosting:image_remove", args=[image.pk]))
+    image.refresh_from_db()
+    assert not image.action and "running container" in image.action_error, image.action_error
+    inner_client(server).containers.get(docker_id).remove(force=True)
+    client.post(reverse("hosting:image_remove", args=[image.pk]))
+    assert not server.images.filter(tags__contains=[TEST_APP_IMAGE]).exists()

@@ -1,7 +1,8 @@
-"""What runs inside a server: its containers (logs, actions) and its compose apps."""
+"""What runs inside a server: its containers (logs, actions), its images and its compose apps."""
 
 from functools import partial
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
@@ -12,7 +13,7 @@ from controlpanel.forms import add_errors, refused, restored
 
 from .. import services
 from ..forms import AppForm
-from ..models import App, ContainerSnapshot, VirtualServer, app_container_states
+from ..models import App, ContainerSnapshot, ImageSnapshot, VirtualServer, app_container_states
 from .shared import confirmed, gateway_url, get_for_user, get_server_for_user, post_action
 
 
@@ -39,6 +40,36 @@ container_remove = confirmed(_container_action(ContainerSnapshot.Action.REMOVE, 
                              ContainerSnapshot, "hosting/container_remove.html", "container")
 
 
+def _images_context(request, server):
+    services.images_watched(server)
+    return {"server": server, "images": server.images.all(), "load_url": gateway_url(f"/ws/servers/{server.pk}/images/load/"),
+            "load_max_mb": settings.IMAGE_LOAD_MAX_MB}
+
+
+@require_GET
+def server_images(request, server_id):
+    """The images in a server's daemon: listed, removed, and loaded from a `docker save` archive (through the gateway)."""
+    return render(request, "hosting/server_images.html", _images_context(request, get_server_for_user(request, server_id)))
+
+
+@require_GET
+def server_images_live(request, server_id):
+    return render(request, "hosting/partials/images_live.html", _images_context(request, get_server_for_user(request, server_id)))
+
+
+image_remove = confirmed(
+    post_action(partial(get_for_user, ImageSnapshot), lambda request, image: services.image_remove(actor=request.user, image=image,
+                                                                                                   request=request),
+                "Removing “{name}”.", lambda image: reverse("hosting:server_images", args=[image.server_id]), named=str),
+    ImageSnapshot, "hosting/image_remove.html", "image")
+
+
+def _example_image(server):
+    """The new-app form's example names an image the server has, if it has one with a tag."""
+    tags = next((tags for tags in server.images.values_list("tags", flat=True) if tags), None)
+    return {"image": tags[0]} if tags else {}
+
+
 def _app_form_page(request, server, form, app=None, status=200):
     context = {"server": server, "form": form, **(_app_live_context(app) if app else {})}
     return render(request, "hosting/app_detail.html" if app else "hosting/app_new.html", context, status=status)
@@ -54,7 +85,7 @@ def _app_live_context(app):
 @require_http_methods(["GET", "POST"])
 def app_new(request, server_id):
     server = get_server_for_user(request, server_id)
-    form = AppForm(request.POST or None, request.FILES or None)
+    form = AppForm(request.POST or None, request.FILES or None, **_example_image(server))
     if request.method == "POST" and form.is_valid():
         try:
             app = services.app_create(actor=request.user, server=server, request=request, **form.compose())

@@ -63,7 +63,8 @@ def _items(value, limit):
     return value[:limit] if isinstance(value, list) else []
 
 
-def _created(value):
+def from_timestamp(value):
+    """A time Docker gives in seconds since 1970, or None if it is not one."""
     try:
         return datetime.fromtimestamp(int(value), tz=dt_timezone.utc)
     except (TypeError, ValueError, OverflowError, OSError):
@@ -118,7 +119,7 @@ def snapshot_fields(entry):
         "name": visible_controls(name.lstrip("/")[:255]),
         "image": _text(entry.get("Image"), 512),
         "command": _text(entry.get("Command"), 2048),
-        "created": _created(entry.get("Created")),
+        "created": from_timestamp(entry.get("Created")),
         "state": _text(entry.get("State"), 32),
         "status": _text(entry.get("Status"), 255),
         "ports": _ports(entry.get("Ports")),

@@ -22,7 +22,7 @@ from controlpanel.text import visible_controls
 
 from ..activity import Action
 from ..backends import docker
-from ..models import App, AppDeployment, ContainerSnapshot, VirtualServer
+from ..models import App, AppDeployment, ContainerSnapshot, ImageSnapshot, VirtualServer
 from . import monitor
 
 APPS_FOLDER = "apps"  # ~/apps/<name>/compose.yaml in the server: its owner sees and may edit it
@@ -70,6 +70,57 @@ def _container_action(container):
                      message=f"{container.action.capitalize()} container “{container.name}” failed: {error}")
     ContainerSnapshot.objects.filter(pk=container.pk).update(action="", action_error=error[:255])
     monitor.refresh_server(server)
+
+
+IMAGES_LISTED = 500  # the most of a server's images the page shows
+
+
+def images_refresh(*, server_id):
+    """List a server's images again (its daemon's answer, bounded and checked: it comes from inside)."""
+    server = VirtualServer.objects.filter(pk=server_id, observed_state=VirtualServer.ObservedState.RUNNING).first()
+    if server is None:
+        return
+    with one_at_a_time(server_id):
+        _images_refresh(server)
+
+
+def _images_refresh(server):
+    try:
+        listed = docker.inner_images_json(str(server.socket_dir))
+    except docker.DockerError:
+        return  # the page keeps what it had, and says when it was read
+    rows = {}
+    for entry in listed if isinstance(listed, list) else []:
+        if not isinstance(entry, dict) or not docker.IMAGE_ID.fullmatch(str(entry.get("Id", ""))) or len(rows) >= IMAGES_LISTED:
+            continue
+        tags = [visible_controls(tag[:255]) for tag in (entry.get("RepoTags") or [])[:10] if isinstance(tag, str) and tag != "<none>:<none>"]
+        size = entry.get("Size")
+        rows[entry["Id"]] = {"tags": tags, "size": size if isinstance(size, int) and size >= 0 else 0,
+                             "created": monitor.from_timestamp(entry.get("Created"))}
+    with transaction.atomic():
+        ImageSnapshot.objects.filter(server=server).exclude(image_id__in=rows).delete()
+        known = set(ImageSnapshot.objects.filter(server=server).values_list("image_id", flat=True))
+        for image_id, fields in rows.items():
+            if image_id in known:
+                ImageSnapshot.objects.filter(server=server, image_id=image_id).update(**fields)
+        ImageSnapshot.objects.bulk_create([ImageSnapshot(server=server, image_id=image_id, **fields)
+                                           for image_id, fields in rows.items() if image_id not in known])
+        VirtualServer.objects.filter(pk=server.pk).update(images_read_at=timezone.now())
+
+
+def image_remove(*, image_id):
+    """The removal its owner asked for (ImageSnapshot.action); then the list is read again."""
+    image = ImageSnapshot.objects.select_related("server").filter(pk=image_id, action="remove").first()
+    if image is None:
+        return
+    with one_at_a_time(image.server_id):
+        try:
+            docker.inner_image_remove(str(image.server.socket_dir), image.image_id)
+            error = ""
+        except docker.DockerError as failure:
+            error = str(failure)
+        ImageSnapshot.objects.filter(pk=image.pk).update(action="", action_error=error[:255])
+        _images_refresh(image.server)
 
 
 class _Output:

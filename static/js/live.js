@@ -79,7 +79,9 @@
   "use strict";
   var error = document.querySelector(".field-invalid, .form-errors");
   if (!error) { return; }
-  error.scrollIntoView({ block: "center" });
+  function show() { error.scrollIntoView({ block: "center" }); }
+  show();
+  window.addEventListener("load", show);  // again once what the page draws above it (a terminal) has its size
   var field = error.querySelector("input, select, textarea") || error.closest("form") && error.closest("form").querySelector("input:not([type=hidden]), select, textarea");
   if (field) { field.focus({ preventScroll: true }); }
 })();
