@@ -30,7 +30,7 @@ COLUMN_GRANTS = {
     ("UPDATE", "hosting_virtualserver"): [
         "operation", "observed_state", "observed_at", "last_error", "slot", "ip_address", "inner_seen_at", "inner_digest",
         "inner_failures", "inner_next_poll_at", "disk_used_mb", "disk_full", "updated_at", "deleted_at", "move_source_ready",
-        "move_slot", "container_started_at", "images_read_at",
+        "move_slot", "container_started_at", "images_read_at", "container_count",
     ],
     ("UPDATE", "hosting_app"): ["status", "compose_file", "updated_at"],
     ("UPDATE", "hosting_appdeployment"): ["result", "output", "finished_at"],

@@ -52,14 +52,13 @@ class VirtualServerQuerySet(models.QuerySet):
         """The servers whose badge says `state` (a VirtualServer.State)."""
         return self.filter(self.model.state_q(state))
 
-    # Correlated COUNT(*) subqueries. The ORM's Subquery(Count) form took 3 ms
+    # A correlated COUNT(*) subquery. The ORM's Subquery(Count) form took 3 ms
     # more per page (benchmark_pages: user server list) and needs a Coalesce.
     DOMAIN_COUNT = "SELECT COUNT(*) FROM hosting_domain WHERE server_id = hosting_virtualserver.id"
-    CONTAINER_COUNT = "SELECT COUNT(*) FROM hosting_containersnapshot WHERE server_id = hosting_virtualserver.id"
 
     def with_counts(self):
-        """Each server's domain and container counts."""
-        return self.annotate(domain_count=RawSQL(self.DOMAIN_COUNT, ()), container_count=RawSQL(self.CONTAINER_COUNT, ()))
+        """Each server's domain count (its containers' is stored: container_count)."""
+        return self.annotate(domain_count=RawSQL(self.DOMAIN_COUNT, ()))
 
 
 class VirtualServer(models.Model):
@@ -141,6 +140,7 @@ class VirtualServer(models.Model):
     # Of the whole list it last gave: a daemon whose list is unchanged costs
     # no snapshot read or write. Its rows are pruned by inner_seen_at.
     inner_digest = models.CharField(max_length=40, blank=True)
+    container_count = models.PositiveIntegerField(default=0)  # how many containers that list had (the monitor writes it with it)
     inner_failures = models.PositiveIntegerField(default=0)
     inner_next_poll_at = models.DateTimeField(null=True, blank=True)
     memory_mb = models.PositiveIntegerField(validators=[MinValueValidator(64), MaxValueValidator(1024 * 1024)])

@@ -55,6 +55,9 @@ def test_a_newcomers_first_hour(screen, browser, live_server, page_gateway, real
     # Signing up with a code from the login page.
     page.goto(base + "/")
     visit.check("login")
+    page.click("text=Forgot your password?")
+    visit.check("password-forgot")
+    page.goto(base + "/")
     page.click("text=Sign up with a registration code")
     page.fill("input[name=code]", code)
     page.fill("input[name=email]", f"newcomer-{screen}@example.org")
@@ -80,6 +83,12 @@ def test_a_newcomers_first_hour(screen, browser, live_server, page_gateway, real
     page.wait_for_selector("table.containers >> text=hello", timeout=30_000)
     assert page.is_visible("table.containers time.age")
     visit.check("terminal-and-container")
+
+    # The images it has (what its containers start from).
+    page.click("text=Images")
+    page.wait_for_selector(f"#images-live >> text={TEST_APP_IMAGE}", timeout=30_000)
+    visit.check("images")
+    page.go_back()
 
     # Its log.
     page.click("table.containers tr:has-text('hello') >> text=Logs")

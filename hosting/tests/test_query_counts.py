@@ -63,8 +63,7 @@ def test_server_detail_queries_stay_flat(alice, as_alice):
 
 
 def test_the_raw_count_subqueries_name_the_real_tables():
-    from hosting.models import ContainerSnapshot, Domain, VirtualServer
+    from hosting.models import Domain, VirtualServer
     from hosting.models.servers import VirtualServerQuerySet
 
     assert f"FROM {Domain._meta.db_table} WHERE server_id = {VirtualServer._meta.db_table}.id" in VirtualServerQuerySet.DOMAIN_COUNT
-    assert f"FROM {ContainerSnapshot._meta.db_table} WHERE server_id = {VirtualServer._meta.db_table}.id" in VirtualServerQuerySet.CONTAINER_COUNT

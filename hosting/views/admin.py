@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Sum
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -71,12 +71,11 @@ def _dashboard_context(request):
             total=Count("pk"), admins=Count("pk", filter=Q(is_admin=True)), enabled=Count("pk", filter=Q(is_active=True))
         ),
         "servers": VirtualServer.objects.live().aggregate(
-            total=Count("pk"), running=Count("pk", filter=VirtualServer.state_q(State.RUNNING))
+            total=Count("pk"), running=Count("pk", filter=VirtualServer.state_q(State.RUNNING)), containers=Sum("container_count")
         ),
         "domains": Domain.objects.for_user(request.user).aggregate(
             total=Count("pk"), approval=Count("pk", filter=Q(status=Domain.Status.APPROVAL)), dns=Count("pk", filter=Q(status=Domain.Status.DNS))
         ),
-        "container_count": ContainerSnapshot.objects.filter(server__isnull=False, server__deleted_at__isnull=True).count(),
         **monitor_status(),
     }
 

@@ -282,15 +282,16 @@ def _update(model, fields, rows):
         cursor.execute("DROP TABLE monitor_changes")
 
 
-def _store_digests(digests, node, now):
-    """Each daemon's new list digest (on its server, or on the node for the host's
-    engine), and when the host's engine was read."""
+def _store_digests(digests, counts, node, now):
+    """Each daemon's new list digest (on its server, with how many containers it listed;
+    on the node for the host's engine), and when the host's engine was read."""
     node.host_seen_at = now
     if HOST in digests:
         node.host_digest = digests.pop(HOST)
     node.save(update_fields=["host_seen_at", "host_digest"])
     if digests:
-        _update(VirtualServer, ["inner_digest"], [{"id": pk, "inner_digest": digest} for pk, digest in digests.items()])
+        _update(VirtualServer, ["inner_digest", "container_count"],
+                [{"id": pk, "inner_digest": digest, "container_count": counts[pk]} for pk, digest in digests.items()])
 
 
 def prune_stale(now, node):
@@ -301,7 +302,7 @@ def prune_stale(now, node):
     stale = VirtualServer.objects.filter(Q(inner_seen_at__lt=cutoff) | Q(inner_seen_at__isnull=True) | Q(deleted_at__isnull=False),
                                          node=node).exclude(deleted_at__isnull=True, observed_state=Observed.NODE_OFFLINE)
     deleted, _ = ContainerSnapshot.objects.filter(server__in=stale.values("pk")).delete()
-    stale.exclude(inner_digest="").update(inner_digest="")
+    stale.exclude(inner_digest="").update(inner_digest="", container_count=0)
     if node.is_local and (node.host_seen_at is None or node.host_seen_at < cutoff):  # the host's rows are the panel's host's
         Node.objects.filter(pk=node.pk).update(host_digest="")
         deleted += ContainerSnapshot.objects.filter(server__isnull=True).delete()[0]
@@ -394,7 +395,7 @@ def record_reads(host_read, inner_reads, servers, states, node, now):
             # The host's own containers are listed for the panel's host only (the Host page).
             daemons = [host_read, *inner_reads] if node.is_local else inner_reads
             written, digests = write_snapshots([r for r in daemons if not r.error], known, now)
-            _store_digests(digests, node, now)
+            _store_digests(digests, {r.server_id: len(r.rows) for r in inner_reads}, node, now)
             moved = _record_server_states(servers, states, {r.server_id for r in inner_reads if not r.error}, now)
             _record_failures([r.server_id for r in inner_reads if r.error], now)
         pruned = prune_stale(now, node)
@@ -552,7 +553,8 @@ def refresh_server(server, wait=0.0):
         now = timezone.now()
         with transaction.atomic():
             _, digests = write_snapshots([read], {server.pk: server.inner_digest}, now)
-            _record_answered([server.pk], now, **({"inner_digest": digests[server.pk]} if digests else {}))
+            changed = {"inner_digest": digests[server.pk], "container_count": len(read.rows)} if digests else {}
+            _record_answered([server.pk], now, **changed)
 
 
 def runs_purge(keep=timedelta(days=1)):

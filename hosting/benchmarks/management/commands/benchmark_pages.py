@@ -81,7 +81,7 @@ class Command(BaseCommand):
         servers = VirtualServer.objects.bulk_create(
             VirtualServer(owner=users[n % len(users)], node=node, name=f"server {n}", observed_state="running" if n % 4 else "exited",
                           observed_at=now, inner_seen_at=now, memory_mb=1024, cpus=1, pids_limit=1024, disk_mb=10240,
-                          disk_used_mb=n % 10240, ip_address=f"10.1.{n // 250}.{n % 250 + 1}")
+                          disk_used_mb=n % 10240, ip_address=f"10.1.{n // 250}.{n % 250 + 1}", container_count=20)
             for n in range(count)
         )
         ContainerSnapshot.objects.bulk_create(
