@@ -163,8 +163,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # both live in files in the data directory, so web, worker and beat still
 # share them with no server to install.
 REDIS_URL = env.str("REDIS_URL", default="")
+# A reply that never comes (a connection lost without a word) is an error retried on a new
+# connection, never a process that waits forever.
+REDIS_SOCKET_OPTIONS = {"socket_timeout": 30, "socket_connect_timeout": 10, "socket_keepalive": True, "retry_on_timeout": True}
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "OPTIONS": REDIS_SOCKET_OPTIONS}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(DATA_DIR / "cache")}}
 
@@ -425,7 +429,9 @@ if PRODUCTION:
 
 # Celery: Redis, or a folder of message files for a local run.
 CELERY_BROKER_URL = REDIS_URL or "filesystem://"
-if not REDIS_URL:
+if REDIS_URL:
+    CELERY_BROKER_TRANSPORT_OPTIONS = dict(REDIS_SOCKET_OPTIONS)
+else:
     _broker_dir = DATA_DIR / "broker"
     _broker_dir.mkdir(exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -438,7 +444,7 @@ if not REDIS_URL:
 REDIS_KEY_PREFIX = env.str("REDIS_KEY_PREFIX", default="")
 if REDIS_KEY_PREFIX:
     CACHES["default"]["KEY_PREFIX"] = f"{REDIS_KEY_PREFIX}cache"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {f"{key}_key": f"{REDIS_KEY_PREFIX}{key}" for key in ("unacked", "unacked_index", "unacked_mutex")}
+    CELERY_BROKER_TRANSPORT_OPTIONS.update({f"{key}_key": f"{REDIS_KEY_PREFIX}{key}" for key in ("unacked", "unacked_index", "unacked_mutex")})
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
