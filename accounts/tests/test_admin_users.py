@@ -46,6 +46,21 @@ def test_user_list_sort(as_admin, alice, bob, sort, first):
     assert response.context["page"][0].email == first
 
 
+def test_user_list_counts_live_servers_and_keys_and_sorts_by_servers(as_admin, alice, bob):
+    from django.utils import timezone
+
+    from hosting.models import Node, VirtualServer
+
+    for n, deleted_at in enumerate([None, None, timezone.now()]):
+        VirtualServer.objects.create(owner=alice, node=Node.local(), name=f"s{n}", deleted_at=deleted_at,
+                                     memory_mb=256, cpus=1, pids_limit=100, disk_mb=1024)
+    bob.ssh_keys.create(name="laptop", public_key="ssh-ed25519 AAAA", kind="ssh-ed25519", bits=256, fingerprint="SHA256:x")
+    response = as_admin.get(reverse("accounts:user_list"), {"sort": "-servers"})
+    rows = {user.email: (user.server_count, user.key_count) for user in response.context["page"]}
+    assert rows == {"alice@example.com": (2, 0), "bob@example.com": (0, 1), "admin@example.com": (0, 0)}
+    assert response.context["page"][0] == alice
+
+
 def test_user_list_ignores_unknown_sort(as_admin, alice):
     assert as_admin.get(reverse("accounts:user_list"), {"sort": "password"}).status_code == 200
 
