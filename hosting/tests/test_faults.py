@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from hosting.models import ContainerSnapshot, MonitorRun
 
-from .conftest import ROOT, TEST_INSTANCE, free_port, wait_until
+from .conftest import IN_MEMORY_SCHEDULE, ROOT, TEST_INSTANCE, free_port, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker, pytest.mark.services]
 OUTAGE_SECONDS = int(os.environ.get("FAULT_OUTAGE_SECONDS", "60"))
@@ -47,7 +47,7 @@ def test_redis_down_for_a_minute_loses_nothing_and_the_monitor_recovers(real_doc
     }
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "controlpanel", "worker", "--beat", "--pool", "solo",
-         "--schedule", str(tmp_path / "beat"), "--loglevel", "INFO"],
+         *IN_MEMORY_SCHEDULE, "--loglevel", "INFO"],
         cwd=ROOT, env=env, stdout=open(tmp_path / "worker.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:

@@ -17,6 +17,7 @@ from hosting import services
 from hosting.models import ContainerSnapshot, MonitorRun, VirtualServer
 
 from .conftest import (
+    IN_MEMORY_SCHEDULE,
     ROOT,
     TEST_APP_IMAGE,
     TEST_INSTANCE,
@@ -156,7 +157,7 @@ def test_beat_fires_the_cycle_through_a_real_worker_and_redis(real_docker, tmp_p
     }
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "controlpanel", "worker", "--beat", "--pool", "solo",
-         "--schedule", str(tmp_path / "beat-schedule"), "--loglevel", "INFO"],
+         *IN_MEMORY_SCHEDULE, "--loglevel", "INFO"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
