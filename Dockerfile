@@ -20,6 +20,7 @@ COPY pyproject.toml README.md ./
 COPY controlpanel controlpanel
 COPY accounts accounts
 COPY hosting hosting
+COPY api api
 COPY templates templates
 COPY static static
 COPY --from=assets /src/static/vendor static/vendor

@@ -81,7 +81,10 @@ def _storable(text, limit=None):
 
 
 def activity_log(*, action, message, user=None, email="", target="", request=None, address=None):
-    """A row of the activity log; the client is the request's, or `address` (the gateway's connections)."""
+    """A row of the activity log; the client is the request's, or `address` (the gateway's connections).
+    A request made with an API token says which (api.authentication)."""
+    if token := getattr(request, "api_token", None):
+        message = f"{message} (API token “{token.name}”)"
     return ActivityLog.objects.create(
         user=user,
         email=_storable(email or (user.email if user else ""), 254),

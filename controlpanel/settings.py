@@ -106,6 +106,9 @@ INSTALLED_APPS = [
     "accounts",
     "hosting",
     "hosting.benchmarks",
+    "api",
+    "rest_framework",
+    "drf_spectacular",
 ]
 
 MIDDLEWARE = [
@@ -507,6 +510,27 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(hours=6),
     },
 }
+
+# The API (api/): DRF over the same services the pages use, with personal access tokens.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "api.authentication.TokenScope"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "api.errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Control panel API",
+    "DESCRIPTION": "Virtual servers and what runs in them, for personal access tokens (Authorization: Bearer cpat_...).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+API_TOKEN_DAYS = (7, 30, 90, 365)  # the lifetimes one may choose
+API_TOKEN_DEFAULT_DAYS = 30
+API_TOKENS_PER_USER = env_int("API_TOKENS_PER_USER", 20)
 
 LOGGING = {
     "version": 1,

@@ -6,6 +6,7 @@ urlpatterns = [
     path("", home, name="home"),
     path("", include("accounts.urls")),
     path("", include("hosting.urls")),
+    path("", include("api.urls")),
 ]
 
 # The panel's own pages for errors (controlpanel.error_pages).

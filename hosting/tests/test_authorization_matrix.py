@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import get_resolver, reverse
 
 from accounts.models import SshKey
+from api import services as api_services
 from hosting.models import App, ContainerSnapshot, Domain, ImageSnapshot, Node, TerminalSession
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +21,8 @@ BOTH = GET | POST
 # name: (who may use it, methods it answers, the object its URL names)
 #   public: anyone; user: any signed-in user; owner: the object's owner (others 404) and admins; admin: admins (others 403);
 #   mine: the object's owner only (everyone else, admins too, 404);
-#   token: a machine with a node's join token, whoever is signed in (without one: 403)
+#   token: a machine with a node's join token, whoever is signed in (without one: 403);
+#   api: answers API tokens, not sessions (api/tests/test_api.py holds its matrix)
 ACCESS = {
     "home": ("user", GET, None),
     "accounts:login": ("public", BOTH, None),
@@ -89,6 +91,15 @@ ACCESS = {
     "hosting:node_token": ("admin", POST, "node"),
     "hosting:node_remove": ("admin", BOTH, "node"),
     "hosting:node_join": ("token", BOTH, None),
+    "api:token_list": ("user", GET, None),
+    "api:token_create": ("user", POST, None),
+    "api:token_revoke": ("mine", POST, "api_token"),
+    "api:schema": ("api", GET, None),
+    "api:server-list": ("api", GET, None),
+    "api:server-detail": ("api", GET, "server"),
+    "api:server-start": ("api", POST, "server"),
+    "api:server-stop": ("api", POST, "server"),
+    "api:server-restart": ("api", POST, "server"),
 }
 VISITORS = ["anonymous", "owner", "other", "admin", "disabled"]
 
@@ -138,7 +149,8 @@ def world(alice, bob, admin, disabled, make_server, fake_docker, monkeypatch):
     container = ContainerSnapshot.objects.create(server=server, docker_id="a" * 64, name="web", state="running", digest="x")
     image = ImageSnapshot.objects.create(server=server, image_id="sha256:" + "b" * 64, tags=["web:1"])
     node = Node.objects.create(name="node2", docker_url="tcp://192.0.2.10:2376")
-    return {"user": bob, "node": node, "server": server, "domain": domain, "terminal": terminal, "app": app, "container": container, "image": image, "key": key,
+    api_token, _ = api_services.token_create(user=alice, name="CI", scope="write", days=7)
+    return {"api_token": api_token, "user": bob, "node": node, "server": server, "domain": domain, "terminal": terminal, "app": app, "container": container, "image": image, "key": key,
             "alice": alice, "bob": bob, "admin": admin, "disabled": disabled,
             "reset_link": ("MQ", "set-password")}  # an emailed link's uid and token: not valid, answered with a page that says so
 
@@ -156,7 +168,7 @@ def client_for(visitor, world):
     return client
 
 
-CASES = [(name, visitor) for name in sorted(ACCESS) for visitor in VISITORS]
+CASES = [(name, visitor) for name in sorted(ACCESS) if ACCESS[name][0] != "api" for visitor in VISITORS]
 
 
 @pytest.mark.parametrize("name, visitor", CASES, ids=[f"{n}-{v}" for n, v in CASES])
@@ -184,7 +196,7 @@ def test_matrix(name, visitor, world):
 
 # Login and sign-up have their own CSRF tests; a node's join is a machine's, its token the credential.
 @pytest.mark.parametrize("name", [n for n, (access, methods, _) in ACCESS.items()
-                                  if "POST" in methods and access != "token" and n not in ("accounts:login", "accounts:signup")])
+                                  if "POST" in methods and access not in ("token", "api") and n not in ("accounts:login", "accounts:signup")])
 def test_post_without_csrf_token_is_refused(name, world):
     access, _, obj = ACCESS[name]
     client = Client(enforce_csrf_checks=True)

@@ -19,7 +19,7 @@ def test_every_page_fits_a_phone_and_errors_are_the_panels_own(browser, live_ser
     for name, path in [("servers", reverse("hosting:server_list")), ("server", reverse("hosting:server_detail", args=[server.pk])),
                        ("dashboard", reverse("hosting:admin_dashboard")), ("nodes", reverse("hosting:admin_node_list")),
                        ("users", reverse("accounts:user_list")), ("activity", reverse("accounts:activity_list")),
-                       ("account", reverse("accounts:account")), ("missing", "/no/such/page/"), ("post-only", reverse("accounts:logout"))]:
+                       ("account", reverse("accounts:account")), ("tokens", reverse("api:token_list")), ("missing", "/no/such/page/"), ("post-only", reverse("accounts:logout"))]:
         page.goto(live_server.url + path)
         shot(page, f"phone-{name}")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, f"{name} is wider than the phone"
@@ -49,3 +49,26 @@ def test_a_refused_form_says_why_in_view_and_a_reload_shows_the_page(browser, li
     assert page.evaluate("document.activeElement.name") == "name"
     page.reload()
     assert page.is_visible("#domains >> text=Add domain") and not page.is_visible("#domains .errorlist")  # said once
+
+
+@pytest.mark.parametrize("screen", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_an_api_token_is_made_shown_once_works_and_is_revoked_from_the_browser(browser, live_server, alice, screen):
+    from django.test import Client
+
+    VirtualServer.objects.create(owner=alice, node=Node.local(), name="web", memory_mb=1024, cpus=1, pids_limit=512)
+    page = browser_log_in(browser, live_server.url, alice, **screen)
+    page.goto(live_server.url + reverse("accounts:account"))
+    page.click("text=API tokens")
+    page.fill("input[name=name]", "CI deploys")
+    page.check("text=Write: all you may do")
+    page.click("text=Make token")
+    secret = page.inner_text("#new-token").strip()
+    shot(page, f"api-token-made-{screen['viewport']['width']}")
+    assert page.evaluate("document.documentElement.scrollWidth") <= screen["viewport"]["width"]
+    api = Client(headers={"Authorization": f"Bearer {secret}"})
+    assert api.get(reverse("api:server-list")).json()["count"] == 1
+    page.reload()
+    assert not page.is_visible("#new-token") and page.is_visible("text=CI deploys")  # shown once
+    page.click("button:has-text('Revoke')")
+    assert page.wait_for_selector(".badge-off").inner_text() == "revoked"
+    assert api.get(reverse("api:server-list")).status_code == 401

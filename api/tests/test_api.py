@@ -1,0 +1,204 @@
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import ActivityLog
+from api import services
+from api.models import ApiToken
+from hosting import services as hosting
+from hosting.models import VirtualServer
+
+pytestmark = pytest.mark.django_db
+
+SCHEMA = Path(__file__).resolve().parents[1] / "openapi.yaml"
+
+
+def token_for(user, scope=ApiToken.Scope.WRITE, servers=(), days=30):
+    return services.token_create(user=user, name=f"{scope} token", scope=scope, days=days, servers=servers)[1]
+
+
+def api(secret=None):
+    return Client(headers={"Authorization": f"Bearer {secret}"} if secret else {})
+
+
+@pytest.fixture
+def servers(alice, bob, fake_docker, committed):
+    alice.server_quota = bob.server_quota = 2
+    alice.save(), bob.save()
+    made = {}
+    for owner, name in [(alice, "web"), (alice, "db"), (bob, "bobs")]:
+        with committed():
+            made[name] = hosting.server_create(owner=owner, name=name)
+    return made
+
+
+def action(server, verb="start"):
+    return reverse(f"api:server-{verb}", args=[server.pk])
+
+
+def detail(server):
+    return reverse("api:server-detail", args=[server.pk])
+
+
+# Tokens -------------------------------------------------------------------------
+
+def test_a_token_is_kept_only_as_a_keyed_hash_and_its_making_is_logged(alice):
+    token, secret = services.token_create(user=alice, name="CI", scope="read", days=30)
+    assert secret.startswith("cpat_") and len(secret) > 40
+    stored = ApiToken.objects.filter(pk=token.pk).values().get()
+    assert secret not in str(stored) and stored["digest"] == services.digest(secret) and stored["hint"] == secret[:11]
+    assert services.token_find(secret) == token and services.token_find(secret + "x") is None
+    assert ActivityLog.objects.filter(user=alice, action="token_created", message__contains="“CI” (read, 30 days)").exists()
+
+
+@pytest.mark.parametrize("spoil", ["expired", "revoked", "disabled"])
+def test_an_expired_or_revoked_token_or_a_disabled_users_stops_at_once(alice, servers, spoil):
+    secret = token_for(alice)
+    assert api(secret).get(reverse("api:server-list")).status_code == 200
+    token = ApiToken.objects.get()
+    if spoil == "expired":
+        ApiToken.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    elif spoil == "revoked":
+        services.token_revoke(actor=alice, token=token)
+    else:
+        type(alice).objects.filter(pk=alice.pk).update(is_active=False)
+    response = api(secret).get(reverse("api:server-list"))
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert response.json() == {"error": {"code": "authentication_failed", "message": "This token is unknown, expired or revoked."}}
+
+
+def test_no_token_or_a_session_is_not_the_apis_login(as_alice, servers):
+    for client in (api(), api("cpat_not-a-token"), as_alice):
+        response = client.get(reverse("api:server-list"))
+        assert response.status_code == 401 and response.json()["error"]["code"] in ("not_authenticated", "authentication_failed")
+    assert api().post(action(servers["web"])).status_code == 401
+
+
+def test_last_use_and_address_are_recorded(alice, servers):
+    secret = token_for(alice)
+    api(secret).get(reverse("api:server-list"), REMOTE_ADDR="192.0.2.7")
+    token = ApiToken.objects.get()
+    assert token.last_used_ip == "192.0.2.7" and timezone.now() - token.last_used_at < timedelta(seconds=5)
+
+
+# Servers ------------------------------------------------------------------------
+
+def test_the_owner_lists_and_reads_their_servers(alice, servers):
+    client = api(token_for(alice, "read"))
+    listed = client.get(reverse("api:server-list")).json()
+    assert listed["count"] == 2 and {s["name"] for s in listed["results"]} == {"web", "db"}
+    one = client.get(detail(servers["web"])).json()
+    assert one["name"] == "web" and one["state"] == VirtualServer.State.RUNNING and one["node"]
+
+
+def test_start_stop_and_restart_answer_202_and_the_log_names_the_token(alice, servers, committed):
+    client = api(token_for(alice))
+    with committed():
+        response = client.post(action(servers["web"], "stop"))
+    assert response.status_code == 202 and response.json()["server"]["id"] == servers["web"].pk
+    assert VirtualServer.objects.get(pk=servers["web"].pk).desired_state == "stopped"
+    assert ActivityLog.objects.filter(action="server_stopped", message__endswith="(API token “write token”)").exists()
+    for verb in ("start", "restart"):
+        with committed():
+            assert client.post(action(servers["web"], verb)).status_code == 202
+
+
+def test_a_busy_server_is_a_409_in_words(alice, servers):
+    client = api(token_for(alice))
+    client.post(action(servers["web"], "stop"))  # not committed: the stop stays under way
+    response = client.post(action(servers["web"], "start"))
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "busy" and "busy" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("verb", ["start", "stop", "restart"])
+def test_authorization_matrix(alice, bob, admin, servers, verb, committed):
+    web, bobs = servers["web"], servers["bobs"]
+    read, deploy, write = (token_for(alice, scope) for scope in ("read", "deploy", "write"))
+    only_db = token_for(alice, servers=[servers["db"]])
+    cases = [
+        (api(), web, 401),
+        (api(read), web, 403),
+        (api(deploy), web, 403),
+        (api(write), bobs, 404),  # another user's server
+        (api(only_db), web, 404),  # a token for another server
+        (api(token_for(bob)), web, 404),
+        (api(token_for(admin)), bobs, 202),  # admins act on every server, as on the pages
+        (api(write), web, 202),
+    ]
+    for client, server, status in cases:
+        with committed():
+            response = client.post(action(server, verb))
+        assert response.status_code == status, (server.name, response.json())
+        assert set(response.json()) == ({"error"} if status >= 400 else {"server", "operation"})
+        if status == 202:  # let the next case find it idle
+            VirtualServer.objects.filter(pk=server.pk).update(operation="")
+    for client, server, status in [(api(read), web, 200), (api(only_db), web, 404), (api(only_db), servers["db"], 200),
+                                   (api(token_for(bob, "read")), web, 404), (api(token_for(admin, "read")), web, 200)]:
+        assert client.get(detail(server)).status_code == status
+
+
+def test_a_limited_token_lists_only_its_servers_and_admins_list_their_own(alice, admin, servers):
+    listed = api(token_for(alice, "read", servers=[servers["db"]])).get(reverse("api:server-list")).json()
+    assert [s["name"] for s in listed["results"]] == ["db"]
+    assert api(token_for(admin, "read")).get(reverse("api:server-list")).json()["count"] == 0
+
+
+def test_unknown_methods_and_routes_are_json_errors(alice, servers):
+    client = api(token_for(alice))
+    response = client.delete(detail(servers["web"]))
+    assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
+    assert client.get(reverse("api:server-detail", args=[999999])).json() == {"error": {"code": "not_found", "message": "Not found."}}
+
+
+# Schema -------------------------------------------------------------------------
+
+def test_the_checked_in_schema_is_what_the_code_describes(tmp_path):
+    """Regenerate with: manage.py spectacular --file api/openapi.yaml --validate"""
+    generated = tmp_path / "openapi.yaml"
+    call_command("spectacular", "--file", str(generated), "--validate", "--fail-on-warn")
+    assert generated.read_text() == SCHEMA.read_text()
+
+
+def test_the_schema_is_for_signed_in_people_and_tokens(as_alice, alice, client):
+    assert as_alice.get(reverse("api:schema")).status_code == 200
+    assert api(token_for(alice, "read")).get(reverse("api:schema")).status_code == 200
+    assert client.get(reverse("api:schema")).status_code in (401, 403)
+
+
+# The tokens page ----------------------------------------------------------------
+
+def test_the_tokens_page_makes_a_token_shown_once_and_revokes_it(as_alice, alice, servers):
+    page = reverse("api:token_list")
+    response = as_alice.post(reverse("api:token_create"), {"name": "CI", "scope": "deploy", "days": 90, "servers": [servers["db"].pk]})
+    assert response.status_code == 302 and response.url == page
+    shown = as_alice.get(page).content.decode()
+    secret = shown.split('id="new-token">')[1].split("<")[0]
+    assert services.token_find(secret).scope == "deploy" and "Copy it now" in shown
+    assert secret not in as_alice.get(page).content.decode()  # once
+    token = ApiToken.objects.get()
+    assert list(token.servers.all()) == [servers["db"]]
+    as_alice.post(reverse("api:token_revoke", args=[token.pk]))
+    assert services.token_find(secret) is None
+
+
+def test_the_tokens_page_refuses_in_words_and_keeps_others_tokens_out(as_alice, as_bob, alice, servers):
+    response = as_alice.post(reverse("api:token_create"), {"name": "", "scope": "write", "days": 3, "servers": [servers["bobs"].pk]})
+    assert response.status_code == 302
+    page = as_alice.get(reverse("api:token_list")).content.decode()
+    assert "This field is required." in page and "Select a valid choice." in page
+    token, _ = services.token_create(user=alice, name="mine", scope="read", days=7)
+    assert as_bob.post(reverse("api:token_revoke", args=[token.pk])).status_code == 404
+    assert "mine" not in as_bob.get(reverse("api:token_list")).content.decode()
+
+
+def test_a_user_has_a_limited_number_of_tokens(alice, settings):
+    settings.API_TOKENS_PER_USER = 1
+    services.token_create(user=alice, name="one", scope="read", days=7)
+    with pytest.raises(Exception, match="at most 1 API tokens"):
+        services.token_create(user=alice, name="two", scope="read", days=7)

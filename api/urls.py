@@ -1,0 +1,26 @@
+from django.contrib.auth.decorators import login_not_required
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.routers import SimpleRouter
+
+from . import pages, views
+from .authentication import TokenAuthentication
+
+app_name = "api"
+
+router = SimpleRouter()
+router.register("servers", views.ServerViewSet, basename="server")
+
+# Signed in, or with a token (login_not_required: the API's login is its token).
+schema = SpectacularAPIView.as_view(authentication_classes=[SessionAuthentication, TokenAuthentication],
+                                    permission_classes=[IsAuthenticated])
+
+urlpatterns = [
+    path("api/v1/", include(router.urls)),
+    path("api/schema/", login_not_required(schema), name="schema"),
+    path("account/tokens/", pages.token_list, name="token_list"),
+    path("account/tokens/new/", pages.token_create, name="token_create"),
+    path("account/tokens/<int:token_id>/revoke/", pages.token_revoke, name="token_revoke"),
+]

@@ -1,0 +1,62 @@
+"""/api/v1/: the same services the pages use, for tokens."""
+
+from django.contrib.auth.decorators import login_not_required
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from hosting import services as hosting
+from hosting.models import VirtualServer, visible_to
+
+from .serializers import OperationSerializer, ServerSerializer
+
+
+def reachable_servers(request):
+    """The live servers the token's user may see (every one for admins, as on the pages), and
+    of those only the token's own if it names some: the rest are 404s, not 403s."""
+    servers = VirtualServer.objects.filter(visible_to(request.user)).select_related("node")
+    token = request.auth
+    if token.servers.exists():
+        servers = servers.filter(pk__in=token.servers.values("pk"))
+    return servers
+
+
+class ApiViewSet(viewsets.GenericViewSet):
+    @classmethod
+    def as_view(cls, actions=None, **initkwargs):
+        # A token is the API's login (TokenAuthentication): the pages' redirect to the login form is no answer for it.
+        return login_not_required(super().as_view(actions, **initkwargs))
+
+
+class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    """Your virtual servers; start, stop and restart them (202: poll the server)."""
+
+    serializer_class = ServerSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # drf-spectacular reading the code: no request, no token
+            return VirtualServer.objects.none()
+        servers = reachable_servers(self.request)
+        return servers if self.action != "list" else servers.filter(owner=self.request.user)
+
+    def _change(self, service):
+        server = get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
+        server = service(actor=self.request.user, server=server, request=self.request)
+        return Response(OperationSerializer({"server": server, "operation": server.operation}).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk):
+        return self._change(hosting.server_start)
+
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"])
+    def stop(self, request, pk):
+        return self._change(hosting.server_stop)
+
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"])
+    def restart(self, request, pk):
+        return self._change(hosting.server_restart)
