@@ -44,7 +44,7 @@ def token_create(*, user, name, scope, days, servers=(), request=None):
     token.servers.set(servers)
     limited = f", for {len(servers)} server{'s' if len(servers) != 1 else ''}" if servers else ""
     activity_log(action=Action.TOKEN_CREATED, user=user, target=token.hint, request=request,
-                 message=f"Created API token “{name}” ({token.get_scope_display().split(':')[0].lower()}{limited}, {days} days)")
+                 message=f"Created API token “{name}” ({scope}{limited}, {days} days)")
     return token, secret
 
 
