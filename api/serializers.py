@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from hosting.models import VirtualServer
+from hosting.models import VirtualServer, validate_server_name
 
 
 class ServerSerializer(serializers.ModelSerializer):
@@ -20,3 +20,8 @@ class OperationSerializer(serializers.Serializer):
 
     server = ServerSerializer()
     operation = serializers.CharField(help_text="What is under way, e.g. starting; empty once done.")
+
+
+class ServerNameSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=64, validators=[validate_server_name],
+                                 help_text="Up to 64 letters, digits, spaces and - _ . ( )")

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from hosting import services as hosting
 from hosting.models import VirtualServer, visible_to
 
-from .serializers import OperationSerializer, ServerSerializer
+from .serializers import OperationSerializer, ServerNameSerializer, ServerSerializer
 
 
 def reachable_servers(request):
@@ -30,8 +30,19 @@ class ApiViewSet(viewsets.GenericViewSet):
         return login_not_required(super().as_view(actions, **initkwargs))
 
 
+def valid(serializer_class, request):
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def accepted(server):
+    """202: the change is under way; poll the server until its operation is empty."""
+    return Response(OperationSerializer({"server": server, "operation": server.operation}).data, status=status.HTTP_202_ACCEPTED)
+
+
 class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
-    """Your virtual servers; start, stop and restart them (202: poll the server)."""
+    """Your virtual servers: make, rename, start, stop, restart and delete them (202: poll the server)."""
 
     serializer_class = ServerSerializer
 
@@ -43,8 +54,24 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
 
     def _change(self, service):
         server = get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
-        server = service(actor=self.request.user, server=server, request=self.request)
-        return Response(OperationSerializer({"server": server, "operation": server.operation}).data, status=status.HTTP_202_ACCEPTED)
+        return accepted(service(actor=self.request.user, server=server, request=self.request))
+
+    @extend_schema(request=ServerNameSerializer, responses={202: OperationSerializer})
+    def create(self, request):
+        """A new server on the node with the most room, within your quota."""
+        return accepted(hosting.server_create(owner=request.user, name=valid(ServerNameSerializer, request)["name"], request=request))
+
+    @extend_schema(request=ServerNameSerializer, responses={200: ServerSerializer})
+    def partial_update(self, request, pk):
+        """A new name."""
+        server = get_object_or_404(self.get_queryset(), pk=pk)
+        server = hosting.server_rename(actor=request.user, server=server, name=valid(ServerNameSerializer, request)["name"], request=request)
+        return Response(ServerSerializer(server).data)
+
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    def destroy(self, request, pk):
+        """The server and everything in it go: its container, its disk, its domains."""
+        return self._change(hosting.server_delete)
 
     @extend_schema(request=None, responses={202: OperationSerializer})
     @action(detail=True, methods=["post"])

@@ -108,6 +108,34 @@ def test_start_stop_and_restart_answer_202_and_the_log_names_the_token(alice, se
             assert client.post(action(servers["web"], verb)).status_code == 202
 
 
+def test_make_rename_and_delete_a_server_through_the_api(alice, servers, committed):
+    client = api(token_for(alice))
+    alice.server_quota = 3
+    alice.save()
+    with committed():
+        response = client.post(reverse("api:server-list"), {"name": "ci"}, content_type="application/json")
+    assert response.status_code == 202
+    made = VirtualServer.objects.get(pk=response.json()["server"]["id"])
+    assert made.owner == alice and made.name == "ci"
+    renamed = client.patch(detail(made), {"name": "ci 2"}, content_type="application/json")
+    assert renamed.status_code == 200 and renamed.json()["name"] == "ci 2"
+    with committed():
+        assert client.delete(detail(made)).status_code == 202
+    assert VirtualServer.objects.get(pk=made.pk).deleted_at is not None
+    assert client.get(detail(made)).status_code == 404
+
+
+def test_bad_input_and_refusals_are_400s_in_words(alice, servers):
+    client = api(token_for(alice))
+    bad = client.post(reverse("api:server-list"), {"name": "no/slashes"}, content_type="application/json")
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid" and "name" in bad.json()["error"]["fields"]
+    garbage = client.post(reverse("api:server-list"), "{not json", content_type="application/json")
+    assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "parse_error"
+    over = client.post(reverse("api:server-list"), {"name": "third"}, content_type="application/json")  # quota 2, both used
+    assert over.status_code == 400 and over.json()["error"]["code"] == "quota"
+    assert VirtualServer.objects.filter(owner=alice).count() == 2
+
+
 def test_a_busy_server_is_a_409_in_words(alice, servers):
     client = api(token_for(alice))
     client.post(action(servers["web"], "stop"))  # not committed: the stop stays under way
@@ -138,6 +166,12 @@ def test_authorization_matrix(alice, bob, admin, servers, verb, committed):
         assert set(response.json()) == ({"error"} if status >= 400 else {"server", "operation"})
         if status == 202:  # let the next case find it idle
             VirtualServer.objects.filter(pk=server.pk).update(operation="")
+    for client, server in [(api(read), web), (api(deploy), web)]:
+        assert client.patch(detail(server), {"name": "x"}, content_type="application/json").status_code == 403
+        assert client.delete(detail(server)).status_code == 403
+        assert client.post(reverse("api:server-list"), {"name": "x"}, content_type="application/json").status_code == 403
+    assert api(token_for(bob)).delete(detail(web)).status_code == 404
+    assert api(only_db).patch(detail(web), {"name": "x"}, content_type="application/json").status_code == 404
     for client, server, status in [(api(read), web, 200), (api(only_db), web, 404), (api(only_db), servers["db"], 200),
                                    (api(token_for(bob, "read")), web, 404), (api(token_for(admin, "read")), web, 200)]:
         assert client.get(detail(server)).status_code == status
@@ -151,7 +185,7 @@ def test_a_limited_token_lists_only_its_servers_and_admins_list_their_own(alice,
 
 def test_unknown_methods_and_routes_are_json_errors(alice, servers):
     client = api(token_for(alice))
-    response = client.delete(detail(servers["web"]))
+    response = client.put(detail(servers["web"]), {"name": "x"}, content_type="application/json")
     assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
     assert client.get(reverse("api:server-detail", args=[999999])).json() == {"error": {"code": "not_found", "message": "Not found."}}
 
