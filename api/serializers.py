@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from hosting.models import VirtualServer, validate_server_name
+from hosting.models import App, AppDeployment, VirtualServer, validate_app_name, validate_server_name
 
 
 class ServerSerializer(serializers.ModelSerializer):
@@ -25,3 +25,39 @@ class OperationSerializer(serializers.Serializer):
 class ServerNameSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=64, validators=[validate_server_name],
                                  help_text="Up to 64 letters, digits, spaces and - _ . ( )")
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AppDeployment
+        fields = ["id", "action", "result", "output", "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class AppSerializer(serializers.ModelSerializer):
+    server = serializers.IntegerField(source="server_id", read_only=True)
+    deployments = serializers.SerializerMethodField(help_text="The latest ten, newest first.")
+
+    class Meta:
+        model = App
+        fields = ["id", "server", "name", "status", "created_at", "updated_at", "deployments"]
+        read_only_fields = fields
+
+    def get_deployments(self, app) -> list[dict]:
+        return DeploymentSerializer(app.deployments.all()[:10], many=True).data
+
+
+class ComposeFileSerializer(serializers.Serializer):
+    compose_file = serializers.CharField(trim_whitespace=False, help_text="A docker compose file, as text.")
+
+
+class AppCreateSerializer(ComposeFileSerializer):
+    server = serializers.IntegerField(help_text="The server's id.")
+    name = serializers.CharField(max_length=40, validators=[validate_app_name])
+
+
+class AppChangeSerializer(serializers.Serializer):
+    """A change under way: poll the app until its status is no longer busy."""
+
+    app = AppSerializer()
+    deployment = DeploymentSerializer()

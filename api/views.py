@@ -8,9 +8,10 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from hosting import services as hosting
-from hosting.models import VirtualServer, visible_to
+from hosting.models import App, VirtualServer, visible_to
 
-from .serializers import OperationSerializer, ServerNameSerializer, ServerSerializer
+from .serializers import (AppChangeSerializer, AppCreateSerializer, AppSerializer, ComposeFileSerializer, OperationSerializer,
+                          ServerNameSerializer, ServerSerializer)
 
 
 def reachable_servers(request):
@@ -87,3 +88,59 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
     @action(detail=True, methods=["post"])
     def restart(self, request, pk):
         return self._change(hosting.server_restart)
+
+
+class AppViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    """Compose apps in your servers: deploy, start, stop and remove them (202: poll the app).
+    A deploy token may do all of that but remove."""
+
+    serializer_class = AppSerializer
+    DEPLOYING = {"create", "deploy", "start", "stop"}
+
+    @property
+    def deploys(self):  # api.authentication.TokenScope
+        return self.action in self.DEPLOYING
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return App.objects.none()
+        apps = App.objects.filter(server__in=reachable_servers(self.request)).select_related("server")
+        if server := self.request.query_params.get("server", ""):
+            apps = apps.filter(server_id=int(server) if server.isdigit() else 0)
+        return apps
+
+    def _change(self, service, **arguments):
+        app = get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
+        deployment = service(actor=self.request.user, app=app, request=self.request, **arguments)
+        app.refresh_from_db()
+        return Response(AppChangeSerializer({"app": app, "deployment": deployment}).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=AppCreateSerializer, responses={202: AppSerializer})
+    def create(self, request):
+        """A new app in one of your servers, deployed from its compose file."""
+        data = valid(AppCreateSerializer, request)
+        server = get_object_or_404(reachable_servers(request), pk=data["server"])
+        app = hosting.app_create(actor=request.user, server=server, name=data["name"], compose_file=data["compose_file"], request=request)
+        app.refresh_from_db()
+        return Response(AppSerializer(app).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=ComposeFileSerializer, responses={202: AppChangeSerializer})
+    @action(detail=True, methods=["post"])
+    def deploy(self, request, pk):
+        """Deploy this compose file (the app's containers are made again as it says)."""
+        return self._change(hosting.app_deploy, compose_file=valid(ComposeFileSerializer, request)["compose_file"])
+
+    @extend_schema(request=None, responses={202: AppChangeSerializer})
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk):
+        return self._change(hosting.app_start)
+
+    @extend_schema(request=None, responses={202: AppChangeSerializer})
+    @action(detail=True, methods=["post"])
+    def stop(self, request, pk):
+        return self._change(hosting.app_stop)
+
+    @extend_schema(request=None, responses={202: AppChangeSerializer})
+    def destroy(self, request, pk):
+        """Its containers, networks and volumes go."""
+        return self._change(hosting.app_remove)

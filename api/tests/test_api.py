@@ -190,6 +190,45 @@ def test_unknown_methods_and_routes_are_json_errors(alice, servers):
     assert client.get(reverse("api:server-detail", args=[999999])).json() == {"error": {"code": "not_found", "message": "Not found."}}
 
 
+# Apps ---------------------------------------------------------------------------
+
+COMPOSE = "services:\n  web:\n    image: busybox\n    command: httpd -f -p 8080\n"
+
+
+def test_a_deploy_token_deploys_starts_and_stops_apps_but_removes_nothing(alice, servers):
+    client = api(token_for(alice, "deploy"))
+    made = client.post(reverse("api:app-list"), {"server": servers["web"].pk, "name": "blog", "compose_file": COMPOSE},
+                       content_type="application/json")
+    assert made.status_code == 202 and made.json()["status"] == "deploying"
+    app = servers["web"].apps.get()
+    assert app.deployments.get().compose_file == COMPOSE
+    busy = client.post(reverse("api:app-deploy", args=[app.pk]), {"compose_file": COMPOSE}, content_type="application/json")
+    assert busy.status_code == 400 and busy.json()["error"]["code"] == "app_busy"
+    type(app).objects.filter(pk=app.pk).update(status="deployed", compose_file=COMPOSE)
+    for verb in ("stop", "start"):
+        response = client.post(reverse(f"api:app-{verb}", args=[app.pk]))
+        assert response.status_code == 202 and response.json()["deployment"]["action"] == verb, response.json()
+        type(app).objects.filter(pk=app.pk).update(status="deployed")
+    assert client.delete(reverse("api:app-detail", args=[app.pk])).status_code == 403
+    assert api(token_for(alice, "read")).post(reverse("api:app-stop", args=[app.pk])).status_code == 403
+    listed = client.get(reverse("api:app-list"), {"server": servers["web"].pk}).json()
+    assert [a["name"] for a in listed["results"]] == ["blog"] and len(listed["results"][0]["deployments"]) == 3
+
+
+def test_apps_of_others_are_404s_and_bad_compose_files_say_why(alice, bob, servers):
+    app = servers["bobs"].apps.create(name="theirs")
+    client = api(token_for(alice))
+    assert client.get(reverse("api:app-detail", args=[app.pk])).status_code == 404
+    assert client.delete(reverse("api:app-detail", args=[app.pk])).status_code == 404
+    assert client.post(reverse("api:app-list"), {"server": servers["bobs"].pk, "name": "x", "compose_file": COMPOSE},
+                       content_type="application/json").status_code == 404
+    bad = client.post(reverse("api:app-list"), {"server": servers["web"].pk, "name": "x", "compose_file": "services: [1"},
+                      content_type="application/json")
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "not_yaml" and "line" in bad.json()["error"]["message"]
+    assert not servers["web"].apps.exists()
+    assert client.get(reverse("api:app-list")).json()["count"] == 0
+
+
 # Schema -------------------------------------------------------------------------
 
 def test_the_checked_in_schema_is_what_the_code_describes(tmp_path):

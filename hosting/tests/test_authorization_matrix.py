@@ -100,6 +100,11 @@ ACCESS = {
     "api:server-start": ("api", POST, "server"),
     "api:server-stop": ("api", POST, "server"),
     "api:server-restart": ("api", POST, "server"),
+    "api:app-list": ("api", BOTH, None),
+    "api:app-detail": ("api", GET, "app"),
+    "api:app-deploy": ("api", POST, "app"),
+    "api:app-start": ("api", POST, "app"),
+    "api:app-stop": ("api", POST, "app"),
 }
 VISITORS = ["anonymous", "owner", "other", "admin", "disabled"]
 
