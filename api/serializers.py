@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from hosting.models import App, AppDeployment, VirtualServer, validate_app_name, validate_server_name
+from hosting.models import App, AppDeployment, Domain, VirtualServer, validate_app_name, validate_server_name
 
 
 class ServerSerializer(serializers.ModelSerializer):
@@ -61,3 +61,22 @@ class AppChangeSerializer(serializers.Serializer):
 
     app = AppSerializer()
     deployment = DeploymentSerializer()
+
+
+class DomainSerializer(serializers.ModelSerializer):
+    server = serializers.IntegerField(source="server_id", help_text="The server's id.")
+    txt_name = serializers.SerializerMethodField(help_text="A claim waiting for DNS: the TXT record to make...")
+    txt_value = serializers.SerializerMethodField(help_text="... and what it must say.")
+
+    class Meta:
+        model = Domain
+        fields = ["id", "server", "name", "port", "ssl", "cloudflare", "status", "pending_until", "check_error", "txt_name", "txt_value",
+                  "created_at"]
+        read_only_fields = ["id", "status", "pending_until", "check_error", "created_at"]
+        extra_kwargs = {"name": {"validators": []}}  # the service checks names (and whether one is taken), in its words
+
+    def get_txt_name(self, domain) -> str | None:
+        return domain.txt_name if domain.status == Domain.Status.DNS else None
+
+    def get_txt_value(self, domain) -> str | None:
+        return domain.txt_value if domain.status == Domain.Status.DNS else None

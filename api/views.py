@@ -8,10 +8,10 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from hosting import services as hosting
-from hosting.models import App, VirtualServer, visible_to
+from hosting.models import App, Domain, VirtualServer, visible_to
 
-from .serializers import (AppChangeSerializer, AppCreateSerializer, AppSerializer, ComposeFileSerializer, OperationSerializer,
-                          ServerNameSerializer, ServerSerializer)
+from .serializers import (AppChangeSerializer, AppCreateSerializer, AppSerializer, ComposeFileSerializer, DomainSerializer,
+                          OperationSerializer, ServerNameSerializer, ServerSerializer)
 
 
 def reachable_servers(request):
@@ -90,6 +90,14 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
         return self._change(hosting.server_restart)
 
 
+def of_server(queryset, request):
+    """Rows in the servers the token reaches, of one (?server=<id>) if asked."""
+    rows = queryset.filter(server__in=reachable_servers(request))
+    if server := request.query_params.get("server", ""):
+        rows = rows.filter(server_id=int(server) if server.isdigit() else 0)
+    return rows
+
+
 class AppViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
     """Compose apps in your servers: deploy, start, stop and remove them (202: poll the app).
     A deploy token may do all of that but remove."""
@@ -104,10 +112,7 @@ class AppViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return App.objects.none()
-        apps = App.objects.filter(server__in=reachable_servers(self.request)).select_related("server")
-        if server := self.request.query_params.get("server", ""):
-            apps = apps.filter(server_id=int(server) if server.isdigit() else 0)
-        return apps
+        return of_server(App.objects.select_related("server"), self.request)
 
     def _change(self, service, **arguments):
         app = get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
@@ -144,3 +149,36 @@ class AppViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
     def destroy(self, request, pk):
         """Its containers, networks and volumes go."""
         return self._change(hosting.app_remove)
+
+
+class DomainViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    """Domains routed to your servers. A name others could claim waits for a DNS record (txt_name, txt_value) or an administrator."""
+
+    serializer_class = DomainSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Domain.objects.none()
+        return of_server(Domain.objects.select_related("server__node"), self.request)
+
+    def create(self, request):
+        serializer = DomainSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        server = get_object_or_404(reachable_servers(request), pk=data.pop("server_id"))
+        domain = hosting.domain_add(actor=request.user, server=server, request=request, **data)
+        return Response(DomainSerializer(domain).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request, pk):
+        hosting.domain_remove(actor=request.user, domain=self.get_object(), request=request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses={202: DomainSerializer})
+    @action(detail=True, methods=["post"])
+    def check(self, request, pk):
+        """Look its TXT record up now (the panel also does every minute); a claim not waiting for DNS is a 409."""
+        domain = self.get_object()
+        asked, words = hosting.domain_check_request(actor=request.user, domain=domain)
+        if not asked:
+            return Response({"error": {"code": "not_checked", "message": words}}, status=status.HTTP_409_CONFLICT)
+        return Response(DomainSerializer(domain).data, status=status.HTTP_202_ACCEPTED)

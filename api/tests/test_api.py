@@ -229,6 +229,40 @@ def test_apps_of_others_are_404s_and_bad_compose_files_say_why(alice, bob, serve
     assert client.get(reverse("api:app-list")).json()["count"] == 0
 
 
+# Domains ------------------------------------------------------------------------
+
+@pytest.fixture
+def caddy_answers(monkeypatch):
+    from hosting.backends import caddy
+
+    monkeypatch.setattr(caddy, "_admin", lambda *a, **k: "{}")  # domain changes reach no real Caddy
+
+
+def test_domains_are_added_listed_and_removed_with_the_pages_rules(alice, servers, caddy_answers):
+    client = api(token_for(alice))
+    added = client.post(reverse("api:domain-list"), {"server": servers["web"].pk, "name": "Blog.Example.org", "port": 8080},
+                        content_type="application/json")
+    assert added.status_code == 201, added.json()
+    domain = added.json()
+    assert domain["name"] == "blog.example.org" and domain["port"] == 8080 and domain["ssl"] is True
+    assert [d["name"] for d in client.get(reverse("api:domain-list"), {"server": servers["web"].pk}).json()["results"]] == ["blog.example.org"]
+    assert client.get(reverse("api:domain-list"), {"server": servers["db"].pk}).json()["count"] == 0
+    taken = client.post(reverse("api:domain-list"), {"server": servers["web"].pk, "name": "blog.example.org"}, content_type="application/json")
+    assert taken.status_code == 400 and "name" in taken.json()["error"]["fields"]
+    bad = client.post(reverse("api:domain-list"), {"server": servers["db"].pk, "name": "x..org", "port": 0}, content_type="application/json")
+    assert bad.status_code == 400 and set(bad.json()["error"]["fields"]) == {"port"}
+    assert api(token_for(alice, "read")).delete(reverse("api:domain-detail", args=[domain["id"]])).status_code == 403
+    assert api(token_for(alice, servers=[servers["db"]])).get(reverse("api:domain-detail", args=[domain["id"]])).status_code == 404
+    assert client.delete(reverse("api:domain-detail", args=[domain["id"]])).status_code == 204
+    assert not servers["web"].domains.exists()
+
+
+def test_a_domain_on_anothers_server_is_a_404_and_nothing_is_made(alice, servers, caddy_answers):
+    response = api(token_for(alice)).post(reverse("api:domain-list"), {"server": servers["bobs"].pk, "name": "a.example.org"},
+                                          content_type="application/json")
+    assert response.status_code == 404 and not servers["bobs"].domains.exists()
+
+
 # Schema -------------------------------------------------------------------------
 
 def test_the_checked_in_schema_is_what_the_code_describes(tmp_path):

@@ -105,6 +105,9 @@ ACCESS = {
     "api:app-deploy": ("api", POST, "app"),
     "api:app-start": ("api", POST, "app"),
     "api:app-stop": ("api", POST, "app"),
+    "api:domain-list": ("api", BOTH, None),
+    "api:domain-detail": ("api", GET, "domain"),
+    "api:domain-check": ("api", POST, "domain"),
 }
 VISITORS = ["anonymous", "owner", "other", "admin", "disabled"]
 
