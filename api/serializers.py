@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from hosting.models import App, AppDeployment, Domain, VirtualServer, validate_app_name, validate_server_name
+from hosting.models import App, AppDeployment, ContainerSnapshot, Domain, VirtualServer, validate_app_name, validate_server_name
 
 
 class ServerSerializer(serializers.ModelSerializer):
@@ -80,3 +80,16 @@ class DomainSerializer(serializers.ModelSerializer):
 
     def get_txt_value(self, domain) -> str | None:
         return domain.txt_value if domain.status == Domain.Status.DNS else None
+
+
+class ContainerSerializer(serializers.ModelSerializer):
+    """A container inside a server, as the monitor last read it (its name, image and labels are its owner's words)."""
+
+    server = serializers.IntegerField(source="server_id", read_only=True)
+    project = serializers.CharField(read_only=True, help_text="Its compose project, if any.")
+
+    class Meta:
+        model = ContainerSnapshot
+        fields = ["id", "server", "docker_id", "name", "image", "command", "state", "status", "state_since", "ports", "project", "action",
+                  "action_error", "last_changed"]
+        read_only_fields = fields

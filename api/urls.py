@@ -14,6 +14,7 @@ router = SimpleRouter()
 router.register("servers", views.ServerViewSet, basename="server")
 router.register("apps", views.AppViewSet, basename="app")
 router.register("domains", views.DomainViewSet, basename="domain")
+router.register("containers", views.ContainerViewSet, basename="container")
 
 # Signed in, or with a token (login_not_required: the API's login is its token).
 schema = SpectacularAPIView.as_view(authentication_classes=[SessionAuthentication, TokenAuthentication],

@@ -8,10 +8,10 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from hosting import services as hosting
-from hosting.models import App, Domain, VirtualServer, visible_to
+from hosting.models import App, ContainerSnapshot, Domain, VirtualServer, visible_to
 
-from .serializers import (AppChangeSerializer, AppCreateSerializer, AppSerializer, ComposeFileSerializer, DomainSerializer,
-                          OperationSerializer, ServerNameSerializer, ServerSerializer)
+from .serializers import (AppChangeSerializer, AppCreateSerializer, AppSerializer, ComposeFileSerializer, ContainerSerializer,
+                          DomainSerializer, OperationSerializer, ServerNameSerializer, ServerSerializer)
 
 
 def reachable_servers(request):
@@ -182,3 +182,40 @@ class DomainViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
         if not asked:
             return Response({"error": {"code": "not_checked", "message": words}}, status=status.HTTP_409_CONFLICT)
         return Response(DomainSerializer(domain).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ContainerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    """The containers inside your servers, as the monitor last read them (each minute, and after every action);
+    start, stop, restart or remove one (202: poll it until its action is empty)."""
+
+    serializer_class = ContainerSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ContainerSnapshot.objects.none()
+        return of_server(ContainerSnapshot.objects.select_related("server__node"), self.request)
+
+    def _act(self, verb):
+        container = self.get_object()
+        container = hosting.container_act(actor=self.request.user, server=container.server, container=container, action=verb,
+                                          request=self.request)
+        return Response(ContainerSerializer(container).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: ContainerSerializer})
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk):
+        return self._act(ContainerSnapshot.Action.START)
+
+    @extend_schema(request=None, responses={202: ContainerSerializer})
+    @action(detail=True, methods=["post"])
+    def stop(self, request, pk):
+        return self._act(ContainerSnapshot.Action.STOP)
+
+    @extend_schema(request=None, responses={202: ContainerSerializer})
+    @action(detail=True, methods=["post"])
+    def restart(self, request, pk):
+        return self._act(ContainerSnapshot.Action.RESTART)
+
+    @extend_schema(request=None, responses={202: ContainerSerializer})
+    def destroy(self, request, pk):
+        return self._act(ContainerSnapshot.Action.REMOVE)

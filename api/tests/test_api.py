@@ -263,6 +263,24 @@ def test_a_domain_on_anothers_server_is_a_404_and_nothing_is_made(alice, servers
     assert response.status_code == 404 and not servers["bobs"].domains.exists()
 
 
+# Containers ---------------------------------------------------------------------
+
+def test_containers_are_listed_and_acted_on_in_ones_own_servers_only(alice, servers):
+    mine = servers["web"].containers.create(docker_id="a" * 64, name="web-1", image="nginx", state="running", digest="x",
+                                            labels={"com.docker.compose.project": "blog"})
+    theirs = servers["bobs"].containers.create(docker_id="b" * 64, name="theirs", state="running", digest="x")
+    client = api(token_for(alice))
+    listed = client.get(reverse("api:container-list")).json()
+    assert [(c["name"], c["project"]) for c in listed["results"]] == [("web-1", "blog")]
+    response = client.post(reverse("api:container-restart", args=[mine.pk]))
+    assert response.status_code == 202 and response.json()["action"] == "restart"
+    busy = client.delete(reverse("api:container-detail", args=[mine.pk]))
+    assert busy.status_code == 400 and busy.json()["error"]["code"] == "container_busy"
+    assert client.post(reverse("api:container-stop", args=[theirs.pk])).status_code == 404
+    assert api(token_for(alice, "read")).post(reverse("api:container-stop", args=[mine.pk])).status_code == 403
+    assert ActivityLog.objects.filter(action="container_action", message__contains="“web-1”").count() == 1
+
+
 # Schema -------------------------------------------------------------------------
 
 def test_the_checked_in_schema_is_what_the_code_describes(tmp_path):

@@ -108,6 +108,11 @@ ACCESS = {
     "api:domain-list": ("api", BOTH, None),
     "api:domain-detail": ("api", GET, "domain"),
     "api:domain-check": ("api", POST, "domain"),
+    "api:container-list": ("api", GET, None),
+    "api:container-detail": ("api", GET, "container"),
+    "api:container-start": ("api", POST, "container"),
+    "api:container-stop": ("api", POST, "container"),
+    "api:container-restart": ("api", POST, "container"),
 }
 VISITORS = ["anonymous", "owner", "other", "admin", "disabled"]
 
