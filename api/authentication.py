@@ -42,3 +42,13 @@ class TokenScope(BasePermission):
         if request.method in SAFE_METHODS or token.scope == ApiToken.Scope.WRITE:
             return True
         return token.scope == ApiToken.Scope.DEPLOY and getattr(view, "deploys", False)
+
+
+class AccountWideToken(BasePermission):
+    """The account's own things (SSH keys, which open every server; the whole activity log) are not for a
+    token limited to some servers: through them it could reach the rest."""
+
+    message = "This token is limited to some servers; this is about your whole account."
+
+    def has_permission(self, request, view):
+        return isinstance(request.auth, ApiToken) and not request.auth.servers.exists()

@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from accounts.models import ActivityLog, SshKey
+
 from hosting.models import App, AppDeployment, ContainerSnapshot, Domain, VirtualServer, validate_app_name, validate_server_name
 
 
@@ -92,4 +94,21 @@ class ContainerSerializer(serializers.ModelSerializer):
         model = ContainerSnapshot
         fields = ["id", "server", "docker_id", "name", "image", "command", "state", "status", "state_since", "ports", "project", "action",
                   "action_error", "last_changed"]
+        read_only_fields = fields
+
+
+class SshKeySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SshKey
+        fields = ["id", "name", "public_key", "kind", "bits", "fingerprint", "created_at", "last_used_at"]
+        read_only_fields = ["id", "kind", "bits", "fingerprint", "created_at", "last_used_at"]
+        extra_kwargs = {"public_key": {"help_text": "One OpenSSH public key line (ssh-ed25519 AAAA... comment)."}}
+
+
+class ActivitySerializer(serializers.ModelSerializer):
+    action_label = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = ActivityLog
+        fields = ["id", "action", "action_label", "message", "target", "ip", "created_at"]
         read_only_fields = fields

@@ -15,6 +15,8 @@ router.register("servers", views.ServerViewSet, basename="server")
 router.register("apps", views.AppViewSet, basename="app")
 router.register("domains", views.DomainViewSet, basename="domain")
 router.register("containers", views.ContainerViewSet, basename="container")
+router.register("ssh-keys", views.SshKeyViewSet, basename="ssh-key")
+router.register("activity", views.ActivityViewSet, basename="activity")
 
 # Signed in, or with a token (login_not_required: the API's login is its token).
 schema = SpectacularAPIView.as_view(authentication_classes=[SessionAuthentication, TokenAuthentication],

@@ -5,13 +5,18 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from accounts import services as accounts
 from hosting import services as hosting
+from accounts.models import ActivityLog, SshKey
 from hosting.models import App, ContainerSnapshot, Domain, VirtualServer, visible_to
 
-from .serializers import (AppChangeSerializer, AppCreateSerializer, AppSerializer, ComposeFileSerializer, ContainerSerializer,
-                          DomainSerializer, OperationSerializer, ServerNameSerializer, ServerSerializer)
+from .authentication import AccountWideToken, TokenScope
+from .serializers import (ActivitySerializer, AppChangeSerializer, AppCreateSerializer, AppSerializer, ComposeFileSerializer,
+                          ContainerSerializer, DomainSerializer, OperationSerializer, ServerNameSerializer, ServerSerializer,
+                          SshKeySerializer)
 
 
 def reachable_servers(request):
@@ -219,3 +224,32 @@ class ContainerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiView
     @extend_schema(request=None, responses={202: ContainerSerializer})
     def destroy(self, request, pk):
         return self._act(ContainerSnapshot.Action.REMOVE)
+
+
+class SshKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    """Your SSH keys: what lets you into your servers over SSH, SCP and SFTP (a key, never a password)."""
+
+    serializer_class = SshKeySerializer
+    permission_classes = [IsAuthenticated, TokenScope, AccountWideToken]
+
+    def get_queryset(self):
+        return self.request.user.ssh_keys.all() if not getattr(self, "swagger_fake_view", False) else SshKey.objects.none()
+
+    def create(self, request):
+        data = valid(SshKeySerializer, request)
+        key = accounts.ssh_key_add(user=request.user, name=data["name"], public_key=data["public_key"], request=request)
+        return Response(SshKeySerializer(key).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request, pk):
+        accounts.ssh_key_remove(user=request.user, key=self.get_object(), request=request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ActivityViewSet(mixins.ListModelMixin, ApiViewSet):
+    """What you did, newest first: the same log as your account page."""
+
+    serializer_class = ActivitySerializer
+    permission_classes = [IsAuthenticated, TokenScope, AccountWideToken]
+
+    def get_queryset(self):
+        return self.request.user.activity.all() if not getattr(self, "swagger_fake_view", False) else ActivityLog.objects.none()

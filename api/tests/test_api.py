@@ -281,6 +281,37 @@ def test_containers_are_listed_and_acted_on_in_ones_own_servers_only(alice, serv
     assert ActivityLog.objects.filter(action="container_action", message__contains="“web-1”").count() == 1
 
 
+# The account ----------------------------------------------------------------------
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
+
+def test_ssh_keys_and_activity_are_for_tokens_over_the_whole_account(alice, servers):
+    client = api(token_for(alice))
+    added = client.post(reverse("api:ssh-key-list"), {"name": "laptop", "public_key": KEY}, content_type="application/json")
+    assert added.status_code == 201 and added.json()["fingerprint"].startswith("SHA256:")
+    again = client.post(reverse("api:ssh-key-list"), {"name": "again", "public_key": KEY}, content_type="application/json")
+    assert again.status_code == 400 and again.json()["error"]["code"] == "key_taken"
+    actions = [row["action"] for row in client.get(reverse("api:activity-list")).json()["results"]]
+    assert actions[0] == "ssh_key_added" and "token_created" in actions
+    limited = api(token_for(alice, servers=[servers["web"]]))
+    for response in (limited.get(reverse("api:ssh-key-list")), limited.get(reverse("api:activity-list")),
+                     limited.post(reverse("api:ssh-key-list"), {"name": "x", "public_key": KEY}, content_type="application/json")):
+        assert response.status_code == 403 and "limited to some servers" in response.json()["error"]["message"]
+    assert api(token_for(alice, "read")).delete(reverse("api:ssh-key-detail", args=[added.json()["id"]])).status_code == 403
+    assert client.delete(reverse("api:ssh-key-detail", args=[added.json()["id"]])).status_code == 204
+    assert not alice.ssh_keys.exists()
+
+
+def test_others_keys_and_activity_are_not_seen(alice, bob, servers):
+    key = bob.ssh_keys.create(name="bobs", public_key="ssh-ed25519 AAAA", kind="ssh-ed25519", bits=256, fingerprint="SHA256:b")
+    client = api(token_for(alice))
+    assert client.get(reverse("api:ssh-key-detail", args=[key.pk])).status_code == 404
+    assert client.delete(reverse("api:ssh-key-detail", args=[key.pk])).status_code == 404
+    token_for(bob)  # a row of bob's
+    assert client.get(reverse("api:activity-list")).json()["count"] == ActivityLog.objects.filter(user=alice).count()
+
+
 # Schema -------------------------------------------------------------------------
 
 def test_the_checked_in_schema_is_what_the_code_describes(tmp_path):

@@ -113,6 +113,9 @@ ACCESS = {
     "api:container-start": ("api", POST, "container"),
     "api:container-stop": ("api", POST, "container"),
     "api:container-restart": ("api", POST, "container"),
+    "api:ssh-key-list": ("api", BOTH, None),
+    "api:ssh-key-detail": ("api", GET, "key"),
+    "api:activity-list": ("api", GET, None),
 }
 VISITORS = ["anonymous", "owner", "other", "admin", "disabled"]
 
