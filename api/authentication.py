@@ -3,6 +3,7 @@
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.throttling import SimpleRateThrottle
 
 from accounts.services import client_ip
 
@@ -52,3 +53,21 @@ class AccountWideToken(BasePermission):
 
     def has_permission(self, request, view):
         return isinstance(request.auth, ApiToken) and not request.auth.servers.exists()
+
+
+class TokenRate(SimpleRateThrottle):
+    """Requests per token (REST_FRAMEWORK's "token" rate): one busy script does not slow the panel for others."""
+
+    scope = "token"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": request.auth.pk} if isinstance(request.auth, ApiToken) else None
+
+
+class ClientRate(SimpleRateThrottle):
+    """Requests per client address (the "client" rate), whatever tokens it sends."""
+
+    scope = "client"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": client_ip(request)}

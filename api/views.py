@@ -1,8 +1,12 @@
 """/api/v1/: the same services the pages use, for tokens."""
 
+import hashlib
+
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.core.cache import cache
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
@@ -42,6 +46,32 @@ def valid(serializer_class, request):
     return serializer.validated_data
 
 
+IDEMPOTENCY_KEY = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
+                                   description="Any unique string: a retry with it answers as the first did, for 24 hours, making nothing more.")
+
+
+def once(request, make):
+    """Idempotency-Key on a create: a retry with the same key gets the first answer, not a second server (or app,
+    domain, key). A retry while the first is still under way is a 409; a first that failed may be tried again."""
+    key = request.headers.get("Idempotency-Key", "")
+    if not key:
+        return make()
+    slot = f"api-idempotency:{request.user.pk}:{hashlib.sha256(key.encode()).hexdigest()}"
+    if cache.add(slot, "pending", settings.API_IDEMPOTENCY_SECONDS):
+        try:
+            response = make()
+        except Exception:
+            cache.delete(slot)
+            raise
+        cache.set(slot, {"status": response.status_code, "data": response.data}, settings.API_IDEMPOTENCY_SECONDS)
+        return response
+    first = cache.get(slot)
+    if not isinstance(first, dict):
+        return Response({"error": {"code": "in_progress", "message": "A request with this Idempotency-Key is under way."}},
+                        status=status.HTTP_409_CONFLICT)
+    return Response(first["data"], status=first["status"], headers={"Idempotent-Replayed": "true"})
+
+
 def accepted(server):
     """202: the change is under way; poll the server until its operation is empty."""
     return Response(OperationSerializer({"server": server, "operation": server.operation}).data, status=status.HTTP_202_ACCEPTED)
@@ -62,10 +92,11 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
         server = get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
         return accepted(service(actor=self.request.user, server=server, request=self.request))
 
-    @extend_schema(request=ServerNameSerializer, responses={202: OperationSerializer})
+    @extend_schema(request=ServerNameSerializer, responses={202: OperationSerializer}, parameters=[IDEMPOTENCY_KEY])
     def create(self, request):
-        """A new server on the node with the most room, within your quota."""
-        return accepted(hosting.server_create(owner=request.user, name=valid(ServerNameSerializer, request)["name"], request=request))
+        """A new server on the node with the most room, within your quota. Send an Idempotency-Key to retry safely."""
+        return once(request, lambda: accepted(
+            hosting.server_create(owner=request.user, name=valid(ServerNameSerializer, request)["name"], request=request)))
 
     @extend_schema(request=ServerNameSerializer, responses={200: ServerSerializer})
     def partial_update(self, request, pk):
@@ -125,9 +156,12 @@ class AppViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
         app.refresh_from_db()
         return Response(AppChangeSerializer({"app": app, "deployment": deployment}).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=AppCreateSerializer, responses={202: AppSerializer})
+    @extend_schema(request=AppCreateSerializer, responses={202: AppSerializer}, parameters=[IDEMPOTENCY_KEY])
     def create(self, request):
         """A new app in one of your servers, deployed from its compose file."""
+        return once(request, lambda: self._create(request))
+
+    def _create(self, request):
         data = valid(AppCreateSerializer, request)
         server = get_object_or_404(reachable_servers(request), pk=data["server"])
         app = hosting.app_create(actor=request.user, server=server, name=data["name"], compose_file=data["compose_file"], request=request)
@@ -166,7 +200,11 @@ class DomainViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
             return Domain.objects.none()
         return of_server(Domain.objects.select_related("server__node"), self.request)
 
+    @extend_schema(parameters=[IDEMPOTENCY_KEY])
     def create(self, request):
+        return once(request, lambda: self._create(request))
+
+    def _create(self, request):
         serializer = DomainSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -235,7 +273,11 @@ class SshKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
     def get_queryset(self):
         return self.request.user.ssh_keys.all() if not getattr(self, "swagger_fake_view", False) else SshKey.objects.none()
 
+    @extend_schema(parameters=[IDEMPOTENCY_KEY])
     def create(self, request):
+        return once(request, lambda: self._create(request))
+
+    def _create(self, request):
         data = valid(SshKeySerializer, request)
         key = accounts.ssh_key_add(user=request.user, name=data["name"], public_key=data["public_key"], request=request)
         return Response(SshKeySerializer(key).data, status=status.HTTP_201_CREATED)

@@ -521,6 +521,10 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "api.errors.exception_handler",
+    # Too many: 429 with Retry-After.
+    "DEFAULT_THROTTLE_CLASSES": ["api.authentication.TokenRate", "api.authentication.ClientRate"],
+    "DEFAULT_THROTTLE_RATES": {"token": env.str("API_RATE_PER_TOKEN", default="600/min"),
+                               "client": env.str("API_RATE_PER_CLIENT", default="1200/min")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Control panel API",
@@ -531,6 +535,7 @@ SPECTACULAR_SETTINGS = {
 API_TOKEN_DAYS = (7, 30, 90, 365)  # the lifetimes one may choose
 API_TOKEN_DEFAULT_DAYS = 30
 API_TOKENS_PER_USER = env_int("API_TOKENS_PER_USER", 20)
+API_IDEMPOTENCY_SECONDS = 24 * 3600  # how long a create's Idempotency-Key answers a retry with the first answer
 
 LOGGING = {
     "version": 1,

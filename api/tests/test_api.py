@@ -312,6 +312,39 @@ def test_others_keys_and_activity_are_not_seen(alice, bob, servers):
     assert client.get(reverse("api:activity-list")).json()["count"] == ActivityLog.objects.filter(user=alice).count()
 
 
+# Limits -------------------------------------------------------------------------
+
+def test_a_retried_create_with_its_idempotency_key_makes_one_server(alice, servers, committed):
+    alice.server_quota = 4
+    alice.save()
+    client = api(token_for(alice))
+
+    def make(key, name="ci"):
+        return client.post(reverse("api:server-list"), {"name": name}, content_type="application/json", headers={"Idempotency-Key": key})
+
+    with committed():
+        first = make("class-3b")
+    again = make("class-3b", name="something else")
+    assert first.status_code == again.status_code == 202 and again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert VirtualServer.objects.filter(owner=alice, deleted_at__isnull=True).count() == 3
+    assert make("another").status_code == 202  # another key, another server
+    refused = make("over quota")  # a first that failed may be tried again: nothing was kept
+    assert refused.status_code == 400 and make("over quota").json()["error"]["code"] == "quota"
+
+
+def test_too_many_requests_are_a_429_with_retry_after(alice, servers, monkeypatch):
+    from api.authentication import TokenRate
+
+    monkeypatch.setattr(TokenRate, "THROTTLE_RATES", {"token": "3/min"})
+    client = api(token_for(alice, "read"))
+    statuses = [client.get(reverse("api:server-list")).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    response = client.get(reverse("api:server-list"))
+    assert response.json()["error"]["code"] == "throttled" and 0 < int(response.headers["Retry-After"]) <= 60
+    assert api(token_for(alice, "read")).get(reverse("api:server-list")).status_code == 200  # per token
+
+
 # Schema -------------------------------------------------------------------------
 
 def test_the_checked_in_schema_is_what_the_code_describes(tmp_path):
