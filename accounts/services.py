@@ -11,9 +11,10 @@ from django.contrib.auth import update_session_auth_hash
 from django.contrib.sessions.models import Session
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, OuterRef, Q
 from django.utils import timezone
 
+from controlpanel.db import count_of
 from controlpanel.errors import refusal
 
 from . import activity, throttling
@@ -246,6 +247,13 @@ def user_create(*, actor, email, password, is_admin=False, request=None):
         action=Action.USER_CREATED, user=actor, message=f"Created {role} {user.email}", target=user.email, request=request
     )
     return user
+
+
+def users_with_counts(users):
+    """`users` with how many live servers and SSH keys each has, counted for the rows a page shows."""
+    servers = User.servers.rel.related_model.objects.live().filter(owner=OuterRef("pk"))  # hosting's, not imported here
+    keys = SshKey.objects.filter(user=OuterRef("pk"))
+    return users.annotate(server_count=count_of(servers, "owner"), key_count=count_of(keys, "user"))
 
 
 def _enabled_admins():

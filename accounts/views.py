@@ -6,20 +6,18 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
-from django.db.models import OuterRef
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from controlpanel.db import count_of
 from controlpanel.forms import add_errors, refused, restored
 from controlpanel.pagination import get_page
 
 from . import forms, services, throttling
 from .activity import Action
 from .decorators import admin_required
-from .models import ActivityLog, SshKey, User, normalize_email
+from .models import ActivityLog, User, normalize_email
 
 PAGE_SIZE = 50
 
@@ -218,13 +216,6 @@ def registration_code_revoke(request):
     return redirect("home")
 
 
-def _with_counts(users):
-    """`users` with how many live servers and SSH keys each has, counted for the rows a page shows."""
-    servers = User.servers.rel.related_model.objects.live().filter(owner=OuterRef("pk"))  # hosting's, not imported here
-    keys = SshKey.objects.filter(user=OuterRef("pk"))
-    return users.annotate(server_count=count_of(servers, "owner"), key_count=count_of(keys, "user"))
-
-
 @admin_required
 @require_GET
 def user_list(request):
@@ -235,7 +226,7 @@ def user_list(request):
         if q := search.cleaned_data["q"].strip():
             users = users.filter(email__icontains=q)
         ordering = search.ordering()
-    page = get_page(_with_counts(users).order_by(ordering, "pk"), PAGE_SIZE, request.GET.get("page"), count=users.count)
+    page = get_page(services.users_with_counts(users).order_by(ordering, "pk"), PAGE_SIZE, request.GET.get("page"), count=users.count)
     return render(request, "accounts/user_list.html", {"search": search, "page": page})
 
 

@@ -55,6 +55,13 @@ class AccountWideToken(BasePermission):
         return isinstance(request.auth, ApiToken) and not request.auth.servers.exists()
 
 
+class Administrator(BasePermission):
+    message = "This is for administrators."
+
+    def has_permission(self, request, view):
+        return bool(request.user and request.user.is_admin)
+
+
 class TokenRate(SimpleRateThrottle):
     """Requests per token (REST_FRAMEWORK's "token" rate): one busy script does not slow the panel for others."""
 

@@ -8,10 +8,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.decorators import admin_required
 from controlpanel.forms import add_errors, refused, restored
 
 from . import services
 from .forms import TokenForm
+from .models import ApiToken
 
 NEW_SECRET_KEY = "api_token_secret"  # in the session until the next page shows it, once
 
@@ -48,3 +50,13 @@ def token_revoke(request, token_id):
     services.token_revoke(actor=request.user, token=token, request=request)
     messages.success(request, f"Revoked the token “{token.name}”: it no longer works.")
     return redirect("api:token_list")
+
+
+@admin_required
+@require_POST
+def admin_token_revoke(request, token_id):
+    """An administrator revokes anyone's token, from that user's page."""
+    token = get_object_or_404(ApiToken.objects.select_related("user"), pk=token_id)
+    services.token_revoke(actor=request.user, token=token, request=request)
+    messages.success(request, f"Revoked {token.user.email}'s token “{token.name}”: it no longer works.")
+    return redirect("accounts:user_detail", user_id=token.user_id)

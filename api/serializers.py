@@ -1,8 +1,12 @@
+from decimal import Decimal
+
 from rest_framework import serializers
 
-from accounts.models import ActivityLog, SshKey
+from accounts.models import ActivityLog, RegistrationCode, SshKey, User
 
-from hosting.models import App, AppDeployment, ContainerSnapshot, Domain, VirtualServer, validate_app_name, validate_server_name
+from hosting.models import App, AppDeployment, ContainerSnapshot, Domain, Node, VirtualServer, validate_app_name, validate_server_name
+
+from .models import ApiToken
 
 
 class ServerSerializer(serializers.ModelSerializer):
@@ -111,4 +115,62 @@ class ActivitySerializer(serializers.ModelSerializer):
     class Meta:
         model = ActivityLog
         fields = ["id", "action", "action_label", "message", "target", "ip", "created_at"]
+        read_only_fields = fields
+
+
+# Administrators -----------------------------------------------------------------
+
+class UserSerializer(serializers.ModelSerializer):
+    server_count = serializers.IntegerField(read_only=True)
+    key_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = User
+        fields = ["id", "email", "is_admin", "is_active", "date_joined", "last_seen", "server_quota", "disk_quota_mb", "server_count",
+                  "key_count"]
+        read_only_fields = fields
+
+
+class AdminServerSerializer(ServerSerializer):
+    owner = serializers.EmailField(source="owner.email", read_only=True, allow_null=True)
+
+    class Meta(ServerSerializer.Meta):
+        fields = [*ServerSerializer.Meta.fields, "owner"]
+        read_only_fields = fields
+
+
+class LimitsSerializer(serializers.Serializer):
+    memory_mb = serializers.IntegerField(min_value=64, max_value=1024 * 1024)
+    cpus = serializers.DecimalField(min_value=Decimal("0.01"), max_value=1024, max_digits=6, decimal_places=2)
+    pids_limit = serializers.IntegerField(min_value=32, max_value=4_194_304)
+    disk_mb = serializers.IntegerField(min_value=256, max_value=16 * 1024 * 1024, required=False, allow_null=True,
+                                       help_text="From its next start; a restart applies it now. Left out: as it is.")
+
+
+class NodeSerializer(serializers.ModelSerializer):
+    server_count = serializers.IntegerField(read_only=True)
+    promised_mb = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Node
+        fields = ["id", "name", "public_address", "status", "memory_mb", "cpus", "max_servers", "overcommit", "server_count",
+                  "promised_mb", "contacted_at", "contact_error", "worker_seen_at"]
+        read_only_fields = fields
+
+
+class RegistrationCodeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RegistrationCode
+        fields = ["code", "created_at", "expires_at", "max_uses", "use_count"]
+        read_only_fields = ["code", "created_at", "expires_at", "use_count"]
+        extra_kwargs = {"max_uses": {"required": False, "min_value": 1, "help_text": "Left out: any number of sign-ups."}}
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    user = serializers.EmailField(source="user.email", read_only=True)
+    servers = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "user", "name", "hint", "scope", "servers", "created_at", "expires_at", "revoked_at", "last_used_at", "last_used_ip"]
         read_only_fields = fields

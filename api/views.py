@@ -14,13 +14,16 @@ from rest_framework.response import Response
 
 from accounts import services as accounts
 from hosting import services as hosting
-from accounts.models import ActivityLog, SshKey
-from hosting.models import App, ContainerSnapshot, Domain, VirtualServer, visible_to
+from accounts.models import ActivityLog, SshKey, User
+from hosting.models import App, ContainerSnapshot, Domain, Node, VirtualServer, visible_to
 
-from .authentication import AccountWideToken, TokenScope
-from .serializers import (ActivitySerializer, AppChangeSerializer, AppCreateSerializer, AppSerializer, ComposeFileSerializer,
-                          ContainerSerializer, DomainSerializer, OperationSerializer, ServerNameSerializer, ServerSerializer,
-                          SshKeySerializer)
+from . import services as tokens
+from .authentication import AccountWideToken, Administrator, TokenScope
+from .models import ApiToken
+from .serializers import (ActivitySerializer, AdminServerSerializer, AppChangeSerializer, AppCreateSerializer, AppSerializer,
+                          ComposeFileSerializer, ContainerSerializer, DomainSerializer, LimitsSerializer, NodeSerializer,
+                          OperationSerializer, RegistrationCodeSerializer, ServerNameSerializer, ServerSerializer, SshKeySerializer,
+                          TokenSerializer, UserSerializer)
 
 
 def reachable_servers(request):
@@ -295,3 +298,90 @@ class ActivityViewSet(mixins.ListModelMixin, ApiViewSet):
 
     def get_queryset(self):
         return self.request.user.activity.all() if not getattr(self, "swagger_fake_view", False) else ActivityLog.objects.none()
+
+
+
+# Administrators (their tokens only, and never one limited to some servers) ---------
+
+ADMIN = [IsAuthenticated, TokenScope, AccountWideToken, Administrator]
+
+
+class AdminUserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    """Every user, with their live servers and SSH keys counted (?q= searches emails)."""
+
+    serializer_class = UserSerializer
+    permission_classes = ADMIN
+
+    def get_queryset(self):
+        users = User.objects.all()
+        if q := self.request.query_params.get("q", "").strip():
+            users = users.filter(email__icontains=q)
+        return accounts.users_with_counts(users).order_by("email", "pk")
+
+
+class AdminServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    """Every live server (?owner=<user id>, ?node=<name>); its limits."""
+
+    serializer_class = AdminServerSerializer
+    permission_classes = ADMIN
+
+    def get_queryset(self):
+        servers = VirtualServer.objects.live().select_related("node", "owner").order_by("-pk")
+        if (owner := self.request.query_params.get("owner", "")).isdigit():
+            servers = servers.filter(owner_id=int(owner))
+        if node := self.request.query_params.get("node", ""):
+            servers = servers.filter(node__name=node)
+        return servers
+
+    @extend_schema(request=LimitsSerializer, responses={200: AdminServerSerializer})
+    @action(detail=True, methods=["post"])
+    def limits(self, request, pk):
+        """Memory, CPUs, processes and disk: the worker applies them to its container."""
+        server = hosting.server_set_limits(actor=request.user, server=self.get_object(), request=request, **valid(LimitsSerializer, request))
+        return Response(AdminServerSerializer(VirtualServer.objects.select_related("node", "owner").get(pk=server.pk)).data)
+
+
+class AdminNodeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
+    """The machines servers are placed on, with their servers and the memory promised them."""
+
+    serializer_class = NodeSerializer
+    permission_classes = ADMIN
+    queryset = Node.objects.with_promised().order_by("name")
+
+
+class AdminTokenViewSet(mixins.ListModelMixin, ApiViewSet):
+    """Everyone's API tokens (?user=<id>); revoke any."""
+
+    serializer_class = TokenSerializer
+    permission_classes = ADMIN
+
+    def get_queryset(self):
+        rows = ApiToken.objects.select_related("user").prefetch_related("servers")
+        return rows.filter(user_id=int(user)) if (user := self.request.query_params.get("user", "")).isdigit() else rows
+
+    @extend_schema(request=None, responses={200: TokenSerializer})
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, pk):
+        token = self.get_object()
+        tokens.token_revoke(actor=request.user, token=token, request=request)
+        token.refresh_from_db()
+        return Response(TokenSerializer(token).data)
+
+
+class AdminRegistrationCodeViewSet(ApiViewSet):
+    """Your registration code: people sign up with it until it expires (REGISTRATION_CODE_TTL) or is used up."""
+
+    serializer_class = RegistrationCodeSerializer
+    permission_classes = ADMIN
+
+    @extend_schema(responses={201: RegistrationCodeSerializer})
+    def create(self, request):
+        """A fresh code, replacing the one you had."""
+        code = accounts.registration_code_generate(admin=request.user, request=request, **valid(RegistrationCodeSerializer, request))
+        return Response(RegistrationCodeSerializer(code).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={204: None})
+    @action(detail=False, methods=["post"])
+    def revoke(self, request):
+        accounts.registration_code_revoke(admin=request.user, request=request)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -345,6 +345,52 @@ def test_too_many_requests_are_a_429_with_retry_after(alice, servers, monkeypatc
     assert api(token_for(alice, "read")).get(reverse("api:server-list")).status_code == 200  # per token
 
 
+# Administrators -----------------------------------------------------------------
+
+ADMIN_ROUTES = [("get", "api:admin-user-list", None), ("get", "api:admin-server-list", None), ("get", "api:admin-node-list", None),
+                ("get", "api:admin-token-list", None), ("post", "api:admin-registration-code-list", {})]
+
+
+def test_admin_routes_are_for_admins_unlimited_tokens(alice, admin, servers):
+    for method, name, body in ADMIN_ROUTES:
+        call = lambda client: getattr(client, method)(reverse(name), body, content_type="application/json")  # noqa: E731
+        assert call(api()).status_code == 401, name
+        assert call(api(token_for(alice))).status_code == 403, name
+        assert call(api(token_for(admin, servers=[servers["web"]]))).status_code == 403, name
+        assert call(api(token_for(admin, "read" if method == "get" else "write"))).status_code in (200, 201), name
+    assert api(token_for(admin, "read")).post(reverse("api:admin-registration-code-list"), {}, content_type="application/json").status_code == 403
+
+
+def test_admins_list_users_and_servers_set_limits_and_hand_out_codes(alice, admin, servers):
+    client = api(token_for(admin))
+    users = {u["email"]: u["server_count"] for u in client.get(reverse("api:admin-user-list")).json()["results"]}
+    assert users == {"admin@example.com": 0, "alice@example.com": 2, "bob@example.com": 1}
+    listed = client.get(reverse("api:admin-server-list"), {"owner": alice.pk}).json()
+    assert {(s["name"], s["owner"]) for s in listed["results"]} == {("web", "alice@example.com"), ("db", "alice@example.com")}
+    web = servers["web"]
+    changed = client.post(reverse("api:admin-server-limits", args=[web.pk]), {"memory_mb": 2048, "cpus": "1.5", "pids_limit": 2000},
+                          content_type="application/json")
+    assert changed.status_code == 200 and changed.json()["memory_mb"] == 2048 and changed.json()["cpus"] == "1.50"
+    bad = client.post(reverse("api:admin-server-limits", args=[web.pk]), {"memory_mb": 1, "cpus": "1", "pids_limit": 2000},
+                      content_type="application/json")
+    assert bad.status_code == 400 and "memory_mb" in bad.json()["error"]["fields"]
+    code = client.post(reverse("api:admin-registration-code-list"), {"max_uses": 3}, content_type="application/json").json()
+    assert len(code["code"]) == 8 and code["max_uses"] == 3
+    assert client.post(reverse("api:admin-registration-code-revoke")).status_code == 204
+    assert [n["name"] for n in client.get(reverse("api:admin-node-list")).json()["results"]] == ["local"]
+
+
+def test_admins_see_and_revoke_anyones_tokens(alice, admin, servers):
+    secret = token_for(alice, "read")
+    client = api(token_for(admin))
+    listed = client.get(reverse("api:admin-token-list"), {"user": alice.pk}).json()["results"]
+    assert [(t["user"], t["scope"]) for t in listed] == [("alice@example.com", "read")] and secret not in str(listed)
+    revoked = client.post(reverse("api:admin-token-revoke", args=[listed[0]["id"]]))
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+    assert api(secret).get(reverse("api:server-list")).status_code == 401
+    assert ActivityLog.objects.filter(user=admin, action="token_revoked", message__contains="of alice@example.com").exists()
+
+
 # Schema -------------------------------------------------------------------------
 
 def test_the_checked_in_schema_is_what_the_code_describes(tmp_path):
@@ -391,3 +437,12 @@ def test_a_user_has_a_limited_number_of_tokens(alice, settings):
     services.token_create(user=alice, name="one", scope="read", days=7)
     with pytest.raises(Exception, match="at most 1 API tokens"):
         services.token_create(user=alice, name="two", scope="read", days=7)
+
+
+def test_an_admin_sees_a_users_tokens_on_their_page_and_revokes_one(as_admin, alice):
+    token, secret = services.token_create(user=alice, name="laptop script", scope="read", days=7)
+    page = as_admin.get(reverse("accounts:user_detail", args=[alice.pk])).content.decode()
+    assert "laptop script" in page and token.hint in page and secret not in page
+    response = as_admin.post(reverse("api:admin_token_revoke", args=[token.pk]))
+    assert response.url == reverse("accounts:user_detail", args=[alice.pk])
+    assert services.token_find(secret) is None

@@ -94,6 +94,7 @@ ACCESS = {
     "api:token_list": ("user", GET, None),
     "api:token_create": ("user", POST, None),
     "api:token_revoke": ("mine", POST, "api_token"),
+    "api:admin_token_revoke": ("admin", POST, "api_token"),
     "api:schema": ("api", GET, None),
     "api:server-list": ("api", GET, None),
     "api:server-detail": ("api", GET, "server"),
@@ -116,6 +117,17 @@ ACCESS = {
     "api:ssh-key-list": ("api", BOTH, None),
     "api:ssh-key-detail": ("api", GET, "key"),
     "api:activity-list": ("api", GET, None),
+    "api:admin-user-list": ("api", GET, None),
+    "api:admin-user-detail": ("api", GET, "user"),
+    "api:admin-server-list": ("api", GET, None),
+    "api:admin-server-detail": ("api", GET, "server"),
+    "api:admin-server-limits": ("api", POST, "server"),
+    "api:admin-node-list": ("api", GET, None),
+    "api:admin-node-detail": ("api", GET, "node"),
+    "api:admin-token-list": ("api", GET, None),
+    "api:admin-token-revoke": ("api", POST, "api_token"),
+    "api:admin-registration-code-list": ("api", POST, None),
+    "api:admin-registration-code-revoke": ("api", POST, None),
 }
 VISITORS = ["anonymous", "owner", "other", "admin", "disabled"]
 
