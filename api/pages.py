@@ -29,6 +29,12 @@ def token_list(request):
     return render(request, "api/token_list.html", context)
 
 
+@require_GET
+def docs(request):
+    """The API, browsable: Swagger UI over /api/schema/."""
+    return render(request, "api/docs.html")
+
+
 @require_POST
 def token_create(request):
     form = TokenForm(request.POST, user=request.user)

@@ -30,6 +30,7 @@ schema = SpectacularAPIView.as_view(authentication_classes=[SessionAuthenticatio
 urlpatterns = [
     path("api/v1/", include(router.urls)),
     path("api/schema/", login_not_required(schema), name="schema"),
+    path("api/docs/", pages.docs, name="docs"),
     path("account/tokens/", pages.token_list, name="token_list"),
     path("account/tokens/new/", pages.token_create, name="token_create"),
     path("account/tokens/<int:token_id>/revoke/", pages.token_revoke, name="token_revoke"),

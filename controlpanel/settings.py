@@ -531,6 +531,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Virtual servers and what runs in them, for personal access tokens (Authorization: Bearer cpat_...).",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",  # routes grouped by what follows: servers, apps, admin ...
 }
 API_TOKEN_DAYS = (7, 30, 90, 365)  # the lifetimes one may choose
 API_TOKEN_DEFAULT_DAYS = 30

@@ -96,6 +96,7 @@ ACCESS = {
     "api:token_revoke": ("mine", POST, "api_token"),
     "api:admin_token_revoke": ("admin", POST, "api_token"),
     "api:schema": ("api", GET, None),
+    "api:docs": ("user", GET, None),
     "api:server-list": ("api", GET, None),
     "api:server-detail": ("api", GET, "server"),
     "api:server-start": ("api", POST, "server"),

@@ -72,3 +72,17 @@ def test_an_api_token_is_made_shown_once_works_and_is_revoked_from_the_browser(b
     page.click("button:has-text('Revoke')")
     assert page.wait_for_selector(".badge-off").inner_text() == "revoked"
     assert api.get(reverse("api:server-list")).status_code == 401
+
+
+@pytest.mark.parametrize("screen", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_the_api_docs_show_every_route_from_the_panels_own_schema(browser, live_server, alice, screen):
+    page = browser_log_in(browser, live_server.url, alice, **screen)
+    refused = []
+    page.on("console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None)
+    page.goto(live_server.url + reverse("api:docs"))
+    page.wait_for_selector(".opblock-summary-path")
+    paths = set(page.locator(".opblock-summary-path").all_inner_texts())
+    assert {"/api/v1/servers/", "/api/v1/apps/{id}/deploy/", "/api/v1/admin/users/"} <= {p.replace("\u200b", "") for p in paths}
+    shot(page, f"api-docs-{screen['viewport']['width']}")
+    assert not refused, refused
+    assert page.evaluate("document.documentElement.scrollWidth") <= screen["viewport"]["width"]
