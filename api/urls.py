@@ -1,5 +1,5 @@
 from django.contrib.auth.decorators import login_not_required
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import IsAuthenticated
@@ -31,6 +31,7 @@ urlpatterns = [
     path("api/v1/", include(router.urls)),
     path("api/schema/", login_not_required(schema), name="schema"),
     path("api/docs/", pages.docs, name="docs"),
+    re_path(r"^api/", views.no_route, name="no_route"),
     path("account/tokens/", pages.token_list, name="token_list"),
     path("account/tokens/new/", pages.token_create, name="token_create"),
     path("account/tokens/<int:token_id>/revoke/", pages.token_revoke, name="token_revoke"),

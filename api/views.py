@@ -5,6 +5,8 @@ import hashlib
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.cache import cache
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -26,6 +28,13 @@ from .serializers import (ActivitySerializer, AdminServerSerializer, AppChangeSe
                           TokenSerializer, UserSerializer)
 
 
+@csrf_exempt
+@login_not_required
+def no_route(request):
+    """Anything else under /api/: a 404 in the API's own words, not the pages' HTML one."""
+    return JsonResponse({"error": {"code": "not_found", "message": "There is no such route in the API."}}, status=404)
+
+
 def reachable_servers(request):
     """The live servers the token's user may see (every one for admins, as on the pages), and
     of those only the token's own if it names some: the rest are 404s, not 403s."""
@@ -37,6 +46,7 @@ def reachable_servers(request):
 
 
 class ApiViewSet(viewsets.GenericViewSet):
+    lookup_value_regex = "[0-9]+"  # ids: anything else is no route (no_route's 404), never a failed int()
     @classmethod
     def as_view(cls, actions=None, **initkwargs):
         # A token is the API's login (TokenAuthentication): the pages' redirect to the login form is no answer for it.

@@ -188,6 +188,9 @@ def test_unknown_methods_and_routes_are_json_errors(alice, servers):
     response = client.put(detail(servers["web"]), {"name": "x"}, content_type="application/json")
     assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
     assert client.get(reverse("api:server-detail", args=[999999])).json() == {"error": {"code": "not_found", "message": "Not found."}}
+    for path in ("/api/v1/servers/web/", "/api/v2/", "/api/v1/servers/1/nothing/"):
+        response = api().post(path)
+        assert response.status_code == 404 and response.json()["error"]["code"] == "not_found", path
 
 
 # Apps ---------------------------------------------------------------------------

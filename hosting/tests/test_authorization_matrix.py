@@ -97,6 +97,7 @@ ACCESS = {
     "api:admin_token_revoke": ("admin", POST, "api_token"),
     "api:schema": ("api", GET, None),
     "api:docs": ("user", GET, None),
+    "api:no_route": ("api", GET, None),
     "api:server-list": ("api", GET, None),
     "api:server-detail": ("api", GET, "server"),
     "api:server-start": ("api", POST, "server"),
