@@ -52,7 +52,7 @@ class AccountWideToken(BasePermission):
     message = "This token is limited to some servers; this is about your whole account."
 
     def has_permission(self, request, view):
-        return isinstance(request.auth, ApiToken) and not request.auth.servers.exists()
+        return isinstance(request.auth, ApiToken) and not request.auth.is_limited
 
 
 class Administrator(BasePermission):

@@ -20,6 +20,9 @@ class ApiToken(models.Model):
     scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.READ)
     # Empty: every server its user may reach; else only these.
     servers = models.ManyToManyField("hosting.VirtualServer", blank=True, related_name="+")
+    # Whether it names servers, read with the token on every request. A token's servers are
+    # set when it is made and never changed, so this never goes out of step with them.
+    is_limited = models.BooleanField(default=False)
     digest = models.CharField(max_length=64, unique=True)
     hint = models.CharField(max_length=16)  # the secret's first characters, to tell tokens apart
     created_at = models.DateTimeField(default=timezone.now)

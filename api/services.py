@@ -40,7 +40,7 @@ def token_create(*, user, name, scope, days, servers=(), request=None):
         raise refusal(ERRORS, "too_many", limit=settings.API_TOKENS_PER_USER)
     secret = PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(user=user, name=name, scope=scope, digest=digest(secret), hint=secret[:HINT_LENGTH],
-                                    expires_at=timezone.now() + timedelta(days=days))
+                                    expires_at=timezone.now() + timedelta(days=days), is_limited=bool(servers))
     token.servers.set(servers)
     limited = f", for {len(servers)} server{'s' if len(servers) != 1 else ''}" if servers else ""
     activity_log(action=Action.TOKEN_CREATED, user=user, target=token.hint, request=request,
@@ -60,8 +60,11 @@ def token_find(secret):
     """The usable token with this secret, or None (unknown, revoked, expired, or its user disabled)."""
     if not secret.startswith(PREFIX) or len(secret) > 100:
         return None
-    token = ApiToken.objects.select_related("user").filter(digest=digest(secret)).first()
-    return token if token and token.is_usable else None
+    try:
+        token = ApiToken.objects.select_related("user").get(digest=digest(secret))
+    except ApiToken.DoesNotExist:
+        return None
+    return token if token.is_usable else None
 
 
 def tokens_of(user):

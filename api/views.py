@@ -40,7 +40,7 @@ def reachable_servers(request):
     of those only the token's own if it names some: the rest are 404s, not 403s."""
     servers = VirtualServer.objects.filter(visible_to(request.user)).select_related("node")
     token = request.auth
-    if token.servers.exists():
+    if token.is_limited:
         servers = servers.filter(pk__in=token.servers.values("pk"))
     return servers
 

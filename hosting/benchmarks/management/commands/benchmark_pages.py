@@ -64,6 +64,10 @@ class Command(BaseCommand):
             ("server detail", user, reverse("hosting:server_detail", args=[server.pk])),
             ("server detail (live)", user, reverse("hosting:server_live", args=[server.pk])),
             ("account", user, reverse("accounts:account")),
+            # The API, its token checked on every request (a Client of its own: api_client).
+            ("api: admin servers", ("token", admin), reverse("api:admin-server-list")),
+            ("api: user servers", ("token", user), reverse("api:server-list")),
+            ("api: server detail", ("token", user), reverse("api:server-detail", args=[server.pk])),
         ]
         self.stdout.write(f"Python {platform.python_version()} ({sys.executable}): {_interpreter_build()}")
         self.measure(pages, runs)
@@ -108,9 +112,10 @@ class Command(BaseCommand):
         CPU is this process's own time: the rest is waiting, mostly on PostgreSQL."""
         clients, queries = {}, {}
         for label, user, url in pages:
-            if user not in clients:  # one sign-in each: every sign-in adds to their activity
-                clients[user] = Client(HTTP_HOST="127.0.0.1")
-                clients[user].force_login(user)
+            if user not in clients:  # one sign-in (or token) each: every sign-in adds to their activity
+                clients[user] = api_client(user[1]) if isinstance(user, tuple) else Client(HTTP_HOST="127.0.0.1")
+                if not isinstance(user, tuple):
+                    clients[user].force_login(user)
             clients[user].get(url)  # warm caches and connections
             with CaptureQueriesContext(connection) as context:
                 clients[user].get(url)
@@ -164,6 +169,16 @@ class Command(BaseCommand):
         self.stdout.write(f"\nwrk, admin server list, gunicorn 2 workers, 8 connections, {seconds}s:")
         self.stdout.write(f"  requests/s {rate.group(1) if rate else '?'}, mean latency {latency.group(1) if latency else '?'}, non-2xx {non_2xx.group(1) if non_2xx else 0}")
         self.stdout.write("  CPU per worker: " + ", ".join(f"{cpu / seconds * 100:.0f}%" for cpu in used.values()))
+
+
+def api_client(user):
+    """A client sending a new write token of `user`'s (the API's login), with room in its rate limit for every run."""
+    from api.authentication import ClientRate, TokenRate
+    from api.services import token_create
+
+    TokenRate.THROTTLE_RATES = ClientRate.THROTTLE_RATES = {"token": "100000/min", "client": "100000/min"}
+    secret = token_create(user=user, name="benchmark", scope="write", days=7)[1]
+    return Client(HTTP_HOST="127.0.0.1", headers={"Authorization": f"Bearer {secret}"})
 
 
 def _interpreter_build():
