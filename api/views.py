@@ -6,8 +6,8 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.cache import cache
 from django.http import JsonResponse
-from django.views.decorators.csrf import csrf_exempt
 from django.shortcuts import get_object_or_404
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -15,8 +15,8 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from accounts import services as accounts
-from hosting import services as hosting
 from accounts.models import ActivityLog, SshKey, User
+from hosting import services as hosting
 from hosting.models import App, ContainerSnapshot, Domain, Node, VirtualServer, visible_to
 
 from . import services as tokens
@@ -46,7 +46,17 @@ def reachable_servers(request):
 
 
 class ApiViewSet(viewsets.GenericViewSet):
+    """What every route of the API shares: numeric ids, and no login page."""
+
     lookup_value_regex = "[0-9]+"  # ids: anything else is no route (no_route's 404), never a failed int()
+
+    def get_queryset(self):
+        """`rows()`: what the request's token reaches. drf-spectacular reads the code with no
+        request and no token: it gets the class's `queryset` (none of the model's rows)."""
+        if getattr(self, "swagger_fake_view", False) or not hasattr(self, "rows"):
+            return super().get_queryset()
+        return self.rows()
+
     @classmethod
     def as_view(cls, actions=None, **initkwargs):
         # A token is the API's login (TokenAuthentication): the pages' redirect to the login form is no answer for it.
@@ -95,15 +105,14 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
 
     serializer_class = ServerSerializer
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):  # drf-spectacular reading the code: no request, no token
-            return VirtualServer.objects.none()
+    queryset = VirtualServer.objects.none()
+
+    def rows(self):
         servers = reachable_servers(self.request)
         return servers if self.action != "list" else servers.filter(owner=self.request.user)
 
     def _change(self, service):
-        server = get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
-        return accepted(service(actor=self.request.user, server=server, request=self.request))
+        return accepted(service(actor=self.request.user, server=self.get_object(), request=self.request))
 
     @extend_schema(request=ServerNameSerializer, responses={202: OperationSerializer}, parameters=[IDEMPOTENCY_KEY])
     def create(self, request):
@@ -114,8 +123,8 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
     @extend_schema(request=ServerNameSerializer, responses={200: ServerSerializer})
     def partial_update(self, request, pk):
         """A new name."""
-        server = get_object_or_404(self.get_queryset(), pk=pk)
-        server = hosting.server_rename(actor=request.user, server=server, name=valid(ServerNameSerializer, request)["name"], request=request)
+        server = hosting.server_rename(actor=request.user, server=self.get_object(), name=valid(ServerNameSerializer, request)["name"],
+                                       request=request)
         return Response(ServerSerializer(server).data)
 
     @extend_schema(request=None, responses={202: OperationSerializer})
@@ -158,13 +167,13 @@ class AppViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
     def deploys(self):  # api.authentication.TokenScope
         return self.action in self.DEPLOYING
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return App.objects.none()
+    queryset = App.objects.none()
+
+    def rows(self):
         return of_server(App.objects.select_related("server"), self.request)
 
     def _change(self, service, **arguments):
-        app = get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
+        app = self.get_object()
         deployment = service(actor=self.request.user, app=app, request=self.request, **arguments)
         app.refresh_from_db()
         return Response(AppChangeSerializer({"app": app, "deployment": deployment}).data, status=status.HTTP_202_ACCEPTED)
@@ -208,9 +217,9 @@ class DomainViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
 
     serializer_class = DomainSerializer
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return Domain.objects.none()
+    queryset = Domain.objects.none()
+
+    def rows(self):
         return of_server(Domain.objects.select_related("server__node"), self.request)
 
     @extend_schema(parameters=[IDEMPOTENCY_KEY])
@@ -246,9 +255,9 @@ class ContainerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiView
 
     serializer_class = ContainerSerializer
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return ContainerSnapshot.objects.none()
+    queryset = ContainerSnapshot.objects.none()
+
+    def rows(self):
         return of_server(ContainerSnapshot.objects.select_related("server__node"), self.request)
 
     def _act(self, verb):
@@ -283,8 +292,10 @@ class SshKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
     serializer_class = SshKeySerializer
     permission_classes = [IsAuthenticated, TokenScope, AccountWideToken]
 
-    def get_queryset(self):
-        return self.request.user.ssh_keys.all() if not getattr(self, "swagger_fake_view", False) else SshKey.objects.none()
+    queryset = SshKey.objects.none()
+
+    def rows(self):
+        return self.request.user.ssh_keys.all()
 
     @extend_schema(parameters=[IDEMPOTENCY_KEY])
     def create(self, request):
@@ -306,8 +317,10 @@ class ActivityViewSet(mixins.ListModelMixin, ApiViewSet):
     serializer_class = ActivitySerializer
     permission_classes = [IsAuthenticated, TokenScope, AccountWideToken]
 
-    def get_queryset(self):
-        return self.request.user.activity.all() if not getattr(self, "swagger_fake_view", False) else ActivityLog.objects.none()
+    queryset = ActivityLog.objects.none()
+
+    def rows(self):
+        return self.request.user.activity.all()
 
 
 
