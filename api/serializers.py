@@ -163,7 +163,8 @@ class RegistrationCodeSerializer(serializers.ModelSerializer):
         model = RegistrationCode
         fields = ["code", "created_at", "expires_at", "max_uses", "use_count"]
         read_only_fields = ["code", "created_at", "expires_at", "use_count"]
-        extra_kwargs = {"max_uses": {"required": False, "min_value": 1, "help_text": "Left out: any number of sign-ups."}}
+        # The pages' bounds (RegistrationCodeForm), not the database's, which differ between PostgreSQL and SQLite.
+        extra_kwargs = {"max_uses": {"required": False, "min_value": 1, "max_value": 1000, "help_text": "Left out: any number of sign-ups."}}
 
 
 class TokenSerializer(serializers.ModelSerializer):

@@ -15,6 +15,20 @@ from .test_api import SCHEMA
 pytestmark = [pytest.mark.services, pytest.mark.django_db]
 
 
+@pytest.fixture(autouse=True)
+def connection_kept():
+    """As Django's test Client does: the app called in process must not close the test's
+    database connection (and with it its transaction) when a request ends."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    for signal in (request_started, request_finished):
+        signal.disconnect(close_old_connections)
+    yield
+    for signal in (request_started, request_finished):
+        signal.connect(close_old_connections)
+
+
 @pytest.fixture
 def admins_token(admin, alice, fake_docker, committed, monkeypatch):
     """An admin with a server, an app, a domain and a container to act on, and a write token."""
