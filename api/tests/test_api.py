@@ -207,11 +207,11 @@ def test_a_deploy_token_deploys_starts_and_stops_apps_but_removes_nothing(alice,
     assert app.deployments.get().compose_file == COMPOSE
     busy = client.post(reverse("api:app-deploy", args=[app.pk]), {"compose_file": COMPOSE}, content_type="application/json")
     assert busy.status_code == 400 and busy.json()["error"]["code"] == "app_busy"
-    type(app).objects.filter(pk=app.pk).update(status="deployed", compose_file=COMPOSE)
+    type(app).objects.filter(pk=app.pk).update(status="running", compose_file=COMPOSE)
     for verb in ("stop", "start"):
         response = client.post(reverse(f"api:app-{verb}", args=[app.pk]))
         assert response.status_code == 202 and response.json()["deployment"]["action"] == verb, response.json()
-        type(app).objects.filter(pk=app.pk).update(status="deployed")
+        type(app).objects.filter(pk=app.pk).update(status="running")
     assert client.delete(reverse("api:app-detail", args=[app.pk])).status_code == 403
     assert api(token_for(alice, "read")).post(reverse("api:app-stop", args=[app.pk])).status_code == 403
     listed = client.get(reverse("api:app-list"), {"server": servers["web"].pk}).json()
