@@ -1,5 +1,6 @@
 """/api/v1/: the same services the pages use, for tokens."""
 
+import functools
 import hashlib
 
 from django.conf import settings
@@ -73,26 +74,30 @@ IDEMPOTENCY_KEY = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEAD
                                    description="Any unique string: a retry with it answers as the first did, for 24 hours, making nothing more.")
 
 
-def once(request, make):
+def idempotent(create):
     """Idempotency-Key on a create: a retry with the same key gets the first answer, not a second server (or app,
     domain, key). A retry while the first is still under way is a 409; a first that failed may be tried again."""
-    key = request.headers.get("Idempotency-Key", "")
-    if not key:
-        return make()
-    slot = f"api-idempotency:{request.user.pk}:{hashlib.sha256(key.encode()).hexdigest()}"
-    if cache.add(slot, "pending", settings.API_IDEMPOTENCY_SECONDS):
-        try:
-            response = make()
-        except Exception:
-            cache.delete(slot)
-            raise
-        cache.set(slot, {"status": response.status_code, "data": response.data}, settings.API_IDEMPOTENCY_SECONDS)
-        return response
-    first = cache.get(slot)
-    if not isinstance(first, dict):
-        return Response({"error": {"code": "in_progress", "message": "A request with this Idempotency-Key is under way."}},
-                        status=status.HTTP_409_CONFLICT)
-    return Response(first["data"], status=first["status"], headers={"Idempotent-Replayed": "true"})
+    @functools.wraps(create)
+    def once(view, request, *args, **kwargs):
+        key = request.headers.get("Idempotency-Key", "")
+        if not key:
+            return create(view, request, *args, **kwargs)
+        slot = f"api-idempotency:{request.user.pk}:{hashlib.sha256(key.encode()).hexdigest()}"
+        if cache.add(slot, "pending", settings.API_IDEMPOTENCY_SECONDS):
+            try:
+                response = create(view, request, *args, **kwargs)
+            except Exception:
+                cache.delete(slot)
+                raise
+            cache.set(slot, {"status": response.status_code, "data": response.data}, settings.API_IDEMPOTENCY_SECONDS)
+            return response
+        first = cache.get(slot)
+        if not isinstance(first, dict):
+            return Response({"error": {"code": "in_progress", "message": "A request with this Idempotency-Key is under way."}},
+                            status=status.HTTP_409_CONFLICT)
+        return Response(first["data"], status=first["status"], headers={"Idempotent-Replayed": "true"})
+
+    return once
 
 
 def accepted(server):
@@ -104,7 +109,6 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
     """Your virtual servers: make, rename, start, stop, restart and delete them (202: poll the server)."""
 
     serializer_class = ServerSerializer
-
     queryset = VirtualServer.objects.none()
 
     def rows(self):
@@ -115,10 +119,10 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
         return accepted(service(actor=self.request.user, server=self.get_object(), request=self.request))
 
     @extend_schema(request=ServerNameSerializer, responses={202: OperationSerializer}, parameters=[IDEMPOTENCY_KEY])
+    @idempotent
     def create(self, request):
         """A new server on the node with the most room, within your quota. Send an Idempotency-Key to retry safely."""
-        return once(request, lambda: accepted(
-            hosting.server_create(owner=request.user, name=valid(ServerNameSerializer, request)["name"], request=request)))
+        return accepted(hosting.server_create(owner=request.user, name=valid(ServerNameSerializer, request)["name"], request=request))
 
     @extend_schema(request=ServerNameSerializer, responses={200: ServerSerializer})
     def partial_update(self, request, pk):
@@ -148,6 +152,10 @@ class ServerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
         return self._change(hosting.server_restart)
 
 
+# The account's own things, not for a token limited to some servers (AccountWideToken).
+ACCOUNT_WIDE = [IsAuthenticated, TokenScope, AccountWideToken]
+
+
 def of_server(queryset, request):
     """Rows in the servers the token reaches, of one (?server=<id>) if asked."""
     rows = queryset.filter(server__in=reachable_servers(request))
@@ -161,13 +169,12 @@ class AppViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
     A deploy token may do all of that but remove."""
 
     serializer_class = AppSerializer
+    queryset = App.objects.none()
     DEPLOYING = {"create", "deploy", "start", "stop"}
 
     @property
     def deploys(self):  # api.authentication.TokenScope
         return self.action in self.DEPLOYING
-
-    queryset = App.objects.none()
 
     def rows(self):
         return of_server(App.objects.select_related("server"), self.request)
@@ -179,11 +186,9 @@ class AppViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):
         return Response(AppChangeSerializer({"app": app, "deployment": deployment}).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=AppCreateSerializer, responses={202: AppSerializer}, parameters=[IDEMPOTENCY_KEY])
+    @idempotent
     def create(self, request):
         """A new app in one of your servers, deployed from its compose file."""
-        return once(request, lambda: self._create(request))
-
-    def _create(self, request):
         data = valid(AppCreateSerializer, request)
         server = get_object_or_404(reachable_servers(request), pk=data["server"])
         app = hosting.app_create(actor=request.user, server=server, name=data["name"], compose_file=data["compose_file"], request=request)
@@ -216,20 +221,15 @@ class DomainViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
     """Domains routed to your servers. A name others could claim waits for a DNS record (txt_name, txt_value) or an administrator."""
 
     serializer_class = DomainSerializer
-
     queryset = Domain.objects.none()
 
     def rows(self):
         return of_server(Domain.objects.select_related("server__node"), self.request)
 
     @extend_schema(parameters=[IDEMPOTENCY_KEY])
+    @idempotent
     def create(self, request):
-        return once(request, lambda: self._create(request))
-
-    def _create(self, request):
-        serializer = DomainSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = valid(DomainSerializer, request)
         server = get_object_or_404(reachable_servers(request), pk=data.pop("server_id"))
         domain = hosting.domain_add(actor=request.user, server=server, request=request, **data)
         return Response(DomainSerializer(domain).data, status=status.HTTP_201_CREATED)
@@ -254,7 +254,6 @@ class ContainerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiView
     start, stop, restart or remove one (202: poll it until its action is empty)."""
 
     serializer_class = ContainerSerializer
-
     queryset = ContainerSnapshot.objects.none()
 
     def rows(self):
@@ -290,18 +289,15 @@ class SshKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet
     """Your SSH keys: what lets you into your servers over SSH, SCP and SFTP (a key, never a password)."""
 
     serializer_class = SshKeySerializer
-    permission_classes = [IsAuthenticated, TokenScope, AccountWideToken]
-
+    permission_classes = ACCOUNT_WIDE
     queryset = SshKey.objects.none()
 
     def rows(self):
         return self.request.user.ssh_keys.all()
 
     @extend_schema(parameters=[IDEMPOTENCY_KEY])
+    @idempotent
     def create(self, request):
-        return once(request, lambda: self._create(request))
-
-    def _create(self, request):
         data = valid(SshKeySerializer, request)
         key = accounts.ssh_key_add(user=request.user, name=data["name"], public_key=data["public_key"], request=request)
         return Response(SshKeySerializer(key).data, status=status.HTTP_201_CREATED)
@@ -315,18 +311,16 @@ class ActivityViewSet(mixins.ListModelMixin, ApiViewSet):
     """What you did, newest first: the same log as your account page."""
 
     serializer_class = ActivitySerializer
-    permission_classes = [IsAuthenticated, TokenScope, AccountWideToken]
-
+    permission_classes = ACCOUNT_WIDE
     queryset = ActivityLog.objects.none()
 
     def rows(self):
         return self.request.user.activity.all()
 
 
-
 # Administrators (their tokens only, and never one limited to some servers) ---------
 
-ADMIN = [IsAuthenticated, TokenScope, AccountWideToken, Administrator]
+ADMIN = [*ACCOUNT_WIDE, Administrator]
 
 
 class AdminUserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSet):

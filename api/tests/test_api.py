@@ -1,6 +1,4 @@
 from datetime import timedelta
-from pathlib import Path
-
 import pytest
 from django.core.management import call_command
 from django.test import Client
@@ -13,9 +11,10 @@ from api.models import ApiToken
 from hosting import services as hosting
 from hosting.models import VirtualServer
 
+from .conftest import SCHEMA
+
 pytestmark = pytest.mark.django_db
 
-SCHEMA = Path(__file__).resolve().parents[1] / "openapi.yaml"
 
 
 def token_for(user, scope=ApiToken.Scope.WRITE, servers=(), days=30):
@@ -233,13 +232,6 @@ def test_apps_of_others_are_404s_and_bad_compose_files_say_why(alice, bob, serve
 
 
 # Domains ------------------------------------------------------------------------
-
-@pytest.fixture
-def caddy_answers(monkeypatch):
-    from hosting.backends import caddy
-
-    monkeypatch.setattr(caddy, "_admin", lambda *a, **k: "{}")  # domain changes reach no real Caddy
-
 
 def test_domains_are_added_listed_and_removed_with_the_pages_rules(alice, servers, caddy_answers):
     client = api(token_for(alice))

@@ -10,7 +10,7 @@ from api import services
 from controlpanel.wsgi import application
 from hosting import services as hosting
 
-from .test_api import SCHEMA
+from .conftest import SCHEMA
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db]
 
@@ -30,11 +30,8 @@ def connection_kept():
 
 
 @pytest.fixture
-def admins_token(admin, alice, fake_docker, committed, monkeypatch):
+def admins_token(admin, alice, fake_docker, committed, caddy_answers):
     """An admin with a server, an app, a domain and a container to act on, and a write token."""
-    from hosting.backends import caddy
-
-    monkeypatch.setattr(caddy, "_admin", lambda *a, **k: "{}")  # domain changes reach no real Caddy
     admin.server_quota = alice.server_quota = 3
     admin.save(), alice.save()
     with committed():
